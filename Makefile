@@ -1,0 +1,80 @@
+# VaultPAM Connector appliance. `make help` lists the targets.
+# The two commands users run (README): `make ova` and `make test`.
+
+SHELL       := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VERSION     ?= 0.1.0
+GO          ?= go
+BIN         := $(CURDIR)/bin
+TOOLS       := $(BIN)/tools
+BUILD       := $(CURDIR)/build
+DIST        := $(CURDIR)/dist
+export SOURCE_DATE_EPOCH ?= 1767225600
+export GOFLAGS ?= -buildvcs=false
+
+# Debian packages the build and the tests use (DESIGN.md §3).
+DEB_PACKAGES := mmdebstrap squashfs-tools erofs-utils cryptsetup-bin dosfstools mtools \
+	systemd-boot-efi ovmf qemu-system-x86 qemu-utils fdisk e2fsprogs binutils zstd \
+	openssh-server openssh-client dnsmasq-base iproute2 tmux ca-certificates
+
+# What the tests find through the environment; each test skips with a reason
+# when its tool or artifact is missing.
+export VAULTPAM_BIN    := $(BIN)
+export VAULTPAM_COSIGN := $(TOOLS)/cosign
+export VAULTPAM_PACKER := $(TOOLS)/packer
+export VAULTPAM_DISK   := $(BUILD)/disk.raw
+export VAULTPAM_BUILD  := $(BUILD)
+
+COMMANDS := connector/cmd/vaultpam-connector firstboot/cmd/vaultpam-console \
+	tests/cmd/vaultpam-lab packer/cmd/packer-plugin-vaultpam appliance/cmd/vaultpam-image
+
+.PHONY: help deps build tools image ova test bench e2e clean
+
+help: ## list the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+deps: $(BUILD)/.deps ## install the Debian packages the build and the tests need (as root)
+$(BUILD)/.deps: Makefile
+	@mkdir -p $(BUILD)
+	@if dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then echo "deps: Debian packages present"; else \
+	  echo "deps: installing $(DEB_PACKAGES)"; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES); fi
+	@touch $@
+
+build: ## build the Go binaries into bin/
+	@mkdir -p $(BIN)
+	for c in $(COMMANDS); do \
+	  if [ -d $$c ]; then $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/ ./$$c; fi; \
+	done
+
+tools: $(TOOLS)/packer $(TOOLS)/cosign ## build pinned Packer and cosign from the Go module proxy into bin/tools/
+$(TOOLS)/packer: packer/tools/go.mod
+	@mkdir -p $(TOOLS)
+	cd packer/tools && $(GO) build -trimpath -o $@ github.com/hashicorp/packer
+$(TOOLS)/cosign: signing/tools/go.mod
+	@mkdir -p $(TOOLS)
+	cd signing/tools && $(GO) build -trimpath -o $@ github.com/sigstore/cosign/v2/cmd/cosign
+
+image: deps build ## build the raw disk image build/disk.raw (package stage cached)
+	$(BIN)/vaultpam-image build --bin $(BIN) --out $(BUILD) --version $(VERSION)
+
+ova: deps build tools ## build the signed OVA into dist/ with Packer
+	@mkdir -p $(BUILD)/packer-plugins
+	PACKER_PLUGIN_PATH=$(BUILD)/packer-plugins $(TOOLS)/packer plugins install \
+	  --path $(BIN)/packer-plugin-vaultpam github.com/vaultpam/vaultpam
+	PACKER_PLUGIN_PATH=$(BUILD)/packer-plugins $(TOOLS)/packer build -force \
+	  -var version=$(VERSION) -var bin_dir=$(BIN) -var build_dir=$(BUILD) -var dist_dir=$(DIST) packer/
+
+test: deps build tools image ## run every test (unit, integration, image, boot); installs what it needs
+	$(GO) test -p 2 -timeout 75m ./...
+
+bench: deps build ## run the benchmarks; figures in build/bench.json
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./tests/bench/...
+
+e2e: deps build image ## boot tests only: the image in QEMU (OVMF, TCG), driven over the serial console
+	$(GO) test -p 1 -timeout 45m -run 'Boot' ./tests/... ./appliance/...
+
+clean: ## remove build outputs (keeps the package cache in build/cache)
+	rm -rf $(BIN) $(DIST) $(BUILD)/disk.raw $(BUILD)/packer-plugins

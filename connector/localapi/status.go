@@ -1,0 +1,106 @@
+// Package localapi is the connector's local control surface: a small HTTP
+// API served on a Unix socket (/run/vaultpam/connector.sock by default) that
+// the console (vaultpam-console) and `vaultpam-connector status` use to read
+// the connector's status and to hand it an enrolment or recovery token.
+//
+// The package holds both sides: Handler serves a Backend, Client talks to it.
+// Tokens travel only in request bodies, never in URLs, so they cannot end up
+// in access logs or proxies' histories.
+package localapi
+
+import "time"
+
+// DefaultSocket is where the connector listens unless PAM_AGENT_SOCKET says
+// otherwise.
+const DefaultSocket = "/run/vaultpam/connector.sock"
+
+// Internal state names (DESIGN.md §5). The UI shows Label(state).
+const (
+	StateAwaitingToken = "awaiting_token"
+	StateEnrolling     = "enrolling"
+	StateConnecting    = "connecting"
+	StateOnline        = "online"
+	StateReconnecting  = "reconnecting"
+	StateNeedsRecovery = "needs_recovery"
+	StateDraining      = "draining"
+)
+
+// Runtime modes (seed: "Runtime Modes").
+const (
+	ModeAutonomousRestart = "autonomous_restart"
+	ModeGuidedRecovery    = "guided_recovery"
+)
+
+var labels = map[string]string{
+	StateAwaitingToken: "Waiting for token",
+	StateEnrolling:     "Enrolling",
+	StateConnecting:    "Connecting",
+	StateOnline:        "Online",
+	StateReconnecting:  "Offline (reconnecting)",
+	StateNeedsRecovery: "Needs recovery",
+	StateDraining:      "Draining",
+}
+
+// Label returns the text the UI renders for an internal state name, or the
+// name itself when it is unknown (a newer connector talking to an older
+// console still shows something true).
+func Label(state string) string {
+	if l, ok := labels[state]; ok {
+		return l
+	}
+	return state
+}
+
+// ModeLabel returns the UI text for a runtime mode.
+func ModeLabel(mode string) string {
+	switch mode {
+	case ModeAutonomousRestart:
+		return "Autonomous restart"
+	case ModeGuidedRecovery:
+		return "Guided recovery"
+	}
+	return mode
+}
+
+// Status is the connector's status as JSON, served at GET /v1/status and
+// printed by `vaultpam-connector status --json`. Zero values mean "not known
+// yet" (no identity, no heartbeat so far); times are UTC.
+type Status struct {
+	State      string `json:"state"`       // internal name, e.g. "online"
+	StateLabel string `json:"state_label"` // UI text, e.g. "Online"
+	// Reason says why the connector is in this state, for people
+	// ("certificate revoked by the control plane"); empty when online.
+	Reason string `json:"reason,omitempty"`
+	// Hint says what the operator does next, when there is something to do.
+	Hint string `json:"hint,omitempty"`
+
+	Mode        string `json:"mode"` // autonomous_restart or guided_recovery
+	DataDir     string `json:"data_dir"`
+	DataDurable bool   `json:"data_durable"`
+
+	ConnectorID   string `json:"connector_id,omitempty"`
+	ConnectorName string `json:"connector_name,omitempty"`
+	ControlPlane  string `json:"control_plane,omitempty"`
+	Version       string `json:"version,omitempty"`
+
+	CertNotAfter      time.Time `json:"cert_not_after,omitzero"`
+	LastHeartbeat     time.Time `json:"last_heartbeat,omitzero"`
+	HeartbeatInterval Duration  `json:"heartbeat_interval,omitzero"`
+	TunnelRTT         Duration  `json:"tunnel_rtt,omitzero"`
+	ActiveSessions    int       `json:"active_sessions"`
+	Since             time.Time `json:"since,omitzero"` // when State was entered
+}
+
+// TokenRequest is the body of POST /v1/token: an enrolment or recovery token
+// typed by the operator. The connector tells the two apart through the
+// control plane's answer, not through the request.
+type TokenRequest struct {
+	Token string `json:"token"`
+}
+
+// ErrorBody is the JSON body of every non-2xx answer.
+type ErrorBody struct {
+	Code    string `json:"code"`    // stable, for programs: e.g. "token_typo"
+	Message string `json:"message"` // for people: what is wrong
+	Hint    string `json:"hint,omitempty"`
+}
