@@ -1,0 +1,226 @@
+package settings
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Paths under the root directory (the real root "/" on the appliance, a
+// temp dir in tests).
+const (
+	ConfigDir     = "config"
+	NetworkUnit   = "config/network/10-vaultpam.network"
+	HostnameFile  = "config/hostname"
+	TimesyncdFile = "config/timesyncd.conf"
+	ConnectorYAML = "config/connector.yaml"
+	CAFile        = "config/ca.pem"
+)
+
+// Configured reports whether the connector has been configured under root
+// (connector.yaml exists): the console then shows the health screen instead
+// of the wizard.
+func Configured(root string) bool {
+	_, err := os.Stat(filepath.Join(root, ConnectorYAML))
+	return err == nil
+}
+
+// NetworkUnitText renders the systemd-networkd .network unit.
+func (s Settings) NetworkUnitText() string {
+	var b strings.Builder
+	b.WriteString("# Written by vaultpam-console; edit it from the console (N on the health screen).\n")
+	fmt.Fprintf(&b, "[Match]\nName=%s\n\n[Network]\n", s.Interface)
+	if s.DHCP {
+		b.WriteString("DHCP=ipv4\n")
+	} else {
+		fmt.Fprintf(&b, "Address=%s\nGateway=%s\n", strings.TrimSpace(s.Address), strings.TrimSpace(s.Gateway))
+	}
+	for _, d := range SplitList(s.DNS) {
+		fmt.Fprintf(&b, "DNS=%s\n", d)
+	}
+	for _, n := range SplitList(s.NTP) {
+		fmt.Fprintf(&b, "NTP=%s\n", n)
+	}
+	b.WriteString("LinkLocalAddressing=no\nIPv6AcceptRA=no\n")
+	if s.DHCP {
+		b.WriteString("\n[DHCPv4]\n")
+		if len(SplitList(s.DNS)) > 0 {
+			b.WriteString("UseDNS=no\n")
+		}
+		if len(SplitList(s.NTP)) > 0 {
+			b.WriteString("UseNTP=no\n")
+		}
+		fmt.Fprintf(&b, "UseHostname=no\n")
+	}
+	return b.String()
+}
+
+// TimesyncdText renders timesyncd.conf; with no NTP servers it leaves the
+// choice to DHCP and the distribution's fallback.
+func (s Settings) TimesyncdText() string {
+	var b strings.Builder
+	b.WriteString("# Written by vaultpam-console.\n[Time]\n")
+	if n := SplitList(s.NTP); len(n) > 0 {
+		fmt.Fprintf(&b, "NTP=%s\n", strings.Join(n, " "))
+	}
+	return b.String()
+}
+
+// ConnectorYAMLText renders connector.yaml from old (the file's previous
+// contents, nil if none), replacing the keys the console owns and keeping
+// every other key (allowed_targets, …) as the operator left it. caFile is
+// the CA bundle path to reference ("" = system roots).
+func (s Settings) ConnectorYAMLText(old []byte, caFile string) ([]byte, error) {
+	m := map[string]any{}
+	if len(bytes.TrimSpace(old)) > 0 {
+		if err := yaml.Unmarshal(old, &m); err != nil {
+			return nil, fmt.Errorf("reading existing connector.yaml: %w", err)
+		}
+		if m == nil {
+			m = map[string]any{}
+		}
+	}
+	m["control_plane_url"] = strings.TrimRight(strings.TrimSpace(s.ControlPlaneURL), "/")
+	m["connector_name"] = s.ConnectorName
+	if p := strings.TrimSpace(s.Proxy); p != "" {
+		m["proxy_url"] = p
+	} else {
+		delete(m, "proxy_url")
+	}
+	if caFile != "" {
+		m["control_plane_ca_file"] = caFile
+	}
+	body, err := yaml.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("# Deployment-owned connector configuration, written by vaultpam-console.\n# It never holds the enrolment token.\n"), body...), nil
+}
+
+// Write stores the settings under root: the networkd unit, hostname,
+// timesyncd.conf and connector.yaml, each atomically. It returns the paths
+// written (relative to root).
+func (s Settings) Write(root string) ([]string, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	ca := ""
+	if _, err := os.Stat(filepath.Join(root, CAFile)); err == nil {
+		ca = "/" + CAFile
+	}
+	old, err := os.ReadFile(filepath.Join(root, ConnectorYAML))
+	if err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("reading connector.yaml: %w", err)
+	}
+	cy, err := s.ConnectorYAMLText(old, ca)
+	if err != nil {
+		return nil, err
+	}
+	files := []struct {
+		path string
+		body []byte
+	}{
+		{NetworkUnit, []byte(s.NetworkUnitText())},
+		{HostnameFile, []byte(s.Hostname + "\n")},
+		{TimesyncdFile, []byte(s.TimesyncdText())},
+		{ConnectorYAML, cy}, // last: its presence means "configured"
+	}
+	var done []string
+	for _, f := range files {
+		if err := WriteFileAtomic(filepath.Join(root, f.path), f.body, 0o644); err != nil {
+			return done, err
+		}
+		done = append(done, f.path)
+	}
+	return done, nil
+}
+
+// WriteFileAtomic writes a file through a temp file, fsync and rename, so a
+// crash leaves the old or the new file, never half of one.
+func WriteFileAtomic(path string, body []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(body); err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// Load reads back what Write stored under root, for editing. Missing files
+// leave Default values.
+func Load(root string) Settings {
+	s := Default()
+	if b, err := os.ReadFile(filepath.Join(root, NetworkUnit)); err == nil {
+		s.DHCP = false
+		var dns, ntp []string
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+			if !ok {
+				continue
+			}
+			switch k {
+			case "Name":
+				s.Interface = v
+			case "DHCP":
+				s.DHCP = v == "ipv4" || v == "yes"
+			case "Address":
+				s.Address = v
+			case "Gateway":
+				s.Gateway = v
+			case "DNS":
+				dns = append(dns, v)
+			case "NTP":
+				ntp = append(ntp, v)
+			}
+		}
+		s.DNS = strings.Join(dns, ", ")
+		s.NTP = strings.Join(ntp, ", ")
+	}
+	if b, err := os.ReadFile(filepath.Join(root, HostnameFile)); err == nil {
+		s.Hostname = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile(filepath.Join(root, ConnectorYAML)); err == nil {
+		var m struct {
+			URL   string `yaml:"control_plane_url"`
+			Name  string `yaml:"connector_name"`
+			Proxy string `yaml:"proxy_url"`
+		}
+		if yaml.Unmarshal(b, &m) == nil {
+			if m.URL != "" {
+				s.ControlPlaneURL = m.URL
+			}
+			s.ConnectorName = m.Name
+			s.Proxy = m.Proxy
+		}
+	}
+	return s
+}
