@@ -1,0 +1,67 @@
+package diag
+
+import (
+	"context"
+	"crypto/x509"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func server(t *testing.T) (*httptest.Server, *x509.CertPool) {
+	t.Helper()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	return srv, pool
+}
+
+func messages(rs []Result) string {
+	var b strings.Builder
+	for _, r := range rs {
+		b.WriteString(r.Message + "\n")
+	}
+	return b.String()
+}
+
+func TestAllStepsPass(t *testing.T) {
+	srv, pool := server(t)
+	rs := Run(context.Background(), Config{ControlPlaneURL: srv.URL, RootCAs: pool}, nil)
+	if f, bad := Failed(rs); bad || len(rs) != 4 {
+		t.Fatalf("Run() = \n%s failed %q, want 4 passing steps", messages(rs), f.Message)
+	}
+}
+
+func TestFailuresNameTheStep(t *testing.T) {
+	srv, pool := server(t)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := l.Addr().String()
+	l.Close()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"dns", Config{ControlPlaneURL: "https://cp.does-not-exist.invalid", DNS: []string{"127.0.0.1"}, Timeout: 2 * time.Second},
+			"DNS: cp.does-not-exist.invalid does not resolve via 127.0.0.1"},
+		{"tcp", Config{ControlPlaneURL: "https://" + closed}, "TCP: cannot connect to " + closed + ": connection refused"},
+		{"tls untrusted", Config{ControlPlaneURL: srv.URL}, "TLS: " + strings.TrimPrefix(srv.URL, "https://") + " is not trusted: "},
+		{"clock", Config{ControlPlaneURL: srv.URL, RootCAs: pool, Now: func() time.Time { return time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC) }},
+			"TLS: the certificate of 127.0.0.1 is not valid at this appliance's time 2100-01-01T00:00:00Z; check the clock and NTP servers"},
+		{"skew", Config{ControlPlaneURL: srv.URL, RootCAs: pool, Now: func() time.Time { return time.Now().Add(time.Hour) }},
+			"Clock: local time differs from the control plane's by 1h0m"},
+	} {
+		rs := Run(context.Background(), tc.cfg, nil)
+		f, bad := Failed(rs)
+		if !bad || !strings.HasPrefix(f.Message, tc.want) {
+			t.Errorf("%s: Run() failed with %q, want prefix %q\n%s", tc.name, f.Message, tc.want, messages(rs))
+		}
+		if last := rs[len(rs)-1]; last.Step != StepClock {
+			t.Errorf("%s: last step %s, want every step reported", tc.name, last.Step)
+		}
+	}
+}
