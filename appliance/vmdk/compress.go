@@ -2,10 +2,10 @@ package vmdk
 
 import (
 	"bytes"
-	"github.com/klauspost/compress/zlib"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/klauspost/compress/zlib"
 	"io"
 	"sync"
 )
