@@ -1,0 +1,52 @@
+package protocol
+
+import (
+	"io"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// Yamux settings both ends of the tunnel use. They are explicit because
+// yamux's defaults do not suit a long-lived tunnel carrying bulk and
+// interactive sessions side by side:
+//
+//   - MaxStreamWindowSize 16 MiB: the default 256 KiB window caps one stream
+//     at window/RTT; 16 MiB lets one stream fill a fast link. The window
+//     only grows when the reader keeps up and buffers are allocated only
+//     for data in flight, so idle streams stay cheap.
+//   - KeepAlive every 15 s: a ping that finds a dead connection within
+//     ConnectionWriteTimeout (the ping waits that long for its answer).
+//   - ConnectionWriteTimeout 10 s: a write that cannot reach the socket for
+//     this long fails instead of blocking its caller forever.
+//   - StreamOpenTimeout 10 s: a stream the peer never acknowledges closes
+//     the session (yamux treats it as a dead peer) rather than hanging.
+//   - StreamCloseTimeout 30 s: a half-closed stream whose peer never sends
+//     its FIN is reset after this, instead of leaking for 5 minutes.
+//   - AcceptBacklog 1024: session bursts are not refused by the mux.
+const (
+	TunnelStreamWindow       = 16 << 20
+	TunnelKeepAlive          = 15 * time.Second
+	TunnelWriteTimeout       = 10 * time.Second
+	TunnelStreamOpenTimeout  = 10 * time.Second
+	TunnelStreamCloseTimeout = 30 * time.Second
+	TunnelAcceptBacklog      = 1024
+)
+
+// TunnelMuxConfig returns the yamux configuration of the tunnel. Yamux's
+// own log lines go to logOutput (io.Discard when nil).
+func TunnelMuxConfig(logOutput io.Writer) *yamux.Config {
+	if logOutput == nil {
+		logOutput = io.Discard
+	}
+	return &yamux.Config{
+		AcceptBacklog:          TunnelAcceptBacklog,
+		EnableKeepAlive:        true,
+		KeepAliveInterval:      TunnelKeepAlive,
+		ConnectionWriteTimeout: TunnelWriteTimeout,
+		MaxStreamWindowSize:    TunnelStreamWindow,
+		StreamOpenTimeout:      TunnelStreamOpenTimeout,
+		StreamCloseTimeout:     TunnelStreamCloseTimeout,
+		LogOutput:              logOutput,
+	}
+}

@@ -1,0 +1,311 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/vaultpam/appliance/connector/protocol"
+)
+
+// accept serves the session streams the control plane opens.
+func (cn *conn) accept(ctx context.Context) error {
+	for {
+		st, err := cn.mux.AcceptStream()
+		if err != nil {
+			return fmt.Errorf("accepting sessions: %w", err)
+		}
+		go cn.serveSession(ctx, st)
+	}
+}
+
+// relay is one session in flight.
+type relay struct {
+	id     string
+	st     *yamux.Stream
+	target net.Conn
+
+	reasonOnce sync.Once
+	reason     protocol.Reason
+	detail     string
+	up, down   atomic.Int64
+}
+
+// end records why the session ended; the first reason wins.
+func (r *relay) end(reason protocol.Reason, detail string) {
+	r.reasonOnce.Do(func() { r.reason, r.detail = reason, detail })
+}
+
+// abort ends the session at once.
+func (r *relay) abort(reason protocol.Reason, detail string) {
+	r.end(reason, detail)
+	r.target.Close()
+	r.st.Close()
+}
+
+func (c *Client) activeSessions() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.sessions)
+}
+
+// register adds r to the sessions in flight; false if draining or the ID
+// is taken.
+func (c *Client) register(r *relay) (protocol.Reason, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.draining {
+		return protocol.ReasonDraining, false
+	}
+	if _, dup := c.sessions[r.id]; dup {
+		return protocol.ReasonBadRequest, false
+	}
+	c.sessions[r.id] = r
+	return "", true
+}
+
+func (c *Client) unregister(r *relay) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sessions[r.id] == r {
+		delete(c.sessions, r.id)
+		if len(c.sessions) == 0 {
+			close(c.idle)
+			c.idle = make(chan struct{})
+		}
+	}
+}
+
+// abort ends one session on the control plane's request.
+func (c *Client) abort(id string, reason protocol.Reason) {
+	c.mu.Lock()
+	r := c.sessions[id]
+	c.mu.Unlock()
+	if r != nil {
+		if reason == "" {
+			reason = protocol.ReasonAborted
+		}
+		r.abort(reason, "aborted by the control plane")
+	}
+}
+
+// endAll ends every session in flight with reason.
+func (c *Client) endAll(reason protocol.Reason, detail string) {
+	c.mu.Lock()
+	rs := make([]*relay, 0, len(c.sessions))
+	for _, r := range c.sessions {
+		rs = append(rs, r)
+	}
+	c.mu.Unlock()
+	for _, r := range rs {
+		r.abort(reason, detail)
+	}
+}
+
+// refuse answers a session header with a typed error and closes the stream.
+func (cn *conn) refuse(st *yamux.Stream, id string, e *protocol.SessionError) {
+	st.SetWriteDeadline(time.Now().Add(protocol.TunnelWriteTimeout))
+	protocol.WriteTunnelFrame(st, &protocol.SessionReply{Error: e})
+	st.Close()
+	cn.c.log.Info("session refused", "session", id, "reason", e.Code, "detail", e.Message)
+	cn.report(&protocol.SessionEnd{SessionID: id, Reason: e.Code, Detail: e.Message})
+}
+
+// report tells the control plane how a session ended (best effort).
+func (cn *conn) report(e *protocol.SessionEnd) {
+	if err := cn.send(protocol.TunnelMessage{Type: protocol.MsgSessionEnd, SessionEnd: e}); err != nil {
+		cn.c.log.Debug("reporting session end", "session", e.SessionID, "err", err)
+	}
+}
+
+// serveSession reads a session header, checks and dials the target,
+// answers, and relays until both directions are done.
+func (cn *conn) serveSession(ctx context.Context, st *yamux.Stream) {
+	c := cn.c
+	st.SetReadDeadline(time.Now().Add(c.cfg.DialTimeout))
+	var h protocol.SessionHeader
+	if err := protocol.ReadTunnelFrame(st, &h); err != nil {
+		st.Close()
+		c.log.Warn("reading session header", "err", err)
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	if h.SessionID == "" {
+		cn.refuse(st, h.SessionID, &protocol.SessionError{Code: protocol.ReasonBadRequest, Message: "session header without a session ID"})
+		return
+	}
+	r := &relay{id: h.SessionID, st: st}
+	if reason, ok := c.register(r); !ok {
+		msg := "connector is draining and takes no new sessions"
+		if reason == protocol.ReasonBadRequest {
+			msg = "session ID already in use"
+		}
+		cn.refuse(st, h.SessionID, &protocol.SessionError{Code: reason, Message: msg})
+		return
+	}
+	defer c.unregister(r)
+
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	target, err := c.dialTarget(dctx, h.Target)
+	cancel()
+	if err != nil {
+		var se *protocol.SessionError
+		if !errors.As(err, &se) {
+			se = &protocol.SessionError{Code: protocol.ReasonDialFailed, Message: err.Error()}
+		}
+		cn.refuse(st, h.SessionID, se)
+		return
+	}
+	r.target = target
+	st.SetWriteDeadline(time.Now().Add(protocol.TunnelWriteTimeout))
+	if err := protocol.WriteTunnelFrame(st, &protocol.SessionReply{OK: true}); err != nil {
+		target.Close()
+		st.Close()
+		return
+	}
+	st.SetWriteDeadline(time.Time{})
+	c.log.Debug("session open", "session", h.SessionID, "target", h.Target)
+	cn.relay(r)
+	c.log.Debug("session end", "session", h.SessionID, "reason", r.reason)
+	cn.report(&protocol.SessionEnd{SessionID: r.id, Reason: r.reason, Detail: r.detail, BytesUp: r.up.Load(), BytesDown: r.down.Load()})
+}
+
+// relay copies both ways with half-close: a direction that reaches EOF
+// closes the other side's write half, the session ends when both are done.
+// The first direction to finish names the reason.
+func (cn *conn) relay(r *relay) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := copyAdaptive(r.target, r.st, &r.up)
+		switch {
+		case err == nil && cn.mux.IsClosed():
+			r.end(protocol.ReasonConnectorOffline, "tunnel closed")
+			r.target.Close()
+		case err == nil:
+			r.end(protocol.ReasonClientClosed, "")
+			closeWrite(r.target)
+		default:
+			r.end(protocol.ReasonError, err.Error())
+			r.target.Close()
+		}
+	}()
+	_, err := copyAdaptive(r.st, r.target, &r.down)
+	if err == nil {
+		r.end(protocol.ReasonTargetClosed, "")
+	} else {
+		r.end(protocol.ReasonError, err.Error())
+	}
+	r.st.Close() // FIN: the control plane's reader sees EOF
+	<-done
+	r.target.Close()
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}
+
+// dialTarget checks target against allowed_targets and dials the checked
+// addresses in order.
+func (c *Client) dialTarget(ctx context.Context, target string) (net.Conn, error) {
+	addrs, err := c.allow.Resolve(ctx, c.cfg.Resolver, target)
+	if err != nil {
+		return nil, err
+	}
+	dial := c.cfg.DialTarget
+	if dial == nil {
+		dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+	}
+	var errs []error
+	for _, ap := range addrs {
+		conn, err := dial(ctx, "tcp", ap.String())
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	code := protocol.ReasonDialFailed
+	if ctx.Err() != nil {
+		code = protocol.ReasonDialTimeout
+	}
+	return nil, &protocol.SessionError{Code: code, Message: fmt.Sprintf("dialling %s (%s): %v", target, fmtAddrs(addrs), errors.Join(errs...))}
+}
+
+func fmtAddrs(as []netip.AddrPort) string {
+	s := ""
+	for i, a := range as {
+		if i > 0 {
+			s += ", "
+		}
+		s += a.String()
+	}
+	return s
+}
+
+// Copy buffers. An idle session blocks in Read holding only its small
+// buffer; a session moving data switches to a pooled large one and gives
+// it back once reads get small again, so 1,000 idle sessions cost little
+// memory and a bulk stream still moves 64 KiB per read.
+const (
+	smallBuf = 2 << 10
+	largeBuf = 64 << 10
+)
+
+var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
+
+// copyAdaptive copies src to dst until EOF (nil error) or an error,
+// counting bytes into n.
+func copyAdaptive(dst io.Writer, src io.Reader, n *atomic.Int64) (int64, error) {
+	small := make([]byte, smallBuf)
+	buf := small
+	var large *[]byte
+	defer func() {
+		if large != nil {
+			largePool.Put(large)
+		}
+	}()
+	var total int64
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := dst.Write(buf[:nr])
+			total += int64(nw)
+			n.Add(int64(nw))
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+		switch {
+		case large == nil && nr == len(buf):
+			large = largePool.Get().(*[]byte)
+			buf = *large
+		case large != nil && nr < smallBuf:
+			largePool.Put(large)
+			large, buf = nil, small
+			if s, ok := src.(interface{ Shrink() }); ok {
+				s.Shrink()
+			}
+		}
+	}
+}

@@ -1,0 +1,71 @@
+package tunnel
+
+import (
+	"errors"
+	"time"
+
+	"github.com/vaultpam/appliance/connector/localapi"
+)
+
+// State is the tunnel's state. Its String is the localapi state name, so
+// the daemon can put it in the status JSON as it is.
+type State int
+
+// States of a Client. Transitions happen in one place (Client.setState):
+//
+//	Connecting → Online → Reconnecting → Online …
+//	any → NeedsRecovery (permanent auth failure; Run returns)
+//	Online → Draining (Shutdown) → Stopped
+//	any → Stopped (Run's context ended)
+const (
+	StateConnecting State = iota
+	StateOnline
+	StateReconnecting
+	StateNeedsRecovery
+	StateDraining
+	StateStopped
+)
+
+func (s State) String() string {
+	switch s {
+	case StateConnecting:
+		return localapi.StateConnecting
+	case StateOnline:
+		return localapi.StateOnline
+	case StateReconnecting:
+		return localapi.StateReconnecting
+	case StateNeedsRecovery:
+		return localapi.StateNeedsRecovery
+	case StateDraining:
+		return localapi.StateDraining
+	case StateStopped:
+		return "stopped"
+	}
+	return "unknown"
+}
+
+// Status is a snapshot of the Client for the status API and the console.
+// Zero times mean "not yet".
+type Status struct {
+	State  State
+	Reason string    // why this state, for people; empty when online
+	Since  time.Time // when State was entered
+
+	ConnectorID       string        // as confirmed by the control plane
+	LastSuccess       time.Time     // last time the tunnel came up
+	LastHeartbeat     time.Time     // last heartbeat the control plane acknowledged
+	HeartbeatInterval time.Duration // as set by the control plane
+	RTT               time.Duration // of the last heartbeat round trip
+	ActiveSessions    int
+	Attempt           int       // failed connection attempts since the last success
+	NextRetry         time.Time // when Reconnecting: the next attempt
+}
+
+// ErrNeedsRecovery is returned by Run (wrapped with the reason) when the
+// control plane refuses the connector's identity for good: revoked,
+// unknown, expired or no certificate. Retrying cannot help; the operator
+// recovers the connector with a recovery token.
+var ErrNeedsRecovery = errors.New("connector identity not accepted by the control plane")
+
+// ErrClientClosed is returned by Run when Shutdown finished.
+var ErrClientClosed = errors.New("tunnel client shut down")
