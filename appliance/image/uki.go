@@ -1,0 +1,55 @@
+package image
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Section addresses of the UKI, as the systemd-boot-efi stub expects them
+// (measured in DESIGN.md §3).
+var ukiSections = []struct{ name, vma string }{
+	{".osrel", "0x20000"},
+	{".cmdline", "0x30000"},
+	{".linux", "0x2000000"},
+	{".initrd", "0x3000000"},
+}
+
+// Cmdline is the kernel command line of the UKI for a slot. The root hash
+// pins the root: changing one byte of the root needs a new UKI.
+func Cmdline(rootHash, slot, extra string) string {
+	args := []string{
+		"root=/dev/mapper/vroot", "rootfstype=squashfs", "ro",
+		"vaultpam.roothash=" + rootHash, "vaultpam.slot=" + slot,
+		// The last console is /dev/console: systemd status and the boot
+		// report go to the serial line, which headless users and tests read.
+		"console=tty1", "console=ttyS0,115200",
+		"systemd.gpt_auto=0", "rd.systemd.gpt_auto=0",
+	}
+	if extra != "" {
+		args = append(args, extra)
+	}
+	return strings.Join(args, " ")
+}
+
+// buildUKI joins stub, kernel, initrd, os-release and command line into one
+// EFI executable at out.
+func buildUKI(ctx context.Context, o Options, kernel, initrd, osrel, cmdline, out string) error {
+	cmdFile := out + ".cmdline"
+	if err := os.WriteFile(cmdFile, []byte(cmdline+"\x00"), 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(cmdFile)
+	files := map[string]string{".osrel": osrel, ".cmdline": cmdFile, ".linux": kernel, ".initrd": initrd}
+	var args []string
+	for _, s := range ukiSections {
+		args = append(args, "--add-section", s.name+"="+files[s.name], "--change-section-vma", s.name+"="+s.vma)
+	}
+	args = append(args, o.StubPath, out)
+	os.Remove(out)
+	if _, err := run(ctx, nil, nil, "objcopy", args...); err != nil {
+		return fmt.Errorf("building the UKI: %w", err)
+	}
+	return nil
+}
