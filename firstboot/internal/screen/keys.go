@@ -22,6 +22,7 @@ const (
 	KeyEsc
 	KeyCtrlC
 	KeyCtrlL
+	KeyCtrlU
 	KeyPgUp
 	KeyPgDown
 	KeyHome
@@ -112,6 +113,8 @@ func (d *decoder) next() (Key, bool) {
 		return Key{Kind: KeyCtrlC}, true
 	case 0x0c:
 		return Key{Kind: KeyCtrlL}, true
+	case 0x15:
+		return Key{Kind: KeyCtrlU}, true
 	case 0x1b:
 		return d.escape(), true
 	}

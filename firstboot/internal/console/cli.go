@@ -1,0 +1,91 @@
+package console
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/firstboot/internal/ovfenv"
+	"github.com/vaultpam/appliance/firstboot/internal/screen"
+)
+
+// CLI is the command line of vaultpam-console.
+type CLI struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Args           []string // without the program name
+	Version        string
+}
+
+// Main parses flags, puts the terminal in raw mode and runs the console
+// until the terminal closes or ctx ends. It returns the exit code.
+func (c CLI) Main(ctx context.Context) int {
+	fs := flag.NewFlagSet("vaultpam-console", flag.ContinueOnError)
+	fs.SetOutput(c.Stderr)
+	var (
+		env      Env
+		socket   = fs.String("socket", localapi.DefaultSocket, "connector local API socket")
+		binDir   = fs.String("bin-dir", "", "look up systemctl, journalctl, hostname, … here instead of $PATH")
+		ovfFile  = fs.String("ovf-env", "", "read the OVF environment from this file instead of VMware Tools or the CD-ROM")
+		cdroms   = fs.String("cdrom", "/dev/sr0,/dev/sr1", "comma-separated devices to look for ovf-env.xml (ISO transport)")
+		showVer  = fs.Bool("version", false, "print the version and exit")
+		noRaw    = fs.Bool("no-raw", false, "do not switch the terminal to raw mode (it already is)")
+		addrWait = fs.Duration("address-timeout", 60*time.Second, "how long to wait for an address after applying network settings")
+		step     = fs.Duration("step-timeout", 5*time.Second, "timeout of each diagnostic step")
+		enrol    = fs.Duration("enrol-timeout", 2*time.Minute, "how long to wait for the connector to be Online")
+	)
+	fs.StringVar(&env.Root, "root", "/", "root directory holding config/, data/, run/, etc/, proc/")
+	fs.StringVar(&env.TTY, "tty", "", "this console's name shown to the other console (default: the terminal's name)")
+	fs.StringVar(&env.DefaultURL, "default-url", "", "control plane URL offered when nothing else is known")
+	if err := fs.Parse(c.Args); err != nil {
+		return 2
+	}
+	if *showVer {
+		fmt.Fprintln(c.Stdout, "vaultpam-console", c.Version)
+		return 0
+	}
+	if env.TTY == "" {
+		env.TTY = ttyName(c.Stdin)
+	}
+	env.Connector = localapi.NewClient(*socket)
+	env.Run = ExecRunner{BinDir: *binDir}
+	env.AddressTimeout, env.StepTimeout, env.EnrolTimeout = *addrWait, *step, *enrol
+	env.OVF = ovfenv.Sources{File: *ovfFile}
+	if *ovfFile == "" {
+		env.OVF.Tools = env.Run
+		for _, d := range strings.Split(*cdroms, ",") {
+			if d = strings.TrimSpace(d); d != "" {
+				env.OVF.CDROMs = append(env.OVF.CDROMs, d)
+			}
+		}
+	}
+	if f, ok := c.Stdin.(*os.File); ok && !*noRaw {
+		restore, err := screen.Raw(f)
+		if err != nil {
+			fmt.Fprintf(c.Stderr, "vaultpam-console: error: %v\nhint: run it on a terminal (tty1, ttyS0) or pass --no-raw\n", err)
+			return 1
+		}
+		defer restore()
+	}
+	if err := New(env).Run(ctx, c.Stdin, c.Stdout); err != nil {
+		fmt.Fprintf(c.Stderr, "vaultpam-console: error: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func ttyName(in io.Reader) string {
+	if f, ok := in.(*os.File); ok {
+		if p, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd())); err == nil && strings.HasPrefix(p, "/dev/") {
+			return strings.TrimPrefix(p, "/dev/")
+		}
+		return filepath.Base(f.Name())
+	}
+	return "console"
+}
