@@ -1,0 +1,257 @@
+// Package agent is the connector daemon: it owns the runtime state machine
+// (DESIGN.md §5) and drives enrolment, the identity store and the tunnel.
+//
+//	awaiting_token ─token→ enrolling ─ok→ connecting ─tunnel up→ online
+//	needs_recovery ─token→ enrolling ─bad token→ back where it came from
+//	online ⇄ reconnecting; any → needs_recovery when the identity is refused;
+//	any → draining on shutdown.
+//
+// A token is tried once: a token the control plane reports as used,
+// unknown or expired leaves the connector waiting with the reason in its
+// status, and the same token is refused locally if handed over again. The
+// Agent implements localapi.Backend.
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/vaultpam/appliance/connector/config"
+	"github.com/vaultpam/appliance/connector/identity"
+	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/protocol"
+)
+
+// Enroller is what the agent needs from the enrolment client
+// (*enrol.Client implements it).
+type Enroller interface {
+	Enrol(ctx context.Context, token string) (*identity.Identity, error)
+	WhoAmI(ctx context.Context, id *identity.Identity) (protocol.WhoAmI, error)
+}
+
+// Options configures an Agent. Config, Store, Mode and Enroller are
+// required; the rest have defaults.
+type Options struct {
+	Config   config.Config
+	Store    identity.Store
+	Mode     identity.Mode
+	DataDir  string
+	Enroller Enroller
+	// Link starts the tunnel for an identity; nil means no tunnel (the
+	// agent stops at connecting once the identity is accepted).
+	Link LinkFactory
+	// Token is an enrolment or recovery token handed over at start
+	// (PAM_ENROLMENT_TOKEN or --token-file); it is ignored when a usable
+	// identity exists.
+	Token   string
+	Version string
+	// Notify receives sd_notify lines ("READY=1", "STATUS=…"); nil drops them.
+	Notify func(string)
+	// OnTransition is called after every state change; nil means none.
+	OnTransition func(Transition)
+	Logger       *slog.Logger
+	Now          func() time.Time
+	// RetryDelay returns the wait before retry attempt n (from 0) after a
+	// network failure; nil means jittered exponential backoff, 1 s to 30 s.
+	RetryDelay func(n int) time.Duration
+}
+
+// Agent is the connector daemon. Create it with New, run it with Run.
+type Agent struct {
+	opt    Options
+	log    *slog.Logger
+	tokens chan string
+
+	mu      sync.Mutex
+	state   State
+	reason  string
+	hint    string
+	since   time.Time
+	id      *identity.Identity
+	link    LinkStatus
+	burnt   map[[32]byte]string // tokens that must not be tried again → code
+	history []Transition
+	waiting State // where to go back to after a failed enrolment
+}
+
+// New loads the identity and decides the initial state; it does not touch
+// the network.
+func New(opt Options) (*Agent, error) {
+	var errs []error
+	if opt.Store == nil {
+		errs = append(errs, errors.New("agent: no identity store"))
+	}
+	if opt.Enroller == nil {
+		errs = append(errs, errors.New("agent: no enroller"))
+	}
+	if opt.Mode.Name == "" {
+		errs = append(errs, errors.New("agent: runtime mode not set"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.RetryDelay == nil {
+		opt.RetryDelay = defaultRetryDelay
+	}
+	a := &Agent{opt: opt, log: opt.Logger, tokens: make(chan string, 1), burnt: map[[32]byte]string{}, since: opt.Now()}
+	id, err := opt.Store.Load()
+	switch {
+	case err == nil:
+		a.id, a.state = id, Connecting
+		a.reason = "identity loaded"
+	case errors.Is(err, identity.ErrNotFound) && opt.Mode.Durable:
+		a.state, a.reason = AwaitingToken, "not enrolled yet"
+		a.hint = "enter the enrolment token from the dashboard (Connectors → Add)"
+	case errors.Is(err, identity.ErrNotFound):
+		a.state = NeedsRecovery
+		a.reason = fmt.Sprintf("no identity in %s, which is %s and does not survive a restart", opt.DataDir, opt.Mode.FSType)
+		a.hint = "enter a recovery token (dashboard: Connectors → the connector → Recover), or an enrolment token for a new connector; give the connector a durable data volume to avoid this"
+	default:
+		a.id = id // may be nil (corrupt); kept for the connector ID
+		a.state = NeedsRecovery
+		a.reason, a.hint = identityProblem(err)
+	}
+	a.waiting = a.state
+	if a.state == Connecting && opt.Token != "" {
+		a.log.Info("identity present; the enrolment token given at start is not used", "connector", a.id.ConnectorID)
+		opt.Token = ""
+	}
+	a.opt.Token = opt.Token
+	return a, nil
+}
+
+func identityProblem(err error) (reason, hint string) {
+	switch {
+	case errors.Is(err, identity.ErrExpired):
+		return "client certificate expired: " + err.Error(), "create a recovery token for this connector in the dashboard and enter it on the console"
+	case errors.Is(err, identity.ErrNotYetValid):
+		return "client certificate " + err.Error(), "set the clock (NTP), then restart the connector"
+	case errors.Is(err, identity.ErrKeyMismatch):
+		return "stored private key does not match the stored certificate", "create a recovery token for this connector in the dashboard and enter it on the console"
+	case errors.Is(err, identity.ErrCorrupt):
+		return "stored identity is unreadable: " + err.Error(), "create a recovery token for this connector in the dashboard and enter it on the console; the damaged file is kept as identity.json.corrupt"
+	}
+	return "identity cannot be loaded: " + err.Error(), "check PAM_AGENT_DATA_DIR permissions, then restart the connector"
+}
+
+// transition is the one place the state changes.
+func (a *Agent) transition(to State, reason, hint string) {
+	a.mu.Lock()
+	from := a.state
+	if !CanTransition(from, to) {
+		a.mu.Unlock()
+		panic(fmt.Sprintf("agent: transition %s → %s is not allowed", from, to))
+	}
+	if from == to && a.reason == reason && a.hint == hint {
+		a.mu.Unlock()
+		return
+	}
+	if from != to {
+		a.since = a.opt.Now()
+	}
+	a.state, a.reason, a.hint = to, reason, hint
+	tr := Transition{From: from, To: to, Reason: reason}
+	a.history = append(a.history, tr)
+	a.mu.Unlock()
+	a.log.Info("state", "from", from.String(), "to", to.String(), "reason", reason)
+	a.notify("STATUS=" + statusLine(to, reason))
+	if a.opt.OnTransition != nil {
+		a.opt.OnTransition(tr)
+	}
+}
+
+func statusLine(s State, reason string) string {
+	if reason == "" {
+		return s.Label()
+	}
+	return s.Label() + ": " + reason
+}
+
+func (a *Agent) notify(s string) {
+	if a.opt.Notify != nil {
+		a.opt.Notify(s)
+	}
+}
+
+// State returns the current state.
+func (a *Agent) State() State {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.state
+}
+
+// History returns the transitions so far, oldest first.
+func (a *Agent) History() []Transition {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]Transition(nil), a.history...)
+}
+
+// Status implements localapi.Backend.
+func (a *Agent) Status() localapi.Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := localapi.Status{
+		State: a.state.String(), StateLabel: a.state.Label(), Reason: a.reason, Hint: a.hint,
+		Mode: a.opt.Mode.Name, DataDir: a.opt.DataDir, DataDurable: a.opt.Mode.Durable,
+		ConnectorName: a.opt.Config.ConnectorName, ControlPlane: a.opt.Config.ControlPlaneURL,
+		Version: a.opt.Version, Since: a.since.UTC(),
+		LastHeartbeat: a.link.LastHeartbeat, HeartbeatInterval: localapi.Duration(a.link.HeartbeatInterval),
+		TunnelRTT: localapi.Duration(a.link.RTT), ActiveSessions: a.link.ActiveSessions,
+	}
+	if a.id != nil {
+		st.ConnectorID = a.id.ConnectorID
+		if len(a.id.Chain) > 0 {
+			st.CertNotAfter = a.id.Leaf().NotAfter.UTC()
+		}
+	}
+	return st
+}
+
+// Identity returns the identity in use, nil before enrolment.
+func (a *Agent) Identity() *identity.Identity {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.id
+}
+
+// SubmitToken implements localapi.Backend: it checks the token's syntax
+// and check character, refuses tokens already found used, and queues it.
+func (a *Agent) SubmitToken(ctx context.Context, token string) error {
+	canon, err := protocol.ParseToken(token)
+	if err != nil {
+		code := "token_invalid"
+		if errors.Is(err, protocol.ErrTokenTypo) {
+			code = protocol.CodeTokenTypo
+		}
+		return &localapi.Error{Code: code, Message: err.Error(), Hint: tokenHint(code)}
+	}
+	a.mu.Lock()
+	st := a.state
+	code, burnt := a.burnt[sha256.Sum256([]byte(canon))]
+	a.mu.Unlock()
+	if burnt {
+		return &localapi.Error{Status: 409, Code: code, Message: "this token was already tried and refused (" + code + ")", Hint: tokenHint(code)}
+	}
+	if st != AwaitingToken && st != NeedsRecovery {
+		return &localapi.Error{Status: 409, Code: "not_waiting_for_token", Message: "the connector is " + st.Label() + " and is not waiting for a token",
+			Hint: "a token is only needed while the connector shows Waiting for token or Needs recovery"}
+	}
+	select {
+	case a.tokens <- canon:
+		return nil
+	default:
+		return &localapi.Error{Status: 409, Code: "busy", Message: "a token is already being processed", Hint: "wait for the status to change"}
+	}
+}

@@ -1,0 +1,272 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vaultpam/appliance/connector/enrol"
+	"github.com/vaultpam/appliance/connector/identity"
+	"github.com/vaultpam/appliance/connector/protocol"
+)
+
+// LinkStatus is what the tunnel reports to the agent.
+type LinkStatus struct {
+	State             State // Connecting, Online or Reconnecting
+	Reason            string
+	LastHeartbeat     time.Time
+	HeartbeatInterval time.Duration
+	RTT               time.Duration
+	ActiveSessions    int
+}
+
+// Link is a running tunnel (the tunnel.Client behind an adapter).
+type Link interface {
+	// Run keeps the tunnel up until ctx ends or Shutdown finishes. An
+	// error wrapping ErrLinkRefused means the identity is refused for good.
+	Run(ctx context.Context) error
+	// Shutdown stops new sessions and waits for the open ones until ctx ends.
+	Shutdown(ctx context.Context) error
+}
+
+// LinkFactory makes a Link for id that reports to onStatus.
+type LinkFactory func(id *identity.Identity, onStatus func(LinkStatus)) (Link, error)
+
+// ErrLinkRefused is wrapped by Link.Run when the control plane refuses the
+// identity (revoked, unknown, expired).
+var ErrLinkRefused = errors.New("control plane refused the connector identity")
+
+// Run drives the state machine until ctx ends, then drains (config
+// drain_timeout) and returns nil. It sends READY=1 once started.
+func (a *Agent) Run(ctx context.Context) error {
+	a.notify("READY=1")
+	a.notify("STATUS=" + statusLine(a.State(), a.Status().Reason))
+	if a.opt.Token != "" {
+		a.tokens <- a.opt.Token
+		a.opt.Token = ""
+	}
+	for {
+		if ctx.Err() != nil {
+			a.transition(Draining, "shutting down", "")
+			a.notify("STOPPING=1")
+			return nil
+		}
+		switch a.State() {
+		case AwaitingToken, NeedsRecovery:
+			select {
+			case tok := <-a.tokens:
+				a.enrolWith(ctx, tok)
+			case <-ctx.Done():
+			}
+		case Connecting, Reconnecting, Online:
+			a.connect(ctx)
+		case Enrolling:
+			a.transition(a.waiting, "enrolment interrupted", "") // unreachable in practice
+		case Draining:
+			return nil
+		}
+	}
+}
+
+// wait sleeps d or until ctx ends; it reports whether ctx is still alive.
+func wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (a *Agent) burn(token, code string) {
+	a.mu.Lock()
+	a.burnt[sha256.Sum256([]byte(token))] = code
+	a.mu.Unlock()
+}
+
+// enrolWith tries one token. Network failures are retried with backoff
+// (enrolment is idempotent until the token is consumed); an answer from the
+// control plane is final for this token.
+func (a *Agent) enrolWith(ctx context.Context, tok string) {
+	a.mu.Lock()
+	back := a.state
+	a.waiting = back
+	a.mu.Unlock()
+	a.transition(Enrolling, "presenting the token to the control plane", "")
+	for n := 0; ; n++ {
+		id, err := a.opt.Enroller.Enrol(ctx, tok)
+		if err == nil {
+			a.burn(tok, protocol.CodeTokenUsed)
+			if err := a.opt.Store.Save(id); err != nil {
+				a.mu.Lock()
+				a.id = id
+				a.mu.Unlock()
+				a.transition(NeedsRecovery, "enrolled as "+id.ConnectorID+" but the identity could not be saved: "+err.Error(),
+					"fix the data directory (PAM_AGENT_DATA_DIR must be writable), then enter a recovery token for this connector")
+				return
+			}
+			a.mu.Lock()
+			a.id = id
+			a.mu.Unlock()
+			a.log.Info("enrolled", "connector", id.ConnectorID, "cert_not_after", id.Leaf().NotAfter)
+			a.transition(Connecting, "enrolled as "+id.ConnectorID, "")
+			return
+		}
+		if ctx.Err() != nil {
+			a.transition(back, "enrolment interrupted by shutdown", "")
+			return
+		}
+		var ee *enrol.Error
+		if errors.As(err, &ee) && enrol.Permanent(err) {
+			switch ee.Code {
+			case protocol.CodeTokenUsed, protocol.CodeTokenUnknown, protocol.CodeTokenExpired:
+				a.burn(tok, ee.Code)
+			}
+			a.log.Warn("enrolment refused", "code", ee.Code, "err", ee.Message)
+			a.transition(back, fmt.Sprintf("enrolment refused (%s): %s", ee.Code, ee.Message), ee.Hint())
+			return
+		}
+		d := a.opt.RetryDelay(n)
+		a.transition(Enrolling, fmt.Sprintf("control plane not reachable (%v); retrying in %s", err, d.Round(time.Millisecond)),
+			"check the network, DNS, proxy_url and control_plane_url")
+		if !wait(ctx, d) {
+			a.transition(back, "enrolment interrupted by shutdown", "")
+			return
+		}
+	}
+}
+
+// connect checks the identity with the control plane, then runs the
+// tunnel until it fails for good or ctx ends (then it drains).
+func (a *Agent) connect(ctx context.Context) {
+	id := a.Identity()
+	for n := 0; ; n++ {
+		_, err := a.opt.Enroller.WhoAmI(ctx, id)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		var ee *enrol.Error
+		if errors.As(err, &ee) && enrol.Permanent(err) {
+			a.transition(NeedsRecovery, fmt.Sprintf("control plane refused the identity of %s (%s): %s", id.ConnectorID, ee.Code, ee.Message), ee.Hint())
+			return
+		}
+		d := a.opt.RetryDelay(n)
+		a.transition(Reconnecting, fmt.Sprintf("control plane not reachable (%v); retrying in %s", err, d.Round(time.Millisecond)),
+			"check the network, DNS, proxy_url and control_plane_url")
+		if !wait(ctx, d) {
+			return
+		}
+	}
+	if a.opt.Link == nil {
+		a.transition(Connecting, "identity accepted by the control plane; no tunnel in this build", "")
+		<-ctx.Done()
+		return
+	}
+	link, err := a.opt.Link(id, a.onLink)
+	if err != nil {
+		a.transition(NeedsRecovery, "cannot start the tunnel: "+err.Error(), "check the configuration, then restart the connector")
+		return
+	}
+	linkCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- link.Run(linkCtx) }()
+	select {
+	case err := <-done:
+		if errors.Is(err, ErrLinkRefused) {
+			a.transition(NeedsRecovery, err.Error(), enrol.Hint(protocol.CodeCertRevoked))
+			return
+		}
+		a.transition(Reconnecting, fmt.Sprintf("tunnel stopped: %v", err), "")
+	case <-ctx.Done():
+		grace := a.opt.Config.Drain()
+		a.transition(Draining, fmt.Sprintf("shutting down: no new sessions, waiting up to %s for open ones", grace), "")
+		a.notify("STOPPING=1")
+		sctx, scancel := context.WithTimeout(context.Background(), grace)
+		if err := link.Shutdown(sctx); err != nil {
+			a.log.Warn("drain ended", "err", err)
+		}
+		scancel()
+		cancel()
+		<-done
+	}
+}
+
+// onLink mirrors the tunnel's status into the agent's.
+func (a *Agent) onLink(ls LinkStatus) {
+	a.mu.Lock()
+	a.link = ls
+	cur := a.state
+	a.mu.Unlock()
+	switch {
+	case cur == Draining || cur == NeedsRecovery:
+		return
+	case ls.State == Online || ls.State == Reconnecting || ls.State == Connecting:
+		if CanTransition(cur, ls.State) {
+			a.transition(ls.State, ls.Reason, "")
+		}
+	}
+}
+
+// Renewed stores a renewed certificate chain (DER, leaf first) for the
+// current key; the tunnel calls it after renewal over the tunnel.
+func (a *Agent) Renewed(chain [][]byte) error {
+	a.mu.Lock()
+	cur := a.id
+	a.mu.Unlock()
+	if cur == nil {
+		return errors.New("no identity to renew")
+	}
+	next := &identity.Identity{ConnectorID: cur.ConnectorID, ControlPlane: cur.ControlPlane, Key: cur.Key, CAPEM: cur.CAPEM}
+	for _, der := range chain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("renewed certificate: %w", err)
+		}
+		next.Chain = append(next.Chain, c)
+	}
+	if len(next.Chain) == 0 {
+		return errors.New("renewed certificate chain is empty")
+	}
+	if err := next.Check(a.opt.Now()); err != nil {
+		return fmt.Errorf("renewed certificate: %w", err)
+	}
+	if err := a.opt.Store.Save(next); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.id = next
+	a.mu.Unlock()
+	return nil
+}
+
+// Watchdog sends WATCHDOG=1 every interval/2 while the agent answers (its
+// lock can be taken) until ctx ends. Run it alongside Run when systemd's
+// watchdog is on.
+func (a *Agent) Watchdog(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			ok := make(chan struct{})
+			go func() { a.mu.Lock(); a.mu.Unlock(); close(ok) }()
+			select {
+			case <-ok:
+				a.notify("WATCHDOG=1")
+			case <-time.After(interval / 2):
+				a.log.Error("agent not answering; withholding the watchdog ping")
+			}
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/vaultpam/appliance/connector/agent"
+	"github.com/vaultpam/appliance/connector/config"
+	"github.com/vaultpam/appliance/connector/enrol"
+	"github.com/vaultpam/appliance/connector/identity"
+	"github.com/vaultpam/appliance/connector/localapi"
+)
+
+// Appliance defaults (common contracts).
+const (
+	defaultConfigPath = "/config/connector.yaml"
+	defaultDataDir    = "/data"
+)
+
+func cmdRun(ctx context.Context, env Env, args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	tokenFile := fs.String("token-file", "", "read the enrolment or recovery token from this file")
+	cfgPath := fs.String("config", envOr(env, config.EnvConfig, defaultConfigPath), "config file (PAM_AGENT_CONFIG); \"\" for environment only")
+	dataDir := fs.String("data-dir", envOr(env, config.EnvDataDir, defaultDataDir), "identity directory (PAM_AGENT_DATA_DIR)")
+	socket := fs.String("socket", envOr(env, config.EnvSocket, localapi.DefaultSocket), "local API socket (PAM_AGENT_SOCKET)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fail(env.Stderr, fmt.Errorf("unexpected argument %q", fs.Arg(0)), "tokens are never passed as arguments: use PAM_ENROLMENT_TOKEN, --token-file or the console")
+		return exitUsage
+	}
+
+	// The token is read first and the variable removed, so it cannot leak
+	// into anything this process starts or reports.
+	token := env.Getenv(config.EnvToken)
+	if token != "" {
+		env.Unsetenv(config.EnvToken)
+	}
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			fail(env.Stderr, fmt.Errorf("reading token file: %w", err), "")
+			return exitUsage
+		}
+		token = strings.TrimSpace(string(b))
+	}
+
+	cfg, err := config.Load(*cfgPath, env.Getenv)
+	if err != nil {
+		fail(env.Stderr, fmt.Errorf("configuration %s: %w", *cfgPath, err), "fix the configuration (see connector/README.md, \"Configuration\"), then start the connector again; nothing was written")
+		return exitConfig
+	}
+	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
+
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		fail(env.Stderr, fmt.Errorf("data directory: %w", err), "PAM_AGENT_DATA_DIR must be a writable directory")
+		return exitError
+	}
+	mode, err := identity.DetectMode(*dataDir, nil)
+	if err != nil {
+		fail(env.Stderr, err, "")
+		return exitError
+	}
+	roots, err := loadRoots(cfg.ControlPlaneCAFile)
+	if err != nil {
+		fail(env.Stderr, err, "")
+		return exitConfig
+	}
+	var proxy *url.URL
+	if cfg.ProxyURL != "" {
+		proxy, _ = url.Parse(cfg.ProxyURL)
+	}
+	notify := env.Notify
+	if notify == nil {
+		notify = func(s string) { daemon.SdNotify(false, s) }
+	}
+	opt := agent.Options{
+		Config: cfg, Store: &identity.Dir{Path: *dataDir}, Mode: mode, DataDir: *dataDir,
+		Enroller: &enrol.Client{URL: strings.TrimRight(cfg.ControlPlaneURL, "/"), RootCAs: roots, Proxy: proxy, Name: cfg.ConnectorName},
+		Token:    token, Version: version, Notify: notify, Logger: log,
+	}
+	var ag *agent.Agent
+	opt.Link = newLinkFactory(cfg, roots, proxy, log, func() *agent.Agent { return ag })
+	ag, err = agent.New(opt)
+	if err != nil {
+		fail(env.Stderr, err, "")
+		return exitError
+	}
+	log.Info("starting", "version", version, "mode", mode.Name, "data_dir", *dataDir, "fs", mode.FSType, "state", ag.State().String())
+
+	ln, err := localapi.Listen(*socket)
+	if err != nil {
+		fail(env.Stderr, err, "set PAM_AGENT_SOCKET to a writable path")
+		return exitError
+	}
+	srv := &http.Server{Handler: localapi.Handler(ag), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		srv.Shutdown(sctx)
+		cancel()
+		os.Remove(*socket)
+	}()
+
+	if wd, err := daemon.SdWatchdogEnabled(false); err == nil && wd > 0 && env.Notify == nil {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go ag.Watchdog(wctx, wd)
+	}
+	if err := ag.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		fail(env.Stderr, err, "")
+		return exitError
+	}
+	log.Info("stopped", "state", ag.State().String())
+	return exitOK
+}
+
+func loadRoots(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("control_plane_ca_file: %w", err)
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("control_plane_ca_file %s holds no PEM certificate", path)
+	}
+	return p, nil
+}

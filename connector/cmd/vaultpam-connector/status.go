@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vaultpam/appliance/connector/config"
+	"github.com/vaultpam/appliance/connector/localapi"
+)
+
+func cmdStatus(ctx context.Context, env Env, args []string) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	asJSON := fs.Bool("json", false, "print the status JSON")
+	socket := fs.String("socket", envOr(env, config.EnvSocket, localapi.DefaultSocket), "local API socket")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	st, err := localapi.NewClient(*socket).Status(ctx)
+	if err != nil {
+		fail(env.Stderr, err, "is the connector running? (systemctl status vaultpam-connector; or set PAM_AGENT_SOCKET)")
+		return exitError
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+		return exitOK
+	}
+	printStatus(env.Stdout, st)
+	return exitOK
+}
+
+func printStatus(w io.Writer, st localapi.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	row("State", st.StateLabel)
+	row("Reason", st.Reason)
+	row("Next step", st.Hint)
+	durable := "not durable"
+	if st.DataDurable {
+		durable = "durable"
+	}
+	row("Mode", fmt.Sprintf("%s (data dir %s is %s)", localapi.ModeLabel(st.Mode), st.DataDir, durable))
+	if st.ConnectorID != "" {
+		row("Connector", fmt.Sprintf("%s (%s)", st.ConnectorID, st.ConnectorName))
+	} else {
+		row("Connector", st.ConnectorName)
+	}
+	row("Control plane", st.ControlPlane)
+	if !st.CertNotAfter.IsZero() {
+		row("Certificate", "valid until "+st.CertNotAfter.Format(time.RFC3339))
+	}
+	if !st.LastHeartbeat.IsZero() {
+		row("Last heartbeat", fmt.Sprintf("%s (every %s, rtt %s)", st.LastHeartbeat.Format(time.RFC3339), time.Duration(st.HeartbeatInterval), time.Duration(st.TunnelRTT)))
+	}
+	row("Active sessions", fmt.Sprint(st.ActiveSessions))
+	row("Version", st.Version)
+	tw.Flush()
+}

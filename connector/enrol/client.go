@@ -1,0 +1,186 @@
+// Package enrol is the connector's side of enrolment (DESIGN.md §6.2):
+// present the token, answer the challenge with a CSR for a fresh ECDSA
+// P-256 key signed over the nonce (proof of possession), and turn the
+// answer into an identity.Identity. It also asks the control plane whether
+// an existing identity is still accepted (WhoAmI).
+//
+// Errors the control plane reports come back as *Error with a stable Code
+// and a Hint for people; anything else (network, TLS) is transient.
+package enrol
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/vaultpam/appliance/connector/identity"
+	"github.com/vaultpam/appliance/connector/protocol"
+)
+
+// Client enrols with one control plane. Fields are read-only after first
+// use; a Client is safe for concurrent use.
+type Client struct {
+	// URL is the control plane, https://HOST:PORT.
+	URL string
+	// RootCAs verifies the control plane; nil means the system roots.
+	RootCAs *x509.CertPool
+	// Proxy is an HTTP CONNECT proxy; nil means none.
+	Proxy *url.URL
+	// Name is the configured connector name, sent along.
+	Name string
+	// Rand is the randomness for the key; nil means crypto/rand.
+	Rand io.Reader
+	// FinishRetries is how often a finish request whose answer was lost
+	// (transport error) is sent again, unchanged; 0 means 3.
+	FinishRetries int
+	// Transport overrides the HTTP transport (tests); nil builds one.
+	Transport http.RoundTripper
+}
+
+func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
+	rt := c.Transport
+	if rt == nil {
+		tc := &tls.Config{RootCAs: c.RootCAs, NextProtos: []string{protocol.ALPNHTTP}, MinVersion: tls.VersionTLS12}
+		if cert != nil {
+			tc.Certificates = []tls.Certificate{*cert}
+		}
+		tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: false, TLSHandshakeTimeout: 10 * time.Second}
+		if c.Proxy != nil {
+			tr.Proxy = http.ProxyURL(c.Proxy)
+		}
+		rt = tr
+	}
+	return &http.Client{Transport: rt, Timeout: 30 * time.Second}
+}
+
+// Enrol presents token (as typed; it is normalised here) and returns the
+// new identity. A token with a typo fails before any network traffic.
+func (c *Client) Enrol(ctx context.Context, token string) (*identity.Identity, error) {
+	canon, err := protocol.ParseToken(token)
+	if err != nil {
+		code := protocol.CodeBadRequest
+		if errors.Is(err, protocol.ErrTokenTypo) {
+			code = protocol.CodeTokenTypo
+		}
+		return nil, &Error{Code: code, Message: err.Error()}
+	}
+	hc := c.httpClient(nil)
+	defer hc.CloseIdleConnections()
+	var ch protocol.EnrolChallenge
+	if err := c.post(ctx, hc, protocol.EnrolStartPath, protocol.EnrolStartRequest{Token: canon, Name: c.Name}, &ch); err != nil {
+		return nil, err
+	}
+	r := c.Rand
+	if r == nil {
+		r = rand.Reader
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), r)
+	if err != nil {
+		return nil, fmt.Errorf("generating key: %w", err)
+	}
+	csr, err := x509.CreateCertificateRequest(r, &x509.CertificateRequest{Subject: pkix.Name{CommonName: c.Name}}, key)
+	if err != nil {
+		return nil, fmt.Errorf("creating CSR: %w", err)
+	}
+	sig, err := ecdsa.SignASN1(r, key, protocol.ChallengeDigest(ch.Nonce, csr))
+	if err != nil {
+		return nil, fmt.Errorf("signing challenge: %w", err)
+	}
+	req := protocol.EnrolFinishRequest{ChallengeID: ch.ChallengeID, CSR: csr, Signature: sig}
+	tries := c.FinishRetries
+	if tries == 0 {
+		tries = 3
+	}
+	var res protocol.EnrolResult
+	for i := 0; ; i++ {
+		err = c.post(ctx, hc, protocol.EnrolFinishPath, req, &res)
+		var apiErr *Error
+		if err == nil || errors.As(err, &apiErr) || i >= tries || ctx.Err() != nil {
+			break
+		}
+		// The answer was lost: the same request, same key, gets the same
+		// certificate back.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(i+1) * 200 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	id, err := identity.New(key, res.ConnectorID, c.URL, []byte(res.CertificatePEM), []byte(res.CABundlePEM))
+	if err != nil {
+		return nil, err
+	}
+	if err := id.Check(time.Now()); err != nil {
+		return nil, fmt.Errorf("control plane issued an unusable certificate: %w", err)
+	}
+	return id, nil
+}
+
+// WhoAmI asks the control plane whether it accepts id's certificate. A
+// revoked or unknown certificate is an *Error with CodeCertRevoked or
+// CodeCertUnknown.
+func (c *Client) WhoAmI(ctx context.Context, id *identity.Identity) (protocol.WhoAmI, error) {
+	hc := c.httpClient(id.TLSCertificate())
+	defer hc.CloseIdleConnections()
+	var w protocol.WhoAmI
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.URL, "/")+protocol.WhoAmIPath, nil)
+	if err != nil {
+		return w, err
+	}
+	return w, c.do(hc, req, &w)
+}
+
+func (c *Client) post(ctx context.Context, hc *http.Client, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.URL, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return c.do(hc, req, out)
+}
+
+func (c *Client) do(hc *http.Client, req *http.Request, out any) error {
+	resp, err := hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL adds nothing; keep the cause
+		}
+		return fmt.Errorf("reaching control plane %s: %w", c.URL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("reading control plane answer: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e protocol.ErrorResponse
+		if json.Unmarshal(b, &e) != nil || e.Code == "" {
+			return fmt.Errorf("control plane answered %s", resp.Status)
+		}
+		return &Error{Code: e.Code, Message: e.Message}
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("control plane answer does not decode: %w", err)
+	}
+	return nil
+}
