@@ -60,8 +60,6 @@ func packageStage(ctx context.Context, o Options) (tarball, key string, cached b
 		"--customize-hook=cp -a " + shq(abs+"/hooks/.") + " \"$1/etc/initramfs-tools/hooks/\" && " +
 			"cp -a " + shq(abs+"/scripts/local-top/.") + " \"$1/etc/initramfs-tools/scripts/local-top/\" && " +
 			"chroot \"$1\" update-initramfs -u -k all",
-		// Leave no apt state or caches in the tarball.
-		"--customize-hook=rm -rf \"$1\"/var/cache/apt/* \"$1\"/var/lib/apt/lists/* \"$1\"/var/log/*",
 	}
 	for _, x := range dpkgExcludes {
 		args = append(args, "--dpkgopt="+x)

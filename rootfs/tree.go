@@ -57,6 +57,15 @@ func customise(ctx context.Context, o Options, tarball, tree string, res *Result
 	if err := takeBoot(o, tree, res); err != nil {
 		return err
 	}
+	// Caches and logs of the package stage are not part of the image.
+	for _, glob := range []string{"var/cache/apt/*", "var/lib/apt/lists/*", "var/log/*", "var/cache/debconf/*-old", "var/lib/dpkg/*-old", "tmp/*"} {
+		matches, _ := filepath.Glob(filepath.Join(tree, glob))
+		for _, m := range matches {
+			if err := os.RemoveAll(m); err != nil {
+				return err
+			}
+		}
+	}
 	for _, p := range []string{"var/lib/dbus/machine-id", "etc/hostname", "etc/resolv.conf", "vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"} {
 		os.Remove(filepath.Join(tree, p))
 	}
