@@ -10,6 +10,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/enrol"
 	"github.com/vaultpam/appliance/connector/identity"
+	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
 )
 
@@ -44,9 +45,16 @@ var ErrLinkRefused = errors.New("control plane refused the connector identity")
 func (a *Agent) Run(ctx context.Context) error {
 	a.notify("READY=1")
 	a.notify("STATUS=" + statusLine(a.State(), a.Status().Reason))
-	if a.opt.Token != "" {
-		a.tokens <- a.opt.Token
+	if tok := a.opt.Token; tok != "" {
 		a.opt.Token = ""
+		// The same checks as a token from the console; a refused one is
+		// reported in the status and never retried.
+		if err := a.SubmitToken(ctx, tok); err != nil {
+			var le *localapi.Error
+			if errors.As(err, &le) {
+				a.transition(a.State(), "token given at start refused: "+le.Message, le.Hint)
+			}
+		}
 	}
 	for {
 		if ctx.Err() != nil {

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/tests/controlplane"
+)
+
+// syncBuf is a bytes.Buffer safe for the daemon's log goroutines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func mapEnv(m map[string]string) (func(string) string, func(string) error) {
+	var mu sync.Mutex
+	return func(k string) string { mu.Lock(); defer mu.Unlock(); return m[k] },
+		func(k string) error { mu.Lock(); defer mu.Unlock(); delete(m, k); return nil }
+}
+
+func TestMalformedConfigListsEveryProblemAndWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "connector.yaml")
+	os.WriteFile(cfg, []byte("control_plane_url: http://x\nconnector_name: \"a b\"\nallowed_targets: [\"::bad::\"]\nbogus: 1\n"), 0o644)
+	data := filepath.Join(dir, "data")
+	sock := filepath.Join(dir, "c.sock")
+	getenv, unset := mapEnv(map[string]string{"PAM_AGENT_CONFIG": cfg, "PAM_AGENT_DATA_DIR": data, "PAM_AGENT_SOCKET": sock})
+	var stdout, stderr syncBuf
+	code := Main(context.Background(), Env{Stdout: &stdout, Stderr: &stderr, Args: []string{"run"}, Getenv: getenv, Unsetenv: unset, Notify: func(string) {}})
+	if code != exitConfig {
+		t.Fatalf("exit = %d, want %d\n%s", code, exitConfig, stderr.String())
+	}
+	out := stderr.String()
+	for _, want := range []string{"error:", "problems", "control_plane_url", "connector_name", "allowed_targets[0]", "bogus", "hint:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, out)
+		}
+	}
+	for _, p := range []string{data, sock} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s was created for a malformed config", p)
+		}
+	}
+}
+
+func TestConfigWithPrivateKeyRefused(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "connector.yaml")
+	os.WriteFile(cfg, []byte("control_plane_url: https://cp\nconnector_name: a\nprivate_key: |\n  -----BEGIN EC PRIVATE KEY-----\n  SECRETBYTES\n  -----END EC PRIVATE KEY-----\n"), 0o644)
+	getenv, unset := mapEnv(map[string]string{"PAM_AGENT_CONFIG": cfg, "PAM_AGENT_DATA_DIR": filepath.Join(dir, "d")})
+	var stderr syncBuf
+	code := Main(context.Background(), Env{Stdout: &stderr, Stderr: &stderr, Args: []string{"run"}, Getenv: getenv, Unsetenv: unset})
+	if code != exitConfig || !strings.Contains(stderr.String(), "private_key") || strings.Contains(stderr.String(), "SECRETBYTES") {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	var out, errb syncBuf
+	if c := Main(context.Background(), Env{Stdout: &out, Stderr: &errb, Args: []string{"version"}}); c != 0 || !strings.HasPrefix(out.String(), "vaultpam-connector ") {
+		t.Errorf("version: %d %q", c, out.String())
+	}
+	if c := Main(context.Background(), Env{Stdout: &out, Stderr: &errb, Args: []string{"frobnicate"}}); c != exitUsage {
+		t.Errorf("unknown command exit %d", c)
+	}
+	if c := Main(context.Background(), Env{Stdout: &out, Stderr: &errb, Args: []string{"run", "ABCDE-FGHJK"}}); c != exitUsage || !strings.Contains(errb.String(), "never passed as arguments") {
+		t.Errorf("token as argument: exit %d\n%s", c, errb.String())
+	}
+}
+
+func TestStatusWithoutDaemon(t *testing.T) {
+	var out, errb syncBuf
+	c := Main(context.Background(), Env{Stdout: &out, Stderr: &errb, Args: []string{"status", "--socket", filepath.Join(t.TempDir(), "none.sock")}})
+	if c != exitError || !strings.Contains(errb.String(), "hint:") {
+		t.Errorf("exit %d:\n%s", c, errb.String())
+	}
+}
+
+// The daemon in-process: token from the environment (removed and never
+// logged), identity on disk, status over the socket in both forms.
+func TestRunEnrolsAndServesStatus(t *testing.T) {
+	cp := controlplane.NewTest(t)
+	tok, _ := cp.Authority.CreateToken("dc1", 0)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "connector.yaml")
+	os.WriteFile(cfg, []byte("control_plane_url: "+cp.URL()+"\ncontrol_plane_ca_file: "+cp.CAFile+"\nconnector_name: dc1\n"), 0o644)
+	sock := filepath.Join(dir, "run", "c.sock")
+	envm := map[string]string{"PAM_AGENT_CONFIG": cfg, "PAM_AGENT_DATA_DIR": filepath.Join(dir, "data"), "PAM_AGENT_SOCKET": sock, "PAM_ENROLMENT_TOKEN": protocol.FormatToken(tok)}
+	getenv, unset := mapEnv(envm)
+	var notes []string
+	var mu sync.Mutex
+	var stdout, stderr syncBuf
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		done <- Main(ctx, Env{Stdout: &stdout, Stderr: &stderr, Args: []string{"run"}, Getenv: getenv, Unsetenv: unset,
+			Notify: func(s string) { mu.Lock(); notes = append(notes, s); mu.Unlock() }})
+	}()
+	var st localapi.Status
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var out, errb syncBuf
+		if Main(context.Background(), Env{Stdout: &out, Stderr: &errb, Args: []string{"status", "--json", "--socket", sock}}) == 0 {
+			json.Unmarshal([]byte(out.String()), &st)
+			if st.ConnectorID != "" && strings.Contains(st.Reason, "accepted") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never enrolled; last status %+v\n%s", st, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if getenv("PAM_ENROLMENT_TOKEN") != "" {
+		t.Error("PAM_ENROLMENT_TOKEN still set after run read it")
+	}
+	var human, errb syncBuf
+	Main(context.Background(), Env{Stdout: &human, Stderr: &errb, Args: []string{"status", "--socket", sock}})
+	for _, want := range []string{"State:", "Connecting", st.ConnectorID, "Autonomous restart"} {
+		if !strings.Contains(human.String(), want) {
+			t.Errorf("human status lacks %q:\n%s", want, human.String())
+		}
+	}
+	cancel()
+	if c := <-done; c != 0 {
+		t.Errorf("run exit %d\n%s", c, stderr.String())
+	}
+	for _, secret := range []string{tok, protocol.FormatToken(tok)} {
+		if strings.Contains(stderr.String(), secret) || strings.Contains(stdout.String(), secret) {
+			t.Error("the token appears in the daemon's output")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(notes) == 0 || notes[0] != "READY=1" || !strings.Contains(strings.Join(notes, "\n"), "STATUS=Connecting") || notes[len(notes)-1] != "STOPPING=1" && !strings.HasPrefix(notes[len(notes)-1], "STATUS=Draining") {
+		t.Errorf("sd_notify lines = %q", notes)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "identity.json")); err != nil {
+		t.Errorf("identity not on disk: %v", err)
+	}
+}
