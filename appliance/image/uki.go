@@ -26,6 +26,10 @@ func Cmdline(rootHash, slot, extra string) string {
 		// report go to the serial line, which headless users and tests read.
 		"console=tty1", "console=ttyS0,115200",
 		"systemd.gpt_auto=0", "rd.systemd.gpt_auto=0",
+		// Never a shell: initramfs-tools drops to one on failure unless
+		// panic= is set; the kernel (verity corruption) and the initramfs
+		// both show the error and reboot after a minute instead.
+		"panic=60",
 	}
 	if extra != "" {
 		args = append(args, extra)
