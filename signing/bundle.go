@@ -45,7 +45,7 @@ func (s *Signature) Bundle() ([]byte, error) {
 func ParseBundle(data []byte) (*Signature, error) {
 	var b protobundle.Bundle
 	if err := protojson.Unmarshal(data, &b); err != nil {
-		return nil, fmt.Errorf("%w: bundle is not valid sigstore bundle JSON (truncated or garbled): %v", ErrBadSignature, err)
+		return nil, fmt.Errorf("%w: not a sigstore bundle: %v", ErrBadSignature, err)
 	}
 	ms := b.GetMessageSignature()
 	if ms == nil {
