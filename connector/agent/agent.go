@@ -73,7 +73,8 @@ type Agent struct {
 	hint    string
 	since   time.Time
 	id      *identity.Identity
-	link    LinkStatus
+	link    LinkStatus          // last reported by the tunnel
+	cur     Link                // the running tunnel, nil when none
 	burnt   map[[32]byte]string // tokens that must not be tried again → code
 	history []Transition
 	waiting State // where to go back to after a failed enrolment
@@ -201,7 +202,18 @@ func (a *Agent) History() []Transition {
 // Status implements localapi.Backend.
 func (a *Agent) Status() localapi.Status {
 	a.mu.Lock()
+	cur := a.cur
+	a.mu.Unlock()
+	var live *LinkStatus
+	if cur != nil {
+		ls := cur.Status() // outside our lock: the tunnel calls back into us
+		live = &ls
+	}
+	a.mu.Lock()
 	defer a.mu.Unlock()
+	if live != nil {
+		a.link = *live
+	}
 	st := localapi.Status{
 		State: a.state.String(), StateLabel: a.state.Label(), Reason: a.reason, Hint: a.hint,
 		Mode: a.opt.Mode.Name, DataDir: a.opt.DataDir, DataDurable: a.opt.Mode.Durable,

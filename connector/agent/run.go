@@ -26,6 +26,8 @@ type LinkStatus struct {
 
 // Link is a running tunnel (the tunnel.Client behind an adapter).
 type Link interface {
+	// Status is the tunnel's live status (heartbeat, RTT, sessions).
+	Status() LinkStatus
 	// Run keeps the tunnel up until ctx ends or Shutdown finishes. An
 	// error wrapping ErrLinkRefused means the identity is refused for good.
 	Run(ctx context.Context) error
@@ -33,8 +35,16 @@ type Link interface {
 	Shutdown(ctx context.Context) error
 }
 
-// LinkFactory makes a Link for id that reports to onStatus.
-type LinkFactory func(id *identity.Identity, onStatus func(LinkStatus)) (Link, error)
+// LinkHost is what a Link needs from the agent: the current identity
+// (re-read on every dial, so a renewed certificate is used) and a place to
+// store a renewed certificate chain.
+type LinkHost interface {
+	Identity() *identity.Identity
+	Renewed(chain [][]byte) error
+}
+
+// LinkFactory makes a Link for host that reports state changes to onStatus.
+type LinkFactory func(host LinkHost, onStatus func(LinkStatus)) (Link, error)
 
 // ErrLinkRefused is wrapped by Link.Run when the control plane refuses the
 // identity (revoked, unknown, expired).
@@ -178,11 +188,19 @@ func (a *Agent) connect(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
-	link, err := a.opt.Link(id, a.onLink)
+	link, err := a.opt.Link(a, a.onLink)
 	if err != nil {
 		a.transition(NeedsRecovery, "cannot start the tunnel: "+err.Error(), "check the configuration, then restart the connector")
 		return
 	}
+	a.mu.Lock()
+	a.cur = link
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.cur = nil
+		a.mu.Unlock()
+	}()
 	linkCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

@@ -17,11 +17,11 @@ import (
 )
 
 // TunnelHandler takes over a TLS connection that selected the tunnel
-// protocol (ALPN protocol.ALPNTunnel) and presented an accepted client
-// certificate for connectorID. ServeTunnel owns conn and returns when the
-// tunnel ends.
+// protocol (ALPN protocol.ALPNTunnel); it authorises the client
+// certificate itself (so it can tell the connector why it is refused).
+// ServeTunnel owns conn and returns when the tunnel ends or ctx ends.
 type TunnelHandler interface {
-	ServeTunnel(conn *tls.Conn, connectorID string)
+	ServeTunnel(ctx context.Context, conn *tls.Conn)
 }
 
 // ServerConfig configures a Server.
@@ -48,6 +48,9 @@ type Server struct {
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+	// ctx ends at Close; tunnels are served under it.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // NewServer listens and starts serving in the background.
@@ -88,6 +91,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
 	s := &Server{cfg: cfg, ln: tls.NewListener(ln, tcfg), conns: map[net.Conn]struct{}{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hl = &chanListener{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
 	s.http = &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 	s.wg.Add(2)
@@ -105,6 +109,7 @@ func (s *Server) URL() string { return "https://" + s.ln.Addr().String() }
 // Close stops listening and closes every connection, tunnels included.
 func (s *Server) Close() error {
 	err := s.ln.Close()
+	s.cancel()
 	s.hl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -157,26 +162,14 @@ func (s *Server) dispatch(c *tls.Conn) {
 		}
 		return
 	}
-	log := s.cfg.Logger.With("remote", c.RemoteAddr())
-	if len(cs.PeerCertificates) == 0 {
-		log.Info("tunnel refused: no client certificate")
-		c.Close()
-		return
-	}
-	id, err := s.cfg.Authority.Authenticate(cs.PeerCertificates[0])
-	if err != nil {
-		log.Info("tunnel refused", "err", err)
-		c.Close()
-		return
-	}
 	if s.cfg.Tunnel == nil {
-		log.Info("tunnel refused: this control plane has no tunnel broker", "connector", id)
+		s.cfg.Logger.Info("tunnel refused: this control plane has no tunnel broker", "remote", c.RemoteAddr())
 		c.Close()
 		return
 	}
 	s.track(c, true)
 	defer s.track(c, false)
-	s.cfg.Tunnel.ServeTunnel(c, id)
+	s.cfg.Tunnel.ServeTunnel(s.ctx, c)
 }
 
 func (s *Server) handler() http.Handler {

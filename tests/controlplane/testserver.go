@@ -7,9 +7,11 @@ import (
 	"time"
 )
 
-// TestServer is a lab control plane on 127.0.0.1:0 for tests.
+// TestServer is a lab control plane on 127.0.0.1:0 for tests, broker
+// included.
 type TestServer struct {
 	*Server
+	Lab       *Lab
 	Authority *Authority
 	StateDir  string
 	CAFile    string // PEM of the CA, for connector configs
@@ -17,16 +19,21 @@ type TestServer struct {
 }
 
 // TestOption adjusts a test server's config before it starts.
-type TestOption func(*Config, *ServerConfig)
+type TestOption func(*LabConfig)
 
 // WithNow sets the authority's clock.
 func WithNow(now func() time.Time) TestOption {
-	return func(c *Config, _ *ServerConfig) { c.Now = now }
+	return func(c *LabConfig) { c.Authority.Now = now }
 }
 
-// WithTunnel sets the tunnel handler.
-func WithTunnel(h TunnelHandler) TestOption {
-	return func(_ *Config, s *ServerConfig) { s.Tunnel = h }
+// WithHeartbeat sets the heartbeat interval connectors are told to use.
+func WithHeartbeat(d time.Duration) TestOption {
+	return func(c *LabConfig) { c.HeartbeatInterval = d }
+}
+
+// WithListen sets the listen address (to restart on the same port).
+func WithListen(addr string) TestOption {
+	return func(c *LabConfig) { c.Listen = addr }
 }
 
 // NewTest starts a lab control plane with a fresh state directory under
@@ -40,22 +47,16 @@ func NewTest(t testing.TB, opts ...TestOption) *TestServer {
 // plane on the state of a previous one.
 func NewTestAt(t testing.TB, dir string, opts ...TestOption) *TestServer {
 	t.Helper()
-	cfg := DefaultConfig(dir)
-	var scfg ServerConfig
+	cfg := LabConfig{Authority: DefaultConfig(dir)}
 	for _, o := range opts {
-		o(&cfg, &scfg)
+		o(&cfg)
 	}
-	a, err := OpenAuthority(cfg)
+	l, err := NewLab(cfg)
 	if err != nil {
-		t.Fatalf("opening lab authority: %v", err)
+		t.Fatalf("starting lab control plane: %v", err)
 	}
-	scfg.Authority = a
-	s, err := NewServer(scfg)
-	if err != nil {
-		a.Close()
-		t.Fatalf("starting lab server: %v", err)
-	}
-	ts := &TestServer{Server: s, Authority: a, StateDir: dir, CAFile: filepath.Join(dir, "ca.pem"), CAPool: a.CA().Pool()}
+	a := l.Authority
+	ts := &TestServer{Server: l.Server, Lab: l, Authority: a, StateDir: dir, CAFile: filepath.Join(dir, "ca.pem"), CAPool: a.CA().Pool()}
 	t.Cleanup(func() { ts.Stop() })
 	return ts
 }
@@ -64,8 +65,7 @@ func NewTestAt(t testing.TB, dir string, opts ...TestOption) *TestServer {
 // called more than once.
 func (ts *TestServer) Stop() {
 	if ts.Server != nil {
-		ts.Server.Close()
-		ts.Authority.Close()
+		ts.Lab.Close()
 		ts.Server = nil
 	}
 }

@@ -114,8 +114,9 @@ func TestRunEnrolsAndServesStatus(t *testing.T) {
 	for {
 		var out, errb syncBuf
 		if Main(context.Background(), Env{Stdout: &out, Stderr: &errb, Args: []string{"status", "--json", "--socket", sock}}) == 0 {
+			st = localapi.Status{}
 			json.Unmarshal([]byte(out.String()), &st)
-			if st.ConnectorID != "" && strings.Contains(st.Reason, "accepted") {
+			if st.State == localapi.StateOnline && !st.LastHeartbeat.IsZero() {
 				break
 			}
 		}
@@ -129,7 +130,10 @@ func TestRunEnrolsAndServesStatus(t *testing.T) {
 	}
 	var human, errb syncBuf
 	Main(context.Background(), Env{Stdout: &human, Stderr: &errb, Args: []string{"status", "--socket", sock}})
-	for _, want := range []string{"State:", "Connecting", st.ConnectorID, "Autonomous restart"} {
+	if st.ConnectorID == "" || st.Reason != "" || st.CertNotAfter.IsZero() || st.HeartbeatInterval == 0 {
+		t.Errorf("online status = %+v", st)
+	}
+	for _, want := range []string{"State:", "Online", st.ConnectorID, "Autonomous restart", "Last heartbeat:"} {
 		if !strings.Contains(human.String(), want) {
 			t.Errorf("human status lacks %q:\n%s", want, human.String())
 		}
@@ -145,7 +149,7 @@ func TestRunEnrolsAndServesStatus(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(notes) == 0 || notes[0] != "READY=1" || !strings.Contains(strings.Join(notes, "\n"), "STATUS=Connecting") || notes[len(notes)-1] != "STOPPING=1" && !strings.HasPrefix(notes[len(notes)-1], "STATUS=Draining") {
+	if len(notes) == 0 || notes[0] != "READY=1" || !strings.Contains(strings.Join(notes, "\n"), "STATUS=Online") || notes[len(notes)-1] != "STOPPING=1" && !strings.HasPrefix(notes[len(notes)-1], "STATUS=Draining") {
 		t.Errorf("sd_notify lines = %q", notes)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data", "identity.json")); err != nil {

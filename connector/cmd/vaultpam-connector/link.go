@@ -3,14 +3,28 @@ package main
 import (
 	"crypto/x509"
 	"log/slog"
+	"net"
 	"net/url"
 
 	"github.com/vaultpam/appliance/connector/agent"
 	"github.com/vaultpam/appliance/connector/config"
+	"github.com/vaultpam/appliance/connector/tunnel"
 )
 
-// newLinkFactory wires the tunnel into the agent; nil until the tunnel
-// library is wired (the agent then stops at connecting).
-func newLinkFactory(cfg config.Config, roots *x509.CertPool, proxy *url.URL, log *slog.Logger, ag func() *agent.Agent) agent.LinkFactory {
-	return nil
+// newLinkFactory wires the tunnel client into the agent with the
+// configuration's address, roots, proxy and allow-list.
+func newLinkFactory(cfg config.Config, roots *x509.CertPool, proxy *url.URL, log *slog.Logger) agent.LinkFactory {
+	tc := tunnel.DefaultConfig()
+	u, _ := url.Parse(cfg.ControlPlaneURL) // validated by config.Load
+	tc.Address = u.Host
+	if u.Port() == "" {
+		tc.Address = net.JoinHostPort(u.Hostname(), "443")
+	}
+	tc.ServerName = u.Hostname()
+	tc.RootCAs = roots
+	tc.Proxy = proxy
+	tc.AllowedTargets = cfg.AllowedTargets
+	tc.Name, tc.Version = cfg.ConnectorName, version
+	tc.Logger = log
+	return agent.TunnelLink(tc)
 }

@@ -92,9 +92,8 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 		Enroller: &enrol.Client{URL: strings.TrimRight(cfg.ControlPlaneURL, "/"), RootCAs: roots, Proxy: proxy, Name: cfg.ConnectorName},
 		Token:    token, Version: version, Notify: notify, Logger: log,
 	}
-	var ag *agent.Agent
-	opt.Link = newLinkFactory(cfg, roots, proxy, log, func() *agent.Agent { return ag })
-	ag, err = agent.New(opt)
+	opt.Link = newLinkFactory(cfg, roots, proxy, log)
+	ag, err := agent.New(opt)
 	if err != nil {
 		fail(env.Stderr, err, "")
 		return exitError

@@ -28,6 +28,7 @@ const usage = `usage: vaultpam-lab <command> [flags]
   connectors --state DIR [--json]
   revoke --state DIR --connector ID
   resources add --state DIR --name N --address HOST:PORT --connector ID
+  connect --state DIR --resource N [--listen 127.0.0.1:PORT]
 `
 
 // Main runs one command and returns the exit code.
@@ -53,6 +54,8 @@ func Main(ctx context.Context, env Env) int {
 		err = cmdRevoke(env, args)
 	case "resources add":
 		err = cmdResourcesAdd(env, args)
+	case "connect ":
+		err = cmdConnect(ctx, env, args)
 	case "help ", "-h ", "--help ":
 		fmt.Fprint(env.Stdout, usage)
 		return 0

@@ -30,35 +30,25 @@ func cmdServe(ctx context.Context, env Env, args []string) error {
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
 	cfg := controlplane.DefaultConfig(*dir)
 	cfg.CertTTL = *certTTL
-	a, err := controlplane.OpenAuthority(cfg)
+	lab, err := controlplane.NewLab(controlplane.LabConfig{Authority: cfg, Listen: *listen, HeartbeatInterval: *hb, Logger: log})
 	if err != nil {
-		return hinted{err, "another `vaultpam-lab serve` may be running on this directory"}
-	}
-	defer a.Close()
-	lab, err := newLabRuntime(a, *hb, log)
-	if err != nil {
-		return err
+		return hinted{err, "another `vaultpam-lab serve` may be running on this directory, or the port is taken"}
 	}
 	defer lab.Close()
-	srv, err := controlplane.NewServer(controlplane.ServerConfig{Authority: a, Listen: *listen, Tunnel: lab.tunnel(), Logger: log})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
 	aln, err := controlplane.ListenAdmin(*dir)
 	if err != nil {
 		return err
 	}
-	adm := &http.Server{Handler: controlplane.AdminHandler(a, lab.adminRoutes)}
+	adm := &http.Server{Handler: controlplane.AdminHandler(lab.Authority, lab.AdminRoutes)}
 	go adm.Serve(aln)
 	defer adm.Close()
-	if err := os.WriteFile(filepath.Join(*dir, "url"), []byte(srv.URL()+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(*dir, "url"), []byte(lab.URL()+"\n"), 0o644); err != nil {
 		return err
 	}
-	log.Info("lab control plane serving", "url", srv.URL(), "ca", filepath.Join(*dir, "ca.pem"), "heartbeat_interval", *hb)
-	fmt.Fprintf(env.Stdout, "serving %s (CA %s)\n", srv.URL(), filepath.Join(*dir, "ca.pem"))
+	log.Info("lab control plane serving", "url", lab.URL(), "ca", filepath.Join(*dir, "ca.pem"), "heartbeat_interval", *hb)
+	fmt.Fprintf(env.Stdout, "serving %s (CA %s)\n", lab.URL(), filepath.Join(*dir, "ca.pem"))
 	if env.Ready != nil {
-		env.Ready(srv.URL())
+		env.Ready(lab.URL())
 	}
 	<-ctx.Done()
 	log.Info("lab control plane stopping")

@@ -1,0 +1,72 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+
+	"github.com/vaultpam/appliance/connector/tunnel"
+)
+
+// TunnelLink returns a LinkFactory running a tunnel.Client built from base
+// (address, roots, proxy, allowed targets, name, version, logger filled in
+// by the caller); the certificate and renewals come from the agent.
+func TunnelLink(base tunnel.Config) LinkFactory {
+	return func(host LinkHost, onStatus func(LinkStatus)) (Link, error) {
+		cfg := base
+		cfg.Certificate = func() (*tls.Certificate, error) {
+			id := host.Identity()
+			if id == nil {
+				return nil, errors.New("no identity")
+			}
+			return id.TLSCertificate(), nil
+		}
+		cfg.Renewed = host.Renewed
+		cfg.OnStatus = func(s tunnel.Status) {
+			if ls, ok := linkStatus(s); ok {
+				onStatus(ls)
+			}
+		}
+		c, err := tunnel.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &tunnelLink{c}, nil
+	}
+}
+
+type tunnelLink struct{ c *tunnel.Client }
+
+func (l *tunnelLink) Run(ctx context.Context) error {
+	err := l.c.Run(ctx)
+	if errors.Is(err, tunnel.ErrNeedsRecovery) {
+		return fmt.Errorf("%w: %v", ErrLinkRefused, err)
+	}
+	return err
+}
+
+func (l *tunnelLink) Shutdown(ctx context.Context) error { return l.c.Shutdown(ctx) }
+
+func (l *tunnelLink) Status() LinkStatus {
+	ls, _ := linkStatus(l.c.Status())
+	return ls
+}
+
+// linkStatus maps the tunnel's status; ok is false for states the agent
+// handles itself (needs recovery and draining come from Run and Shutdown).
+func linkStatus(s tunnel.Status) (LinkStatus, bool) {
+	ls := LinkStatus{Reason: s.Reason, LastHeartbeat: s.LastHeartbeat, HeartbeatInterval: s.HeartbeatInterval, RTT: s.RTT, ActiveSessions: s.ActiveSessions}
+	switch s.State {
+	case tunnel.StateConnecting:
+		ls.State = Connecting
+	case tunnel.StateOnline:
+		ls.State = Online
+	case tunnel.StateReconnecting:
+		ls.State = Reconnecting
+	default:
+		ls.State = -1
+		return ls, false
+	}
+	return ls, true
+}

@@ -1,0 +1,145 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/vaultpam/appliance/connector/config"
+	"github.com/vaultpam/appliance/connector/enrol"
+	"github.com/vaultpam/appliance/connector/identity"
+	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/tunnel"
+	"github.com/vaultpam/appliance/tests/controlplane"
+	"github.com/vaultpam/appliance/tests/controlplane/broker"
+)
+
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				io.Copy(c, c)
+				c.(*net.TCPConn).CloseWrite()
+				c.Close()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func startWithTunnel(t *testing.T, cp *controlplane.TestServer, allowed []string) *run {
+	t.Helper()
+	tc := tunnel.DefaultConfig()
+	tc.Address = cp.Addr().String()
+	tc.RootCAs = cp.CAPool
+	tc.AllowedTargets = allowed
+	tc.Name, tc.Version = "dc1", "test"
+	r := &run{trs: make(chan Transition, 100), done: make(chan error, 1)}
+	tok, _ := cp.Authority.CreateToken("dc1", 0)
+	ag, err := New(Options{
+		Config:       config.Config{ControlPlaneURL: cp.URL(), ConnectorName: "dc1", AllowedTargets: allowed, DrainTimeout: config.Duration(time.Minute)},
+		Store:        &identity.Mem{},
+		Mode:         durable,
+		Enroller:     &enrol.Client{URL: cp.URL(), RootCAs: cp.CAPool, Name: "dc1"},
+		Link:         TunnelLink(tc),
+		Token:        tok,
+		OnTransition: func(tr Transition) { r.trs <- tr },
+		RetryDelay:   func(int) time.Duration { return 20 * time.Millisecond },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Agent = ag
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- ag.Run(ctx) }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func roundTrip(t *testing.T, c net.Conn, msg string) {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+		t.Fatalf("echo = %q, %v; want %q", buf, err, msg)
+	}
+}
+
+// Enrol, come online through the real tunnel, carry a session, refuse a
+// target outside allowed_targets with the reason reaching the caller, and
+// drain on shutdown: no new sessions, the open one finishes.
+func TestOnlineSessionsAndDrain(t *testing.T) {
+	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(100*time.Millisecond))
+	echo := echoServer(t)
+	r := startWithTunnel(t, cp, []string{echo})
+	r.waitFor(t, Online)
+	id := r.Status().ConnectorID
+
+	cp.Authority.AddResource(controlplane.Resource{Name: "echo", Address: echo, Connector: id})
+	cp.Authority.AddResource(controlplane.Resource{Name: "other", Address: "127.0.0.1:9", Connector: id})
+	ctx := context.Background()
+	s, err := cp.Lab.Connect(ctx, "echo")
+	if err != nil {
+		t.Fatalf("Connect(echo) = %v", err)
+	}
+	roundTrip(t, s, "hello through the tunnel")
+
+	_, err = cp.Lab.Connect(ctx, "other")
+	var be *broker.Error
+	if !errors.As(err, &be) || be.Reason != protocol.ReasonNotAllowed {
+		t.Fatalf("Connect(outside allowed_targets) = %v, want not_allowed", err)
+	}
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := r.Status()
+		c, _ := cp.Authority.Connector(id)
+		if st.ActiveSessions == 1 && !st.LastHeartbeat.IsZero() && c.Status == controlplane.StatusOnline && !c.LastHeartbeat.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed the session and heartbeats: %+v / lab %+v", st, c)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// SIGTERM: draining, new sessions refused, the open one still works.
+	r.cancel()
+	r.waitFor(t, Draining)
+	for {
+		_, err = cp.Lab.Connect(ctx, "echo")
+		if errors.As(err, &be) && be.Reason == protocol.ReasonDraining {
+			break
+		}
+		if err == nil || time.Now().After(deadline) {
+			t.Fatalf("Connect while draining = %v, want draining", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	roundTrip(t, s, "still here")
+	s.CloseWrite()
+	io.Copy(io.Discard, s)
+	s.Close()
+	select {
+	case <-r.done:
+		r.done <- nil
+	case <-time.After(30 * time.Second):
+		t.Fatal("agent did not stop after its last session ended")
+	}
+}
