@@ -67,7 +67,7 @@ type Env struct {
 	OVF       ovfenv.Sources
 	// DefaultURL pre-fills the control plane URL; "" = settings.DefaultControlPlaneURL.
 	DefaultURL string
-	Probes    Probes // appliance facts for the health screen; nil fields = real ones
+	Probes     Probes // appliance facts for the health screen; nil fields = real ones
 	// Timeouts; zero values take the defaults in DefaultEnvTimeouts.
 	AddressTimeout time.Duration // waiting for an address after apply
 	StepTimeout    time.Duration // each diagnostic step
@@ -128,10 +128,10 @@ type page struct {
 // App is the running console. It is driven by Run and is not safe for
 // concurrent use except through post.
 type App struct {
-	env   Env
-	cur   view
-	posts chan func()
-	ctx   context.Context
+	env    Env
+	cur    view
+	posts  chan func()
+	ctx    context.Context
 	lock   *wizardLock
 	quit   bool
 	health *health

@@ -74,7 +74,7 @@ func (w *wizard) apply(a *App) {
 	v := &applyView{w: w}
 	names := []string{"Write settings to /config", "Apply network settings",
 		"Wait for an address on " + w.s.Interface, "DNS", "TCP", "TLS", "Clock",
-		"Start the connector", "Hand the token to the connector", "Enrolment"}
+		"Start the connector", "Hand over the token", "Enrolment"}
 	if w.networkOnly {
 		names = names[:sConnector]
 	}
@@ -130,13 +130,13 @@ func (v *applyView) run(a *App, first int) {
 					v.failAt(a, i, failOther, "Writing settings: "+err.Error(), "check that the CONFIG partition is mounted on /config")
 					return
 				}
-				v.set(a, i, stepOK, strings.Join(files, ", "))
+				v.set(a, i, stepOK, fmt.Sprintf("%d files in /config", len(files)))
 			case sNetwork:
 				if err := applyNetwork(ctx, env, s); err != nil {
 					v.failAt(a, i, failOther, "Network: "+err.Error(), "")
 					return
 				}
-				v.set(a, i, stepOK, "networkd, hostname and timesyncd restarted")
+				v.set(a, i, stepOK, "networkd, hostname, timesyncd")
 			case sAddress:
 				var want netip.Prefix
 				if !s.DHCP {
@@ -221,7 +221,7 @@ func (v *applyView) diagnose(a *App, ctx context.Context, env Env, s settings.Se
 		case !r.OK:
 			st = stepFailed
 		}
-		v.set(a, idx[r.Step], st, r.Message)
+		v.set(a, idx[r.Step], st, strings.TrimPrefix(r.Message, r.Step+": "))
 	})
 	if f, bad := diag.Failed(rs); bad {
 		v.failAt(a, idx[f.Step], failDiag, f.Message, "press E to go back and edit the settings, R to retry")
@@ -326,7 +326,7 @@ func apiError(err error) (msg, hint string) {
 func (v *applyView) draw(a *App) page {
 	var body []screen.Line
 	for _, s := range v.steps {
-		line := fmt.Sprintf("  %s %-32s", s.state.mark(), s.name)
+		line := fmt.Sprintf("  %s %-28s", s.state.mark(), s.name)
 		d := s.detail
 		if s.state == stepFailed {
 			d = ""
@@ -356,7 +356,7 @@ func (v *applyView) draw(a *App) page {
 		p.msg = "Network settings applied."
 		p.help = "Enter health screen"
 	case v.done != nil:
-		p.body = append(p.body, blank(), bold(fmt.Sprintf("  Enrolled: %s is Online (ID %s).", v.done.ConnectorName, v.done.ConnectorID)))
+		p.body = append(p.body, blank(), bold(fmt.Sprintf("  Enrolled: %s is Online (ID %s).", firstOf(v.done.ConnectorName, v.w.s.ConnectorName), v.done.ConnectorID)))
 		p.msg = "Setup is complete. The token was handed over and is not stored."
 		p.help = "Enter health screen"
 	}

@@ -165,7 +165,9 @@ func (w *wizard) gotoControlPlane(a *App) {
 }
 
 func (w *wizard) gotoToken(a *App) {
-	if w.unattended && w.token != "" {
+	// A token already typed (or from OVF) is kept when going back to edit
+	// other settings; the summary offers 3 to change it.
+	if w.token != "" {
 		w.gotoSummary(a)
 		return
 	}

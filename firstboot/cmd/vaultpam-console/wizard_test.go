@@ -1,0 +1,232 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const (
+	goodToken = "WQBMX5KWDBQXSZ8DM906"    // canonical
+	goodTyped = "wqbmx-5kwdb-qxsz8-dm9o6" // as a person types it: lower case, dashes, O for 0
+	typoToken = "WQBMX5KWDBQXSZ8DM907"    // last character wrong
+	typoTyped = "WQBMX5KWDBQXSZ8DM907"
+)
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestWizardStatic walks the whole wizard with a static address, through
+// an invalid IP and a typo'd token, and ends enrolled.
+func TestWizardStatic(t *testing.T) {
+	h := newHarness(t)
+	cp := h.controlPlane("127.0.0.1:0")
+	port := cp[strings.LastIndex(cp, ":")+1:]
+	rep := []string{port, "PORT"}
+	const s = "w"
+	h.start(s, "tty1", "--ovf-env", "/nonexistent/ovf-env.xml")
+
+	h.golden("wizard-1-links", h.waitFor(s, "connected"), rep...)
+	h.keys(s, "Enter")
+	h.waitFor(s, "Settings for eth0")
+	h.keys(s, "Right", "Enter")
+	h.typeText(s, "192.0.2.300/24")
+	h.keys(s, "Enter")
+	h.golden("wizard-2-invalid-ip", h.waitFor(s, "is not an IP address with prefix"), rep...)
+	h.keys(s, "C-u")
+	h.typeText(s, "192.0.2.10/24")
+	h.keys(s, "Enter")
+	h.typeText(s, "192.0.2.1")
+	h.keys(s, "Enter")
+	h.typeText(s, "192.0.2.53")
+	h.keys(s, "Enter", "Enter", "C-u")
+	h.typeText(s, "vaultpam-test")
+	h.keys(s, "Enter")
+	h.golden("wizard-3-network", h.waitFor(s, "Only if outbound HTTPS"), rep...)
+	h.keys(s, "Enter")
+	h.waitFor(s, "Control plane URL")
+	h.keys(s, "C-u")
+	h.typeText(s, "https://127.0.0.1:"+port)
+	h.keys(s, "Enter", "C-u")
+	h.typeText(s, "test-connector-1")
+	h.keys(s, "Enter")
+	h.waitFor(s, "Enrolment token")
+	h.typeText(s, typoTyped)
+	h.keys(s, "Enter")
+	scr := h.waitFor(s, "Token has a typo")
+	h.golden("wizard-4-token-typo", scr, rep...)
+	if strings.Contains(scr, "WQBMX") {
+		t.Errorf("the token is on the screen:\n%s", scr)
+	}
+	h.keys(s, "C-u")
+	h.typeText(s, goodTyped)
+	h.keys(s, "Enter")
+	h.golden("wizard-5-summary", h.waitFor(s, "Nothing has been changed yet"), rep...)
+	if got := h.fake.Submits(); len(got) != 0 {
+		t.Fatalf("token handed over before apply: %d times", len(got))
+	}
+	h.keys(s, "Enter")
+	scr = h.waitFor(s, "Setup is complete")
+	h.golden("wizard-6-done", scr, rep...)
+
+	if diff := cmp.Diff([]string{goodToken}, h.fake.Submits()); diff != "" {
+		t.Errorf("tokens handed to the connector (-want +got):\n%s", diff)
+	}
+	unit := readFile(t, filepath.Join(h.root, "config/network/10-vaultpam.network"))
+	for _, want := range []string{"Name=eth0", "Address=192.0.2.10/24", "Gateway=192.0.2.1", "DNS=192.0.2.53"} {
+		if !strings.Contains(unit, want+"\n") {
+			t.Errorf("network unit lacks %s:\n%s", want, unit)
+		}
+	}
+	if got := readFile(t, filepath.Join(h.root, "config/hostname")); got != "vaultpam-test\n" {
+		t.Errorf("/config/hostname = %q, want vaultpam-test", got)
+	}
+	cy := readFile(t, filepath.Join(h.root, "config/connector.yaml"))
+	for _, want := range []string{"control_plane_url: https://127.0.0.1:" + port, "connector_name: test-connector-1", "control_plane_ca_file: /config/ca.pem"} {
+		if !strings.Contains(cy, want) {
+			t.Errorf("connector.yaml lacks %q:\n%s", want, cy)
+		}
+	}
+	assertNoToken(t, h)
+	cmds := h.commands()
+	for _, want := range []string{"systemctl restart systemd-networkd", "hostname vaultpam-test", "systemctl restart systemd-timesyncd", "systemctl restart vaultpam-connector"} {
+		if !strings.Contains(cmds, want+"\n") {
+			t.Errorf("commands run lack %q:\n%s", want, cmds)
+		}
+	}
+	if out := run(t, "ip", "-n", h.ns, "-4", "addr", "show", "dev", "eth0"); !strings.Contains(out, "192.0.2.10/24") {
+		t.Errorf("eth0 has no 192.0.2.10/24:\n%s", out)
+	}
+	h.keys(s, "Enter")
+	h.waitFor(s, "Online")
+}
+
+// assertNoToken checks that neither token form is in any file under the
+// root or in the commands' arguments.
+func assertNoToken(t *testing.T, h *harness) {
+	t.Helper()
+	filepath.Walk(h.root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		for _, tok := range []string{goodToken, "WQBMX-5KWDB", strings.ToLower(goodToken), "wqbmx-5kwdb"} {
+			if strings.Contains(string(b), tok) {
+				t.Errorf("%s holds the token", p)
+			}
+		}
+		return nil
+	})
+	if strings.Contains(strings.ToUpper(h.commands()), "WQBMX") {
+		t.Errorf("a command got the token in its arguments:\n%s", h.commands())
+	}
+}
+
+// TestWizardFailingDiagnostic: the control plane's name does not resolve
+// through the DNS server given; the screen names the step, the operator
+// goes back, fixes the URL, and setup completes.
+func TestWizardFailingDiagnostic(t *testing.T) {
+	h := newHarness(t)
+	cp := h.controlPlane("127.0.0.1:0")
+	port := cp[strings.LastIndex(cp, ":")+1:]
+	rep := []string{port, "PORT"}
+	const s = "d"
+	h.start(s, "tty1", "--ovf-env", "/nonexistent/ovf-env.xml")
+	h.waitFor(s, "Choose the network card")
+	h.keys(s, "Enter")
+	h.waitFor(s, "Settings for eth0")
+	h.keys(s, "Right", "Enter")
+	h.typeText(s, "192.0.2.10/24")
+	h.keys(s, "Enter")
+	h.typeText(s, "192.0.2.1")
+	h.keys(s, "Enter")
+	h.typeText(s, "192.0.2.53")
+	h.keys(s, "Enter", "Enter", "Enter", "Enter")
+	h.waitFor(s, "Control plane URL")
+	h.keys(s, "C-u")
+	h.typeText(s, "https://cp.example.test:"+port)
+	h.keys(s, "Enter", "Enter")
+	h.waitFor(s, "Enrolment token")
+	h.typeText(s, goodToken)
+	h.keys(s, "Enter")
+	h.waitFor(s, "Nothing has been changed yet")
+	h.keys(s, "Enter")
+	scr := h.waitFor(s, "Setup stopped at the failed step")
+	h.golden("wizard-7-dns-fails", scr, rep...)
+	if !strings.Contains(scr, "DNS: cp.example.test does not resolve via 192.0.2.53") {
+		t.Errorf("failure does not name the DNS step and server:\n%s", scr)
+	}
+	if n := len(h.fake.Submits()); n != 0 {
+		t.Errorf("token handed over %d times after a failed diagnostic, want 0", n)
+	}
+	h.keys(s, "e")
+	h.waitFor(s, "Nothing has been changed yet")
+	h.keys(s, "2")
+	h.waitFor(s, "Control plane URL")
+	h.keys(s, "C-u")
+	h.typeText(s, "https://127.0.0.1:"+port)
+	h.keys(s, "Enter", "Enter")
+	h.waitFor(s, "Nothing has been changed yet")
+	h.keys(s, "Enter")
+	h.waitFor(s, "Setup is complete")
+	if diff := cmp.Diff([]string{goodToken}, h.fake.Submits()); diff != "" {
+		t.Errorf("tokens handed to the connector (-want +got):\n%s", diff)
+	}
+}
+
+// TestOVFUnattended: every property in the OVF environment → no questions,
+// config written, token handed over exactly once, and a restarted console
+// shows the health screen without handing it over again.
+func TestOVFUnattended(t *testing.T) {
+	h := newHarness(t)
+	h.controlPlane("192.0.2.1:8443")
+	fixture, _ := filepath.Abs("../../testdata/ovf-env-full.xml")
+	const s = "o"
+	h.start(s, "ttyS0", "--ovf-env", fixture)
+	scr := h.waitFor(s, "Setup is complete")
+	h.golden("ovf-done", scr)
+	if diff := cmp.Diff([]string{goodToken}, h.fake.Submits()); diff != "" {
+		t.Errorf("tokens handed to the connector (-want +got):\n%s", diff)
+	}
+	cy := readFile(t, filepath.Join(h.root, "config/connector.yaml"))
+	for _, want := range []string{"control_plane_url: https://192.0.2.1:8443", "connector_name: ovf-connector-1"} {
+		if !strings.Contains(cy, want) {
+			t.Errorf("connector.yaml lacks %q:\n%s", want, cy)
+		}
+	}
+	unit := readFile(t, filepath.Join(h.root, "config/network/10-vaultpam.network"))
+	if !strings.Contains(unit, "Address=192.0.2.10/24\n") || !strings.Contains(unit, "NTP=192.0.2.123\n") {
+		t.Errorf("network unit does not hold the OVF settings:\n%s", unit)
+	}
+	assertNoToken(t, h)
+
+	// A second start (a reboot) finds the appliance configured.
+	run(t, "tmux", "-L", h.tmux, "kill-session", "-t", s)
+	h.start("o2", "ttyS0", "--ovf-env", fixture)
+	h.waitFor("o2", "Health")
+	h.waitFor("o2", "Online")
+	if n := len(h.fake.Submits()); n != 1 {
+		t.Errorf("token handed over %d times after a restart, want exactly 1", n)
+	}
+}
+
+// TestOneWizardAtATime: while tty1 runs the wizard, ttyS0 says so and
+// follows its progress.
+func TestOneWizardAtATime(t *testing.T) {
+	h := newHarness(t)
+	h.start("a", "tty1", "--ovf-env", "/nonexistent/ovf-env.xml")
+	h.waitFor("a", "Choose the network card")
+	h.start("b", "ttyS0", "--ovf-env", "/nonexistent/ovf-env.xml")
+	h.golden("wizard-locked", h.waitFor("b", "Setup is running on tty1"))
+	h.keys("a", "Enter")
+	h.waitFor("b", "Network settings")
+}

@@ -1,0 +1,101 @@
+// Package fakeconnector is an in-process stand-in for the connector's local
+// API, for the console's tests: a localapi.Backend whose state the test
+// sets, that counts token hand-overs and walks awaiting_token → enrolling →
+// online like the real connector.
+package fakeconnector
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/protocol"
+)
+
+// Backend is a fake connector. The zero value is not usable; use New.
+type Backend struct {
+	mu       sync.Mutex
+	st       localapi.Status
+	submits  []string
+	polls    int
+	Refuse   map[string]*localapi.Error // canonical token → error to answer
+	EnrolsIn int                        // status polls from enrolling to online; 0 = 2
+}
+
+// New returns a fake awaiting a token.
+func New() *Backend {
+	return &Backend{st: localapi.Status{State: localapi.StateAwaitingToken, StateLabel: localapi.Label(localapi.StateAwaitingToken),
+		Mode: localapi.ModeAutonomousRestart, DataDir: "/data", DataDurable: true, Version: "0.1.0"},
+		Refuse: map[string]*localapi.Error{}}
+}
+
+// Set replaces the status.
+func (b *Backend) Set(st localapi.Status) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st.StateLabel = localapi.Label(st.State)
+	b.st = st
+}
+
+// Submits returns the tokens handed over so far (canonical form).
+func (b *Backend) Submits() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.submits...)
+}
+
+// Status implements localapi.Backend.
+func (b *Backend) Status() localapi.Status {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.st.State == localapi.StateEnrolling {
+		b.polls++
+		n := b.EnrolsIn
+		if n == 0 {
+			n = 2
+		}
+		if b.polls >= n {
+			b.st.State, b.st.StateLabel = localapi.StateOnline, localapi.Label(localapi.StateOnline)
+			if b.st.ConnectorID == "" {
+				b.st.ConnectorID = "conn-0001"
+			}
+			b.st.Reason, b.st.Hint = "", ""
+			b.st.Since = time.Now().UTC()
+			b.st.LastHeartbeat = time.Now().UTC()
+		}
+	}
+	return b.st
+}
+
+// SubmitToken implements localapi.Backend.
+func (b *Backend) SubmitToken(ctx context.Context, token string) error {
+	c, err := protocol.ParseToken(token)
+	if err != nil {
+		return &localapi.Error{Code: "token_syntax", Message: err.Error()}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.submits = append(b.submits, c)
+	if e := b.Refuse[c]; e != nil {
+		return e
+	}
+	b.st.State, b.st.StateLabel = localapi.StateEnrolling, localapi.Label(localapi.StateEnrolling)
+	b.polls = 0
+	return nil
+}
+
+// Serve serves b on a Unix socket at path until the test ends.
+func Serve(t testing.TB, b *Backend, path string) {
+	t.Helper()
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatalf("listening on %s: %v", path, err)
+	}
+	srv := &http.Server{Handler: localapi.Handler(b)}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+}
