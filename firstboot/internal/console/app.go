@@ -268,3 +268,16 @@ func wrap(indent int, s string) []screen.Line {
 func kv(label, value string) screen.Line {
 	return screen.Line{{Text: "  " + screen.Pad(label, 22)}, {Text: value}}
 }
+
+// kvWrap is kv with the value wrapped under itself.
+func kvWrap(label, value string) []screen.Line {
+	var out []screen.Line
+	for i, l := range screen.WrapText(value, screen.Cols-26) {
+		if i == 0 {
+			out = append(out, kv(label, l))
+		} else {
+			out = append(out, kv("", l))
+		}
+	}
+	return out
+}

@@ -141,22 +141,23 @@ func (v *healthView) draw(a *App) page {
 	var body []screen.Line
 	switch {
 	case h.stErr != nil && st.State == "":
-		body = append(body, screen.Line{{Text: "  " + screen.Pad("State", 18)}, {Text: "Connector not running", Attr: screen.Bold | screen.Reverse}})
-		body = append(body, wrap(2, "Why: "+h.stErr.Error())...)
+		body = append(body, screen.Line{{Text: "  " + screen.Pad("State", 21)}, {Text: " Connector not running ", Attr: screen.Bold | screen.Reverse}})
+		body = append(body, kvWrap("Why", h.stErr.Error())...)
+		body = append(body, kvWrap("What to do", "the connector starts once /config/connector.yaml exists; L shows its logs")...)
 	case st.State == "":
 		body = append(body, kv("State", "reading status..."))
 	default:
 		label := localapi.Label(st.State)
-		line := screen.Line{{Text: "  " + screen.Pad("State", 22)}, {Text: " " + label + " ", Attr: screen.Bold | screen.Reverse}}
+		line := screen.Line{{Text: "  " + screen.Pad("State", 21)}, {Text: " " + label + " ", Attr: screen.Bold | screen.Reverse}}
 		if !st.Since.IsZero() {
 			line = append(line, screen.Span{Text: "  for " + strings.TrimSuffix(ago(now, st.Since), " ago")})
 		}
 		body = append(body, line)
 		if st.Reason != "" {
-			body = append(body, kv("Why", st.Reason))
+			body = append(body, kvWrap("Why", st.Reason)...)
 		}
 		if st.Hint != "" {
-			body = append(body, kv("What to do", st.Hint))
+			body = append(body, kvWrap("What to do", st.Hint)...)
 		}
 		if h.stErr != nil {
 			body = append(body, kv("", "(status is "+ago(now, h.stAt)+": "+h.stErr.Error()+")"))

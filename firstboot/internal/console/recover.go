@@ -119,7 +119,7 @@ func recoveryPage(a *App) page {
 	if h.recovery == nil {
 		h.recovery = newEnrolView(a, true)
 	}
-	happened := st.Reason
+	happened := capitalize(st.Reason)
 	if st.Mode == localapi.ModeGuidedRecovery || (!st.DataDurable && st.DataDir != "") {
 		happened = "This appliance runs without a persistent DATA partition (/data is tmpfs), so the connector's " +
 			"identity (key and certificate) was lost when it restarted."
@@ -131,7 +131,7 @@ func recoveryPage(a *App) page {
 		happened = "The connector's identity is gone or no longer accepted."
 	}
 	name := firstOf(st.ConnectorName, "this connector")
-	body := []screen.Line{screen.Line{{Text: "  " + screen.Pad("State", 22)}, {Text: " Needs recovery ", Attr: screen.Bold | screen.Reverse}}, blank(), bold("  What happened")}
+	body := []screen.Line{screen.Line{{Text: "  " + screen.Pad("State", 21)}, {Text: " Needs recovery ", Attr: screen.Bold | screen.Reverse}}, blank(), bold("  What happened")}
 	body = append(body, wrap(4, happened)...)
 	body = append(body, blank(), bold("  What to do"))
 	body = append(body, wrap(4, fmt.Sprintf("1. In the VaultPAM dashboard open Connectors, select %s (ID %s) and choose Recover.", name, orDash(st.ConnectorID)))...)

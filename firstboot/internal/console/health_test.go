@@ -1,0 +1,199 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/firstboot/internal/netinfo"
+	"github.com/vaultpam/appliance/firstboot/internal/screen"
+	"github.com/vaultpam/appliance/firstboot/internal/settings"
+)
+
+var update = flag.Bool("update", false, "rewrite golden screens in testdata/")
+
+var now = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+type fakeStatus struct {
+	mu     sync.Mutex
+	st     localapi.Status
+	err    error
+	tokens []string
+}
+
+func (f *fakeStatus) Status(ctx context.Context) (localapi.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st, f.err
+}
+
+func (f *fakeStatus) SubmitToken(ctx context.Context, token string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tokens = append(f.tokens, token)
+	f.st.State, f.st.Reason, f.st.Hint = localapi.StateOnline, "", ""
+	return nil
+}
+
+type fakeNet struct{}
+
+func (fakeNet) Links() ([]netinfo.Link, error) {
+	return []netinfo.Link{{Name: "eth0", MAC: "00:50:56:a1:b2:c3", Up: true, Carrier: true,
+		Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.10/24")}}}, nil
+}
+func (fakeNet) DefaultGateway() (string, error) { return "192.0.2.1", nil }
+
+func fixedProbes() Probes {
+	return Probes{
+		Data:   func(context.Context) string { return "ext4, persistent; 12.0 MiB of 1.9 GiB used (0%)" },
+		Image:  func(context.Context) string { return "0.1.0, slot A" },
+		Verity: func(context.Context) string { return "on, no corruption seen (root hash 3f9a1c0b7e2d...)" },
+		NTP:    func(context.Context) string { return "synchronized" },
+	}
+}
+
+func configuredRoot(t *testing.T) string {
+	root := t.TempDir()
+	s := settings.Settings{Interface: "eth0", Address: "192.0.2.10/24", Gateway: "192.0.2.1", DNS: "192.0.2.53",
+		NTP: "192.0.2.123", Hostname: "vaultpam-dc1", ControlPlaneURL: "https://cp.example.com", ConnectorName: "dc1-connector-1"}
+	if _, err := s.Write(root); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// healthScreen renders the health screen for status st (and err) once
+// every background source has reported.
+func healthScreen(t *testing.T, st localapi.Status, err error) (*App, string) {
+	t.Helper()
+	a := New(Env{Root: configuredRoot(t), TTY: "tty1", Connector: &fakeStatus{st: st, err: err}, Net: fakeNet{},
+		Now: func() time.Time { return now }, Probes: fixedProbes()})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	a.ctx = ctx
+	a.start()
+	drain(t, a)
+	return a, a.frame().String()
+}
+
+// drain runs posted work until every background source has reported.
+func drain(t *testing.T, a *App) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		busy := false
+		for _, v := range a.health.inflight {
+			busy = busy || v
+		}
+		if !busy {
+			return
+		}
+		select {
+		case fn := <-a.posts:
+			fn()
+		case <-timeout:
+			t.Fatalf("background work never finished: %v", a.health.inflight)
+		}
+	}
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		os.WriteFile(path, []byte(got), 0o644)
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading %s (run with -update to create it): %v", path, err)
+	}
+	if got != string(want) {
+		t.Errorf("screen %s differs (run with -update if intended)\ngot:\n%s\nwant:\n%s", name, got, want)
+	}
+}
+
+func TestHealthStates(t *testing.T) {
+	base := localapi.Status{Mode: localapi.ModeAutonomousRestart, DataDir: "/data", DataDurable: true,
+		ConnectorID: "conn-7f3a", ConnectorName: "dc1-connector-1", ControlPlane: "https://cp.example.com", Version: "0.1.0",
+		HeartbeatInterval: localapi.Duration(10 * time.Second)}
+	online := base
+	online.State, online.Since = localapi.StateOnline, now.Add(-2*time.Hour)
+	online.LastHeartbeat, online.TunnelRTT, online.ActiveSessions = now.Add(-4*time.Second), localapi.Duration(12300*time.Microsecond), 3
+	online.CertNotAfter = now.Add(30 * 24 * time.Hour)
+
+	offline := online
+	offline.State, offline.Since, offline.ActiveSessions, offline.TunnelRTT = localapi.StateReconnecting, now.Add(-35*time.Second), 0, 0
+	offline.LastHeartbeat = now.Add(-38 * time.Second)
+	offline.Reason = "tunnel closed: dial tcp 203.0.113.7:443: connection refused"
+	offline.Hint = "check that the control plane is reachable (D runs diagnostics)"
+
+	guided := base
+	guided.State, guided.Mode, guided.DataDurable = localapi.StateNeedsRecovery, localapi.ModeGuidedRecovery, false
+	guided.Reason = "no identity in /data after restart"
+
+	revoked := base
+	revoked.State = localapi.StateNeedsRecovery
+	revoked.Reason = "certificate revoked by the control plane"
+
+	enrolling := base
+	enrolling.State, enrolling.ConnectorID = localapi.StateEnrolling, ""
+
+	for _, tc := range []struct {
+		name string
+		st   localapi.Status
+		err  error
+		want string
+	}{
+		{"health-online", online, nil, " Online "},
+		{"health-offline", offline, nil, "Offline (reconnecting)"},
+		{"health-enrolling", enrolling, nil, "Enrolling"},
+		{"health-needs-recovery-guided", guided, nil, "without a persistent DATA partition"},
+		{"health-needs-recovery-revoked", revoked, nil, "Certificate revoked by the control plane"},
+		{"health-no-connector", localapi.Status{}, errors.New("connector not reachable at /run/vaultpam/connector.sock: connection refused"), "Connector not running"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, got := healthScreen(t, tc.st, tc.err)
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("screen lacks %q:\n%s", tc.want, got)
+			}
+			golden(t, tc.name, got)
+		})
+	}
+}
+
+func TestRecoveryAcceptsToken(t *testing.T) {
+	st := localapi.Status{State: localapi.StateNeedsRecovery, Mode: localapi.ModeGuidedRecovery, ConnectorID: "conn-7f3a",
+		ConnectorName: "dc1-connector-1", Reason: "no identity in /data after restart"}
+	a, _ := healthScreen(t, st, nil)
+	fake := a.env.Connector.(*fakeStatus)
+	a.env.EnrolTimeout = 10 * time.Second
+	for _, r := range "wqbmx-5kwdb-qxsz8-dm9o6" {
+		a.cur.key(a, screen.Key{Kind: screen.KeyRune, Rune: r})
+	}
+	a.cur.key(a, screen.Key{Kind: screen.KeyEnter})
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(a.frame().String(), "Done:") {
+		select {
+		case fn := <-a.posts:
+			fn()
+		case <-deadline:
+			t.Fatalf("recovery never finished:\n%s", a.frame().String())
+		}
+	}
+	if len(fake.tokens) != 1 || fake.tokens[0] != "WQBMX5KWDBQXSZ8DM906" {
+		t.Errorf("tokens submitted = %d (%v), want the canonical recovery token once", len(fake.tokens), len(fake.tokens) == 1)
+	}
+	if s := a.frame().String(); strings.Contains(s, "WQBMX") {
+		t.Errorf("token shown on screen:\n%s", s)
+	}
+}
