@@ -1,0 +1,170 @@
+// Package cosign is the Packer post-processor vaultpam-cosign: it signs the
+// OVA made by vaultpam-ova with a cosign-compatible key and writes, into
+// the dist directory, OVA.sig and OVA.sigstore.json, the SBOM
+// NAME-VERSION.spdx.json (+ .sig, .sigstore.json), cosign.pub, SHA256SUMS
+// and SHA256SUMS.sig, so users can check the download with
+// `cosign verify-blob` and `sha256sum -c`. See signing/README.md.
+package cosign
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2/hcldec"
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+	"github.com/hashicorp/packer-plugin-sdk/template/config"
+	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
+
+	"github.com/vaultpam/appliance/signing"
+	"github.com/vaultpam/appliance/signing/sbom"
+)
+
+// BuilderID identifies artifacts made by this post-processor.
+const BuilderID = "vaultpam.post-processor.cosign"
+
+// PostProcessor implements packersdk.PostProcessor. The zero value is not
+// configured; use New and Configure.
+type PostProcessor struct {
+	config Config
+
+	// LookupEnv reads COSIGN_PASSWORD and SOURCE_DATE_EPOCH; os.LookupEnv
+	// when nil.
+	LookupEnv func(string) (string, bool)
+	// Now is used when SOURCE_DATE_EPOCH is unset; time.Now when nil.
+	Now func() time.Time
+}
+
+// New returns an unconfigured post-processor, for
+// plugin.Set.RegisterPostProcessor("cosign", cosign.New()).
+func New() *PostProcessor { return &PostProcessor{} }
+
+var _ packersdk.PostProcessor = (*PostProcessor)(nil)
+
+// ConfigSpec returns the HCL2 spec of Config.
+func (p *PostProcessor) ConfigSpec() hcldec.ObjectSpec { return p.config.FlatMapstructure().HCL2Spec() }
+
+// Configure decodes and checks the template's configuration.
+func (p *PostProcessor) Configure(raws ...interface{}) error {
+	p.config = DefaultConfig()
+	err := config.Decode(&p.config, &config.DecodeOpts{
+		PluginType:         BuilderID,
+		Interpolate:        true,
+		InterpolateContext: &p.config.ctx,
+		InterpolateFilter:  &interpolate.RenderFilter{},
+	}, raws...)
+	if err != nil {
+		return err
+	}
+	// Decode leaves defaults alone unless the template sets them; an
+	// explicit empty string still fails Validate.
+	return p.config.Validate()
+}
+
+func (p *PostProcessor) lookupEnv(k string) (string, bool) {
+	if p.LookupEnv != nil {
+		return p.LookupEnv(k)
+	}
+	return os.LookupEnv(k)
+}
+
+// PostProcess signs the input artifact's .ova files. It keeps the input
+// artifact (the OVA is part of the release) and returns an artifact
+// listing the OVA and every file written.
+func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, in packersdk.Artifact) (packersdk.Artifact, bool, bool, error) {
+	var ovas []string
+	for _, f := range in.Files() {
+		if strings.HasSuffix(f, ".ova") {
+			ovas = append(ovas, f)
+		}
+	}
+	if len(ovas) == 0 {
+		return nil, true, true, fmt.Errorf("vaultpam-cosign: the input artifact has no .ova file (files: %v); put the vaultpam-ova post-processor before vaultpam-cosign", in.Files())
+	}
+	version := p.config.Version
+	if version == "" {
+		version, _ = in.State("version").(string)
+	}
+	dpkg := p.config.SBOMSource
+	if dpkg == "" {
+		dpkg, _ = in.State("dpkg_status").(string)
+	}
+	sde, _ := p.lookupEnv("SOURCE_DATE_EPOCH")
+	now := p.Now
+	if now == nil {
+		now = time.Now
+	}
+	created, err := signing.SourceDateEpoch(sde, now)
+	if err != nil {
+		return nil, true, true, fmt.Errorf("vaultpam-cosign: %w", err)
+	}
+	cfg := signing.ReleaseConfig{
+		Key:        p.config.Key,
+		Password:   signing.EnvPassword(p.lookupEnv),
+		DistDir:    p.config.DistDir,
+		Files:      ovas,
+		DpkgStatus: dpkg,
+		SBOM: sbom.Config{
+			Name: p.config.Name, Version: version, Created: created,
+			Tool: "vaultpam-cosign",
+			Components: []sbom.Component{{
+				Name: "github.com/vaultpam/appliance", Version: "v" + strings.TrimPrefix(version, "v"),
+				PURL: "pkg:golang/github.com/vaultpam/appliance@v" + strings.TrimPrefix(version, "v"),
+			}},
+		},
+		Warn: uiWriter{ui},
+	}
+	if dpkg == "" {
+		ui.Error("WARNING: no SBOM: set sbom_source to the image's dpkg status (build/dpkg-status)")
+	} else if version == "" {
+		return nil, true, true, errors.New("vaultpam-cosign: version is not set and the input artifact has no \"version\"; set version in the post-processor block")
+	}
+	if p.config.Key == "" {
+		ui.Say("vaultpam-cosign: signing with a development key")
+	} else if signing.IsKMSRef(p.config.Key) {
+		ui.Say("vaultpam-cosign: signing with KMS key " + p.config.Key)
+	} else {
+		ui.Say("vaultpam-cosign: signing with key file " + p.config.Key)
+	}
+	rel, err := signing.SignRelease(ctx, cfg)
+	if err != nil {
+		return nil, true, true, fmt.Errorf("vaultpam-cosign: %w%s", err, hint(err))
+	}
+	art := &Artifact{Dir: p.config.DistDir, Written: rel.Files, DevKey: rel.DevKey}
+	for _, o := range ovas {
+		art.OVAs = append(art.OVAs, filepath.Join(p.config.DistDir, filepath.Base(o)))
+	}
+	for _, f := range rel.Files {
+		ui.Say("vaultpam-cosign: wrote " + filepath.Join(p.config.DistDir, f))
+	}
+	ui.Say(fmt.Sprintf("vaultpam-cosign: verify with: cd %s && cosign verify-blob --key cosign.pub --signature %s.sig --insecure-ignore-tlog %s",
+		p.config.DistDir, filepath.Base(ovas[0]), filepath.Base(ovas[0])))
+	return art, true, true, nil
+}
+
+// hint says what to do next for the errors a person can fix.
+func hint(err error) string {
+	switch {
+	case errors.Is(err, signing.ErrNoPassword):
+		return "\nhint: export COSIGN_PASSWORD with the key's password before running packer"
+	case errors.Is(err, signing.ErrWrongPassword):
+		return "\nhint: COSIGN_PASSWORD does not open this key; check it (it is never read from the template)"
+	case errors.Is(err, signing.ErrUnknownKeyScheme), errors.Is(err, signing.ErrBadKMSReference):
+		return "\nhint: set key to a cosign.key path or a KMS reference such as awskms:///alias/NAME"
+	}
+	return ""
+}
+
+// uiWriter sends warnings to the Packer UI's error stream, one line each.
+type uiWriter struct{ ui packersdk.Ui }
+
+func (w uiWriter) Write(b []byte) (int, error) {
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		w.ui.Error(l)
+	}
+	return len(b), nil
+}
