@@ -176,7 +176,11 @@ func (a *Authority) CreateRecoveryToken(id string, ttl time.Duration) (string, e
 	if c == nil {
 		return "", fmt.Errorf("no connector with ID %q", id)
 	}
-	return a.newToken(&tokenRecord{Name: c.Name, Recovery: id}, ttl)
+	tok, err := a.newToken(&tokenRecord{Name: c.Name, Recovery: id}, ttl)
+	if err == nil && c.Status != StatusOnline {
+		a.SetStatus(id, StatusNeedsRecovery, "recovery token issued; waiting for the connector to use it")
+	}
+	return tok, err
 }
 
 func (a *Authority) newToken(rec *tokenRecord, ttl time.Duration) (string, error) {

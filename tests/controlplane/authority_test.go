@@ -193,6 +193,9 @@ func TestRecoveryRebindsAndRevokes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c, _ := a.Connector(r1.ConnectorID); c.Status != StatusNeedsRecovery {
+		t.Errorf("status after recovery token = %s, want needs_recovery", c.Status)
+	}
 	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ch, _ := a.StartEnrol(protocol.EnrolStartRequest{Token: rec})
 	if !ch.Recovery || ch.ConnectorID != r1.ConnectorID {
@@ -215,6 +218,9 @@ func TestRecoveryRebindsAndRevokes(t *testing.T) {
 	}
 	if id, err := a.Authenticate(parse(r2.CertificatePEM)); err != nil || id != r1.ConnectorID {
 		t.Errorf("new certificate: Authenticate = %q, %v", id, err)
+	}
+	if c, _ := a.Connector(r1.ConnectorID); c.Status != StatusPending {
+		t.Errorf("status after recovery = %s, want pending", c.Status)
 	}
 	if _, err := a.CreateRecoveryToken("conn-nope", 0); err == nil {
 		t.Error("recovery token for an unknown connector")
