@@ -243,6 +243,13 @@ func (c *Client) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			err = ctx.Err()
 			c.endAll(protocol.ReasonDraining, "grace period over")
+			// Give the ended sessions a moment to report their end.
+			t := time.NewTimer(2 * time.Second)
+			select {
+			case <-idle:
+			case <-t.C:
+			}
+			t.Stop()
 		}
 		break
 	}

@@ -74,6 +74,11 @@ func (cn *conn) heartbeat(seq uint64) protocol.TunnelHeartbeat {
 func (cn *conn) hello(ctx context.Context) (*protocol.TunnelHelloAck, error) {
 	c := cn.c
 	fail := func(err error) error {
+		// Give yamux's reader a moment to record why the connection died.
+		select {
+		case <-cn.mux.CloseChan():
+		case <-time.After(200 * time.Millisecond):
+		}
 		if rerr := cn.raw.err(); rerr != nil {
 			if cerr := classifyTLS(rerr); cerr != rerr {
 				return cerr
@@ -100,11 +105,6 @@ func (cn *conn) hello(ctx context.Context) (*protocol.TunnelHelloAck, error) {
 	err = protocol.ReadTunnelFrame(ctl, &m)
 	ctl.SetReadDeadline(time.Time{})
 	if err != nil {
-		// Give yamux's reader a moment to record why the connection died.
-		select {
-		case <-cn.mux.CloseChan():
-		case <-time.After(100 * time.Millisecond):
-		}
 		return nil, fail(fmt.Errorf("waiting for the control plane's hello: %w", err))
 	}
 	if m.Type != protocol.MsgHelloAck {

@@ -82,11 +82,13 @@ func (c *Client) dialTLS(ctx context.Context) (*tls.Conn, error) {
 // rejecting our certificate (in TLS 1.3 that shows as an alert on the
 // first read) or our failing to verify the control plane's.
 func classifyTLS(err error) error {
-	var alert tls.AlertError
-	if errors.As(err, &alert) {
-		switch alert {
-		case 42, 43, 44, 45, 46, 48, 116: // bad/unsupported/revoked/expired/unknown certificate, unknown CA, certificate required
-			return &permanentError{err}
+	// The alert type crypto/tls returns is unexported; its text is stable.
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" {
+		switch strings.TrimPrefix(op.Err.Error(), "tls: ") {
+		case "bad certificate", "unsupported certificate", "revoked certificate", "expired certificate",
+			"unknown certificate", "unknown certificate authority", "certificate required", "access denied":
+			return &permanentError{fmt.Errorf("control plane rejected the client certificate: %w", err)}
 		}
 	}
 	var unknownCA x509.UnknownAuthorityError

@@ -49,6 +49,7 @@ func (r *relay) abort(reason protocol.Reason, detail string) {
 	r.end(reason, detail)
 	r.target.Close()
 	r.st.Close()
+	r.st.SetReadDeadline(time.Unix(1, 0)) // wake the reader; yamux's Close does not
 }
 
 func (c *Client) activeSessions() int {
@@ -142,17 +143,10 @@ func (cn *conn) serveSession(ctx context.Context, st *yamux.Stream) {
 		cn.refuse(st, h.SessionID, &protocol.SessionError{Code: protocol.ReasonBadRequest, Message: "session header without a session ID"})
 		return
 	}
-	r := &relay{id: h.SessionID, st: st}
-	if reason, ok := c.register(r); !ok {
-		msg := "connector is draining and takes no new sessions"
-		if reason == protocol.ReasonBadRequest {
-			msg = "session ID already in use"
-		}
-		cn.refuse(st, h.SessionID, &protocol.SessionError{Code: reason, Message: msg})
+	if c.isDraining() {
+		cn.refuse(st, h.SessionID, &protocol.SessionError{Code: protocol.ReasonDraining, Message: "connector is draining and takes no new sessions"})
 		return
 	}
-	defer c.unregister(r)
-
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	target, err := c.dialTarget(dctx, h.Target)
 	cancel()
@@ -164,7 +158,17 @@ func (cn *conn) serveSession(ctx context.Context, st *yamux.Stream) {
 		cn.refuse(st, h.SessionID, se)
 		return
 	}
-	r.target = target
+	r := &relay{id: h.SessionID, st: st, target: target}
+	if reason, ok := c.register(r); !ok {
+		target.Close()
+		msg := "connector is draining and takes no new sessions"
+		if reason == protocol.ReasonBadRequest {
+			msg = "session ID already in use"
+		}
+		cn.refuse(st, h.SessionID, &protocol.SessionError{Code: reason, Message: msg})
+		return
+	}
+	defer c.unregister(r)
 	st.SetWriteDeadline(time.Now().Add(protocol.TunnelWriteTimeout))
 	if err := protocol.WriteTunnelFrame(st, &protocol.SessionReply{OK: true}); err != nil {
 		target.Close()

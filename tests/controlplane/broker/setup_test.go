@@ -42,6 +42,10 @@ type labOpts struct {
 	editCfg  func(*tunnel.Config)
 	editB    func(*broker.Config)
 	noRun    bool
+	// authority makes the broker renew certificates with the lab's PKI.
+	authority bool
+	// cert issues the client's first certificate; nil: one hour from now.
+	cert func(*brokertest.PKI) (tls.Certificate, error)
 }
 
 func logger(t *testing.T) *slog.Logger {
@@ -70,6 +74,9 @@ func newLab(t *testing.T, o labOpts) *lab {
 		l.ends = append(l.ends, e)
 		l.mu.Unlock()
 	}
+	if o.authority {
+		bc.Authority = pki
+	}
 	if o.editB != nil {
 		o.editB(&bc)
 	}
@@ -87,7 +94,12 @@ func newLab(t *testing.T, o labOpts) *lab {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.echo.Close)
-	if l.cert, err = pki.ClientCert("c1", time.Now().Add(-time.Minute), time.Hour); err != nil {
+	if o.cert == nil {
+		o.cert = func(p *brokertest.PKI) (tls.Certificate, error) {
+			return p.ClientCert("c1", time.Now().Add(-time.Minute), time.Hour)
+		}
+	}
+	if l.cert, err = o.cert(pki); err != nil {
 		t.Fatal(err)
 	}
 

@@ -122,9 +122,13 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 		return fmt.Errorf("answering hello: %w", err)
 	}
 
+	t.deadline = time.AfterFunc(t.offlineAfter(), func() {
+		t.offline(fmt.Sprintf("%d heartbeats missed", b.cfg.MissedHeartbeats))
+	})
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
+		t.deadline.Stop()
 		return errors.New("broker closed")
 	}
 	old := b.tunnels[id]
@@ -139,9 +143,6 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 		ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: conn.RemoteAddr().String()})
 	b.log.Info("connector online", "connector", id, "remote", conn.RemoteAddr(), "version", m.Hello.Version)
 
-	t.deadline = time.AfterFunc(t.offlineAfter(), func() {
-		t.offline(fmt.Sprintf("%d heartbeats missed", b.cfg.MissedHeartbeats))
-	})
 	go t.refuseExtraStreams()
 	go func() {
 		select {

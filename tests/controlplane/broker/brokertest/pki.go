@@ -6,6 +6,7 @@
 package brokertest
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -117,4 +118,14 @@ func (p *PKI) ClientCertForKey(id string, key any, pub any, notBefore time.Time,
 	}
 	leaf, _ := x509.ParseCertificate(der)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// Renew implements broker.Authority: it issues a one-hour certificate for
+// connectorID and the CSR's public key (the CSR's names are ignored).
+func (p *PKI) Renew(_ context.Context, connectorID string, csr *x509.CertificateRequest) ([][]byte, error) {
+	c, err := p.ClientCertForKey(connectorID, nil, csr.PublicKey, time.Now().Add(-time.Minute), time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	return c.Certificate, nil
 }
