@@ -196,10 +196,9 @@ func TestGuidedRecoveryOnTmpfs(t *testing.T) {
 	}
 	mount()
 	r2 := start(t, cp, &identity.Dir{Path: dir}, mode, tok) // token still in the environment
-	if r2.State() != NeedsRecovery {
-		t.Fatalf("state after losing the identity = %s, want needs_recovery", r2.State())
+	if tr := r2.waitFor(t, Enrolling); tr.From != NeedsRecovery {
+		t.Fatalf("state after losing the identity = %s, want needs_recovery", tr.From)
 	}
-	r2.waitFor(t, Enrolling)
 	tr := r2.waitFor(t, NeedsRecovery)
 	if !strings.Contains(tr.Reason, protocol.CodeTokenUsed) {
 		t.Errorf("reason = %q, want it to say the token was used", tr.Reason)
