@@ -135,6 +135,9 @@ func SignRelease(ctx context.Context, cfg ReleaseConfig) (*Release, error) {
 	}
 	signer, err := NewSigner(ctx, sv)
 	if err != nil {
+		if IsKMSRef(key) {
+			return nil, fmt.Errorf("KMS key %s (credentials from %s): %w", key, kmsEnvHint(key), err)
+		}
 		return nil, err
 	}
 	rel.PublicKeyPEM, err = signer.PublicKeyPEM()
