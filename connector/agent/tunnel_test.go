@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,5 +142,36 @@ func TestOnlineSessionsAndDrain(t *testing.T) {
 		r.done <- nil
 	case <-time.After(30 * time.Second):
 		t.Fatal("agent did not stop after its last session ended")
+	}
+}
+
+// Revoking a live connector cuts its tunnel; the broker then refuses the
+// certificate for good, the connector goes to needs_recovery (no retry
+// loop), and a recovery token brings it back online with the same ID.
+func TestRevokedWhileOnline(t *testing.T) {
+	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(100*time.Millisecond))
+	r := startWithTunnel(t, cp, nil)
+	r.waitFor(t, Online)
+	id := r.Status().ConnectorID
+	if err := cp.Authority.Revoke(id); err != nil {
+		t.Fatal(err)
+	}
+	tr := r.waitFor(t, NeedsRecovery)
+	if !strings.Contains(tr.Reason, "revoked") || r.Status().Hint == "" {
+		t.Errorf("needs_recovery reason %q hint %q; want the revocation and a hint", tr.Reason, r.Status().Hint)
+	}
+	rec, err := cp.Authority.CreateRecoveryToken(id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.submit(t, rec); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, Online)
+	if got := r.Status().ConnectorID; got != id {
+		t.Errorf("recovered as %s, want %s", got, id)
+	}
+	if c, _ := cp.Authority.Connector(id); c.Status != controlplane.StatusOnline {
+		t.Errorf("lab status after recovery = %s, want online", c.Status)
 	}
 }

@@ -75,7 +75,17 @@ func newLabOn(a *Authority, cfg LabConfig) (*Lab, error) {
 		b.Close()
 		return nil, err
 	}
-	return &Lab{Authority: a, Broker: b, Server: srv, log: cfg.Logger}, nil
+	l := &Lab{Authority: a, Broker: b, Server: srv, log: cfg.Logger}
+	a.OnChange(func(c Connector) {
+		// A revocation or a recovery makes the certificates in use void:
+		// cut their tunnels so the broker checks the connector again.
+		if c.Status == StatusRevoked || c.Status == StatusPending && len(c.Revoked) > 0 {
+			if n := srv.Disconnect(c.ID); n > 0 {
+				cfg.Logger.Info("tunnel cut after certificate change", "connector", c.ID, "status", c.Status)
+			}
+		}
+	})
+	return l, nil
 }
 
 type tunnelFunc func(context.Context, *tls.Conn) error

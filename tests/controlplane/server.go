@@ -47,7 +47,7 @@ type Server struct {
 	hl    *chanListener
 	wg    sync.WaitGroup
 	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	conns map[net.Conn]string // tunnel connections → connector ID from the certificate
 	// ctx ends at Close; tunnels are served under it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -90,7 +90,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, ln: tls.NewListener(ln, tcfg), conns: map[net.Conn]struct{}{}}
+	s := &Server{cfg: cfg, ln: tls.NewListener(ln, tcfg), conns: map[net.Conn]string{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hl = &chanListener{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
 	s.http = &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
@@ -134,14 +134,31 @@ func (s *Server) acceptLoop() {
 	}
 }
 
-func (s *Server) track(c net.Conn, add bool) {
+func (s *Server) track(c net.Conn, id string, add bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if add {
-		s.conns[c] = struct{}{}
+		s.conns[c] = id
 	} else {
 		delete(s.conns, c)
 	}
+}
+
+// Disconnect closes every tunnel connection whose client certificate
+// names connector id (after a revocation or a recovery): the connector
+// reconnects and is then refused or accepted by the broker with its
+// current certificate.
+func (s *Server) Disconnect(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c, cid := range s.conns {
+		if cid == id {
+			c.Close()
+			n++
+		}
+	}
+	return n
 }
 
 // dispatch completes the handshake and routes by ALPN.
@@ -167,8 +184,12 @@ func (s *Server) dispatch(c *tls.Conn) {
 		c.Close()
 		return
 	}
-	s.track(c, true)
-	defer s.track(c, false)
+	id := ""
+	if len(cs.PeerCertificates) > 0 {
+		id, _ = protocol.ConnectorIDFromURIs(cs.PeerCertificates[0].URIs)
+	}
+	s.track(c, id, true)
+	defer s.track(c, id, false)
 	s.cfg.Tunnel.ServeTunnel(s.ctx, c)
 }
 
