@@ -29,7 +29,7 @@ func TestAllowlist(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := fakeResolver{
-		"db.internal":  {netip.MustParseAddr("203.0.113.50")},             // allowed by name only
+		"db.internal":  {netip.MustParseAddr("203.0.113.50")},                                  // allowed by name only
 		"app.internal": {netip.MustParseAddr("10.20.3.4"), netip.MustParseAddr("203.0.113.9")}, // one address allowed
 		"evil.example": {netip.MustParseAddr("203.0.113.66")},
 		"mapped":       {netip.MustParseAddr("::ffff:10.20.0.1")},
@@ -48,7 +48,7 @@ func TestAllowlist(t *testing.T) {
 		{"db.internal:5432", []string{"203.0.113.50:5432"}, ""},
 		{"DB.Internal.:5432", []string{"203.0.113.50:5432"}, ""},
 		{"db.internal:5433", nil, protocol.ReasonNotAllowed}, // name allowed on 5432 only; its IP is not in a CIDR
-		{"app.internal:80", []string{"10.20.3.4:80"}, ""},   // only the allowed address is dialled
+		{"app.internal:80", []string{"10.20.3.4:80"}, ""},    // only the allowed address is dialled
 		{"evil.example:80", nil, protocol.ReasonNotAllowed},
 		{"mapped:80", []string{"10.20.0.1:80"}, ""},
 		{"nowhere.internal:80", nil, protocol.ReasonResolveFailed},
