@@ -1,0 +1,83 @@
+# Inputs of packer/appliance.pkr.hcl. `make ova` sets version, bin_dir,
+# build_dir and dist_dir; override the rest with -var NAME=VALUE or a
+# *.pkrvars.hcl file.
+
+variable "version" {
+  type        = string
+  description = "Appliance version: os-release, the OVA's file name and ProductSection."
+  default     = "0.1.0"
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+([-+][0-9A-Za-z.-]+)?$", var.version))
+    error_message = "The version variable must be a semantic version such as 0.1.0 or 0.2.0-rc.1."
+  }
+}
+
+variable "bin_dir" {
+  type        = string
+  description = "Directory with vaultpam-connector and vaultpam-console (make build)."
+  default     = "bin"
+}
+
+variable "build_dir" {
+  type        = string
+  description = "Build directory: disk.raw, image.json, dpkg-status, the package cache."
+  default     = "build"
+}
+
+variable "dist_dir" {
+  type        = string
+  description = "Where the OVA, signatures, SHA256SUMS, cosign.pub and SBOM go."
+  default     = "dist"
+}
+
+variable "debian_suite" {
+  type        = string
+  description = "Debian release of the root file system."
+  default     = "bookworm"
+}
+
+variable "debian_mirror" {
+  type        = string
+  description = "Debian archive, or a snapshot.debian.org URL to pin package versions."
+  default     = "http://deb.debian.org/debian"
+  validation {
+    condition     = can(regex("^https?://", var.debian_mirror))
+    error_message = "The debian_mirror variable must be an http:// or https:// URL."
+  }
+}
+
+variable "disk_size_mib" {
+  type        = number
+  description = "Virtual disk size in MiB. The image itself is about 0.8 GiB; the DATA partition grows into the rest on first boot."
+  default     = 4096
+  validation {
+    condition     = var.disk_size_mib >= 1024 && var.disk_size_mib <= 2097152 && floor(var.disk_size_mib) == var.disk_size_mib
+    error_message = "The disk_size_mib variable must be a whole number from 1024 to 2097152: the disk cannot be smaller than the appliance image (about 800 MiB, checked exactly at build time)."
+  }
+}
+
+variable "cpus" {
+  type        = number
+  description = "Virtual CPUs of the VM (the operator can change this at import)."
+  default     = 2
+  validation {
+    condition     = var.cpus >= 1 && var.cpus <= 128 && floor(var.cpus) == var.cpus
+    error_message = "The cpus variable must be a whole number from 1 to 128."
+  }
+}
+
+variable "memory_mib" {
+  type        = number
+  description = "Memory of the VM in MiB."
+  default     = 2048
+  validation {
+    condition     = var.memory_mib >= 512 && var.memory_mib % 4 == 0
+    error_message = "The memory_mib variable must be at least 512 and a multiple of 4."
+  }
+}
+
+variable "signing_key" {
+  type        = string
+  description = "cosign private key file (password in COSIGN_PASSWORD) or KMS reference (awskms://, gcpkms://, azurekms://, hashivault://). Empty: a development key pair is made in dist_dir."
+  default     = ""
+}
