@@ -21,7 +21,7 @@ type BuildFunc func(ctx context.Context, o image.Options) (*image.Result, error)
 type Builder struct {
 	config Config
 	// Build is called by the build step; nil means image.Build.
-	Build BuildFunc
+	Build  BuildFunc
 	runner multistep.Runner
 }
 
