@@ -78,6 +78,8 @@ type Agent struct {
 	burnt   map[[32]byte]string // tokens that must not be tried again → code
 	history []Transition
 	waiting State // where to go back to after a failed enrolment
+
+	submitMu sync.Mutex // serialises SubmitToken
 }
 
 // New loads the identity and decides the initial state; it does not touch
@@ -112,7 +114,7 @@ func New(opt Options) (*Agent, error) {
 		a.id, a.state = id, Connecting
 		a.reason = "identity loaded"
 	case errors.Is(err, identity.ErrNotFound) && opt.Mode.Durable:
-		a.state, a.reason = AwaitingToken, "not enrolled yet"
+		a.state = AwaitingToken // no reason: nothing went wrong
 		a.hint = "enter the enrolment token from the dashboard (Connectors → Add)"
 	case errors.Is(err, identity.ErrNotFound):
 		a.state = NeedsRecovery
@@ -249,6 +251,8 @@ func (a *Agent) SubmitToken(ctx context.Context, token string) error {
 		}
 		return &localapi.Error{Code: code, Message: err.Error(), Hint: tokenHint(code)}
 	}
+	a.submitMu.Lock()
+	defer a.submitMu.Unlock()
 	a.mu.Lock()
 	st := a.state
 	code, burnt := a.burnt[sha256.Sum256([]byte(canon))]
@@ -260,10 +264,12 @@ func (a *Agent) SubmitToken(ctx context.Context, token string) error {
 		return &localapi.Error{Status: 409, Code: "not_waiting_for_token", Message: "the connector is " + st.Label() + " and is not waiting for a token",
 			Hint: "a token is only needed while the connector shows Waiting for token or Needs recovery"}
 	}
-	select {
-	case a.tokens <- canon:
-		return nil
-	default:
-		return &localapi.Error{Status: 409, Code: "busy", Message: "a token is already being processed", Hint: "wait for the status to change"}
-	}
+	// Enrolling from here on, before the caller polls the status: the
+	// token is queued for Run (the channel is empty while waiting).
+	a.mu.Lock()
+	a.waiting = st
+	a.mu.Unlock()
+	a.transition(Enrolling, "token received; presenting it to the control plane", "")
+	a.tokens <- canon
+	return nil
 }

@@ -238,6 +238,9 @@ func TestTokenProblemsKeepWaiting(t *testing.T) {
 	cp := controlplane.NewTest(t, controlplane.WithNow(now))
 	store := &identity.Mem{}
 	r := start(t, cp, store, durable, "")
+	if st := r.Status(); st.State != localapi.StateAwaitingToken || st.Reason != "" || st.Hint == "" {
+		t.Errorf("fresh status = %s %q %q; want awaiting_token, no reason, a hint", st.State, st.Reason, st.Hint)
+	}
 
 	// Typo: refused before any network traffic, state unchanged.
 	tok := newToken(t, cp)
@@ -265,8 +268,14 @@ func TestTokenProblemsKeepWaiting(t *testing.T) {
 	clk.t = clk.t.Add(2 * time.Hour)
 	clk.Unlock()
 	for _, tc := range []struct{ tok, code string }{{unknown, protocol.CodeTokenUnknown}, {expired, protocol.CodeTokenExpired}} {
+		n := len(r.History())
 		if err := r.submit(t, tc.tok); err != nil {
 			t.Fatalf("SubmitToken = %v", err)
+		}
+		// The console polls right after the 202: Enrolling must already
+		// be visible, never the old awaiting_token.
+		if h := r.History(); len(h) <= n || h[n].To != Enrolling {
+			t.Fatalf("SubmitToken returned before the state became enrolling: %+v", h[n:])
 		}
 		r.waitFor(t, Enrolling)
 		tr := r.waitFor(t, AwaitingToken)

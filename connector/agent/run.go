@@ -73,7 +73,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		}
 		switch a.State() {
-		case AwaitingToken, NeedsRecovery:
+		case AwaitingToken, NeedsRecovery, Enrolling:
 			select {
 			case tok := <-a.tokens:
 				a.enrolWith(ctx, tok)
@@ -81,8 +81,6 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		case Connecting, Reconnecting, Online:
 			a.connect(ctx)
-		case Enrolling:
-			a.transition(a.waiting, "enrolment interrupted", "") // unreachable in practice
 		case Draining:
 			return nil
 		}
@@ -112,10 +110,8 @@ func (a *Agent) burn(token, code string) {
 // control plane is final for this token.
 func (a *Agent) enrolWith(ctx context.Context, tok string) {
 	a.mu.Lock()
-	back := a.state
-	a.waiting = back
+	back := a.waiting // SubmitToken moved us to Enrolling from here
 	a.mu.Unlock()
-	a.transition(Enrolling, "presenting the token to the control plane", "")
 	for n := 0; ; n++ {
 		id, err := a.opt.Enroller.Enrol(ctx, tok)
 		if err == nil {

@@ -171,7 +171,15 @@ func TestRevokedWhileOnline(t *testing.T) {
 	if got := r.Status().ConnectorID; got != id {
 		t.Errorf("recovered as %s, want %s", got, id)
 	}
-	if c, _ := cp.Authority.Connector(id); c.Status != controlplane.StatusOnline {
-		t.Errorf("lab status after recovery = %s, want online", c.Status)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, _ := cp.Authority.Connector(id)
+		if c.Status == controlplane.StatusOnline {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lab status after recovery = %s, want online", c.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
