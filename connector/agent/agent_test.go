@@ -371,3 +371,40 @@ func TestSubmitWhenNotWaiting(t *testing.T) {
 		t.Errorf("SubmitToken while connected = %v, want not_waiting_for_token", err)
 	}
 }
+
+// The watchdog pings while the agent answers and stops with its context.
+func TestWatchdogPings(t *testing.T) {
+	pings := make(chan string, 10)
+	a, err := New(Options{Store: &identity.Mem{}, Mode: durable, Enroller: &enrol.Client{},
+		Notify: func(s string) {
+			select {
+			case pings <- s:
+			default:
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Watchdog(ctx, 20*time.Millisecond); close(done) }()
+	for i := 0; i < 2; i++ {
+		if p := <-pings; p != "WATCHDOG=1" {
+			t.Fatalf("notify = %q, want WATCHDOG=1", p)
+		}
+	}
+	// A stuck agent (its lock held) gets no pings.
+	a.mu.Lock()
+	for len(pings) > 0 {
+		<-pings
+	}
+	select {
+	case p := <-pings:
+		a.mu.Unlock()
+		t.Fatalf("pinged %q while the agent was stuck", p)
+	case <-time.After(100 * time.Millisecond):
+	}
+	a.mu.Unlock()
+	cancel()
+	<-done
+}

@@ -156,3 +156,42 @@ func TestRunEnrolsAndServesStatus(t *testing.T) {
 		t.Errorf("identity not on disk: %v", err)
 	}
 }
+
+// A token file with a typo: the connector refuses it locally (before any
+// network traffic), keeps waiting and says why.
+func TestTokenFileWithTypo(t *testing.T) {
+	cp := controlplane.NewTest(t)
+	tok, _ := cp.Authority.CreateToken("dc1", 0)
+	bad := []byte(protocol.FormatToken(tok))
+	bad[0] = map[bool]byte{true: 'A', false: 'B'}[bad[0] != 'A']
+	dir := t.TempDir()
+	tf := filepath.Join(dir, "token")
+	os.WriteFile(tf, append(bad, '\n'), 0o600)
+	cfg := filepath.Join(dir, "connector.yaml")
+	os.WriteFile(cfg, []byte("control_plane_url: "+cp.URL()+"\ncontrol_plane_ca_file: "+cp.CAFile+"\nconnector_name: dc1\n"), 0o644)
+	sock := filepath.Join(dir, "c.sock")
+	getenv, unset := mapEnv(map[string]string{"PAM_AGENT_CONFIG": cfg, "PAM_AGENT_DATA_DIR": filepath.Join(dir, "data"), "PAM_AGENT_SOCKET": sock})
+	var stderr syncBuf
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		done <- Main(ctx, Env{Stdout: &stderr, Stderr: &stderr, Args: []string{"run", "--token-file", tf}, Getenv: getenv, Unsetenv: unset, Notify: func(string) {}})
+	}()
+	var st localapi.Status
+	deadline := time.Now().Add(time.Minute)
+	for st.Reason == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reason in status: %+v\n%s", st, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+		st, _ = localapi.NewClient(sock).Status(context.Background())
+	}
+	cancel()
+	<-done
+	if st.State != localapi.StateAwaitingToken || !strings.Contains(st.Reason, "given at start refused") || !strings.Contains(st.Reason, "typo") || st.Hint == "" {
+		t.Errorf("status = %s %q %q; want awaiting_token with the typo and a hint", st.State, st.Reason, st.Hint)
+	}
+	if strings.Contains(stderr.String(), string(bad)) {
+		t.Error("the token appears in the output")
+	}
+}
