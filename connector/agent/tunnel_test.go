@@ -183,3 +183,55 @@ func TestRevokedWhileOnline(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A short-lived certificate is renewed over the tunnel before half its
+// lifetime: the new one is on disk with the same key, the tunnel stays up.
+func TestCertificateRenewal(t *testing.T) {
+	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(50*time.Millisecond), controlplane.WithCertTTL(3*time.Second))
+	dir := t.TempDir()
+	tc := tunnel.DefaultConfig()
+	tc.Address = cp.Addr().String()
+	tc.RootCAs = cp.CAPool
+	r := &run{trs: make(chan Transition, 100), done: make(chan error, 1)}
+	tok, _ := cp.Authority.CreateToken("dc1", 0)
+	store := &identity.Dir{Path: dir}
+	ag, err := New(Options{
+		Config: config.Config{ControlPlaneURL: cp.URL(), ConnectorName: "dc1"}, Store: store, Mode: durable,
+		Enroller: &enrol.Client{URL: cp.URL(), RootCAs: cp.CAPool}, Link: TunnelLink(tc), Token: tok,
+		OnTransition: func(tr Transition) { r.trs <- tr },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Agent = ag
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- ag.Run(ctx) }()
+	t.Cleanup(r.stop)
+	r.waitFor(t, Online)
+	first := ag.Identity()
+
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got, err := store.Load()
+		if err == nil && got.Leaf().SerialNumber.Cmp(first.Leaf().SerialNumber) != 0 {
+			if !got.Key.Equal(first.Key) || got.ConnectorID != first.ConnectorID {
+				t.Fatal("renewed identity has another key or connector ID")
+			}
+			if !got.Leaf().NotAfter.After(first.Leaf().NotAfter) {
+				t.Errorf("renewed certificate does not last longer")
+			}
+			if st := ag.Status(); !st.CertNotAfter.Equal(got.Leaf().NotAfter.UTC()) {
+				t.Errorf("status cert_not_after = %v, want %v", st.CertNotAfter, got.Leaf().NotAfter)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("certificate never renewed (last load err %v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ag.State() != Online {
+		t.Errorf("state after renewal = %s, want online", ag.State())
+	}
+}

@@ -146,7 +146,7 @@ func (ca *CA) issueClient(csr *x509.CertificateRequest, id string, now time.Time
 		SerialNumber: randSerial(r),
 		Subject:      pkix.Name{CommonName: id},
 		URIs:         []*url.URL{u},
-		NotBefore:    now.Add(-5 * time.Minute),
+		NotBefore:    now.Add(-min(5*time.Minute, ttl/10)), // clock skew, kept small for short test lifetimes
 		NotAfter:     now.Add(ttl),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},

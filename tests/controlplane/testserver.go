@@ -31,6 +31,11 @@ func WithHeartbeat(d time.Duration) TestOption {
 	return func(c *LabConfig) { c.HeartbeatInterval = d }
 }
 
+// WithCertTTL sets the lifetime of issued client certificates.
+func WithCertTTL(d time.Duration) TestOption {
+	return func(c *LabConfig) { c.Authority.CertTTL = d }
+}
+
 // WithListen sets the listen address (to restart on the same port).
 func WithListen(addr string) TestOption {
 	return func(c *LabConfig) { c.Listen = addr }
