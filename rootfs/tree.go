@@ -39,6 +39,7 @@ var masked = []string{
 	"console-getty.service", "container-getty@.service",
 	"debug-shell.service", "rescue.service", "emergency.service",
 	"systemd-firstboot.service", "e2scrub_all.timer", "e2scrub_reap.service",
+	"dpkg-db-backup.timer", "fstrim.timer",
 }
 
 // customise unpacks the package stage into tree and turns it into the
