@@ -42,8 +42,17 @@ func (v *logsView) load(a *App) {
 		}
 		v.lines = nil
 		for _, l := range strings.Split(strings.TrimRight(r.out, "\n"), "\n") {
-			if l != "" {
-				v.lines = append(v.lines, strings.ReplaceAll(l, "\t", " "))
+			// Long journal lines continue on the next rows, indented.
+			r := []rune(strings.ReplaceAll(l, "\t", " "))
+			for first := true; len(r) > 0; first = false {
+				w := screen.Cols
+				prefix := ""
+				if !first {
+					w, prefix = screen.Cols-4, "    "
+				}
+				n := min(w, len(r))
+				v.lines = append(v.lines, prefix+string(r[:n]))
+				r = r[n:]
 			}
 		}
 		v.top = max(0, len(v.lines)-logPage) // newest at the bottom, in view
@@ -67,7 +76,7 @@ func (v *logsView) draw(a *App) page {
 	case msg == "" && len(v.lines) == 0:
 		msg = "The journal has no entries for vaultpam-connector."
 	case msg == "":
-		msg = fmt.Sprintf("Lines %d-%d of %d (last 200, newest at the bottom)", v.top+1, min(v.top+logPage, len(v.lines)), len(v.lines))
+		msg = fmt.Sprintf("Rows %d-%d of %d (last 200 entries, newest at the bottom)", v.top+1, min(v.top+logPage, len(v.lines)), len(v.lines))
 	}
 	return page{title: "Connector logs", body: body, msg: msg, help: "Up/Down PgUp/PgDn scroll  R reload  Esc back"}
 }
