@@ -1,9 +1,15 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/rand"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -155,4 +161,52 @@ func TestAllowedTargets(t *testing.T) {
 	e.refused("blocked", "not_allowed")
 	s := e.connect("ok")
 	echo(t, s, "allowed")
+}
+
+// connect as nc (4 MiB both ways, bytes unchanged) and as a local port
+// forward (--listen).
+func TestConnectPipeAndForward(t *testing.T) {
+	target := echoServer(t)
+	e := newEnv(t, nil)
+	c := e.waitStatus("online")
+	e.addResource("echo", target, c.ID)
+
+	payload := make([]byte, 4<<20)
+	rand.Read(payload)
+	s := e.connect("echo")
+	go func() {
+		s.stdin.Write(payload)
+		s.stdin.Close()
+	}()
+	got, err := io.ReadAll(s.stdout)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("4 MiB through connect: %d bytes back, equal=%v, err %v", len(got), bytes.Equal(got, payload), err)
+	}
+	if err := s.wait(t); err != nil {
+		t.Errorf("connect exit: %v\n%s", err, s.out.String())
+	}
+
+	fw := start(t, nil, false, "vaultpam-lab", "connect", "--state", e.state, "--resource", "echo", "--listen", "127.0.0.1:0")
+	var addr string
+	eventually(t, "forward listening", func() bool {
+		m := regexp.MustCompile(`forwarding (\S+) to resource`).FindStringSubmatch(fw.out.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	for i := 0; i < 2; i++ { // two sessions through one forward
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := fmt.Sprintf("forwarded %d", i)
+		conn.Write([]byte(msg))
+		conn.(*net.TCPConn).CloseWrite()
+		back, err := io.ReadAll(conn)
+		conn.Close()
+		if err != nil || string(back) != msg {
+			t.Errorf("through --listen: %q, %v; want %q", back, err, msg)
+		}
+	}
 }
