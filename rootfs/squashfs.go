@@ -7,7 +7,8 @@ import (
 	"strconv"
 )
 
-// squash packs tree into a zstd squashfs image. Every timestamp is
+// squash packs tree into a zstd squashfs image (level 6: a few MiB larger
+// than the default 15, ten times faster to build). Every timestamp is
 // SOURCE_DATE_EPOCH, directories are sorted by mksquashfs, xattrs are left
 // out and -reproducible keeps the multi-threaded block order fixed, so the
 // same tree gives the same bytes.
@@ -16,7 +17,7 @@ func squash(ctx context.Context, o Options, tree, out string) error {
 	epoch := strconv.FormatInt(o.SourceDateEpoch, 10)
 	o.logf("rootfs: packing the tree with mksquashfs")
 	err := run(ctx, nil, "mksquashfs", tree, out,
-		"-noappend", "-comp", "zstd", "-b", "256K", "-no-xattrs",
+		"-noappend", "-comp", "zstd", "-Xcompression-level", "6", "-b", "256K", "-no-xattrs",
 		"-reproducible", "-all-time", epoch, "-mkfs-time", epoch,
 		"-no-progress", "-quiet")
 	if err != nil {

@@ -21,7 +21,7 @@ const testConfig = "control_plane_url: https://127.0.0.1:9\nconnector_name: boot
 
 var (
 	reMultiUser  = regexp.MustCompile(`Reached target .*Multi-User System`)
-	reConsoleUp  = regexp.MustCompile(`Started .*VaultPAM console on the serial console`)
+	reConsoleUp  = regexp.MustCompile(`Started .*(VaultPAM console \(ttyS0\)|vaultpam-console-serial)`)
 	reReportEnd  = regexp.MustCompile(`vaultpam-report: end`)
 	reReportLine = regexp.MustCompile(`vaultpam-report: (\S+) (.*?)\r?$`)
 )
