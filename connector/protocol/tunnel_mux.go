@@ -25,7 +25,7 @@ import (
 //     its FIN is reset after this, instead of leaking for 5 minutes.
 //   - AcceptBacklog 1024: session bursts are not refused by the mux.
 const (
-	TunnelStreamWindow       = 16 << 20
+	TunnelStreamWindow       = 1 << 20
 	TunnelKeepAlive          = 15 * time.Second
 	TunnelWriteTimeout       = 10 * time.Second
 	TunnelStreamOpenTimeout  = 10 * time.Second

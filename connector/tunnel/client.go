@@ -167,7 +167,7 @@ func (c *Client) connectAndServe(ctx context.Context) (up bool, err error) {
 		return false, err
 	}
 	rc := &recordConn{Conn: tc}
-	mux, err := yamux.Client(rc, protocol.TunnelMuxConfig(nil))
+	mux, err := yamux.Client(protocol.CoalescingConn(rc), protocol.TunnelMuxConfig(nil))
 	if err != nil {
 		tc.Close()
 		return false, fmt.Errorf("starting yamux: %w", err)

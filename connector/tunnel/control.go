@@ -189,6 +189,7 @@ func (cn *conn) heartbeats(ctx context.Context, interval time.Duration, errs <-c
 				return fmt.Errorf("sending heartbeat: %w", err)
 			}
 			cn.maybeRenew()
+			c.shrinkIdle(interval)
 			t.Reset(interval)
 		}
 	}

@@ -33,6 +33,9 @@ type relay struct {
 	st     *yamux.Stream
 	target net.Conn
 
+	// last is when data last moved (unix nanos), for shrinkIdle.
+	last atomic.Int64
+
 	reasonOnce sync.Once
 	reason     protocol.Reason
 	detail     string
@@ -189,7 +192,7 @@ func (cn *conn) relay(r *relay) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, err := copyAdaptive(r.target, r.st, &r.up)
+		_, err := copyAdaptive(r.target, r.st, &r.up, &r.last)
 		switch {
 		case err == nil && cn.mux.IsClosed():
 			r.end(protocol.ReasonConnectorOffline, "tunnel closed")
@@ -202,7 +205,7 @@ func (cn *conn) relay(r *relay) {
 			r.target.Close()
 		}
 	}()
-	_, err := copyAdaptive(r.st, r.target, &r.down)
+	_, err := copyAdaptive(r.st, r.target, &r.down, &r.last)
 	if err == nil {
 		r.end(protocol.ReasonTargetClosed, "")
 	} else {
@@ -274,7 +277,7 @@ var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return 
 
 // copyAdaptive copies src to dst until EOF (nil error) or an error,
 // counting bytes into n.
-func copyAdaptive(dst io.Writer, src io.Reader, n *atomic.Int64) (int64, error) {
+func copyAdaptive(dst io.Writer, src io.Reader, n, last *atomic.Int64) (int64, error) {
 	small := make([]byte, smallBuf)
 	buf := small
 	var large *[]byte
@@ -290,6 +293,7 @@ func copyAdaptive(dst io.Writer, src io.Reader, n *atomic.Int64) (int64, error) 
 			nw, werr := dst.Write(buf[:nr])
 			total += int64(nw)
 			n.Add(int64(nw))
+			last.Store(time.Now().UnixNano())
 			if werr != nil {
 				return total, werr
 			}
@@ -307,9 +311,20 @@ func copyAdaptive(dst io.Writer, src io.Reader, n *atomic.Int64) (int64, error) 
 		case large != nil && nr < smallBuf:
 			largePool.Put(large)
 			large, buf = nil, small
-			if s, ok := src.(interface{ Shrink() }); ok {
-				s.Shrink()
-			}
+		}
+	}
+}
+
+// shrinkIdle gives back the receive buffers of sessions that moved no data
+// for idle: yamux keeps a stream's buffer at its high-water mark, which
+// for a session that once moved bulk data can be megabytes.
+func (c *Client) shrinkIdle(idle time.Duration) {
+	cutoff := time.Now().Add(-idle).UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.sessions {
+		if r.last.Load() < cutoff {
+			r.st.Shrink()
 		}
 	}
 }

@@ -228,4 +228,3 @@ func BenchmarkInteractiveUnderBulk(b *testing.B) {
 		})
 	}
 }
-

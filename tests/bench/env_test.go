@@ -12,7 +12,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,7 +46,7 @@ type env struct {
 	dir        string
 	echo, sink *server
 	paths      []path
-	skipSSH    string // why the ssh column is missing
+	skipSSH    string           // why the ssh column is missing
 	idleRSS    map[string]int64 // KiB, sampled after start-up
 	procs      []*exec.Cmd
 	closers    []func()
@@ -136,8 +138,15 @@ func setup() (*env, error) {
 func (e *env) close() {
 	for _, p := range e.procs {
 		if p.Process != nil {
-			p.Process.Kill()
-			p.Wait()
+			p.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { p.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				p.Process.Kill()
+				<-done
+			}
 		}
 	}
 	for i := len(e.closers) - 1; i >= 0; i-- {
@@ -234,7 +243,14 @@ func connectorMain(dir string) int {
 		fmt.Fprintln(os.Stderr, "bench connector:", err)
 		return 1
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	if f := os.Getenv("VAULTPAM_BENCH_CONNECTOR_CPUPROFILE"); f != "" {
+		if out, err := os.Create(f); err == nil {
+			pprof.StartCPUProfile(out)
+			defer pprof.StopCPUProfile()
+		}
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer cancel()
 	go func() {
 		bufio.NewReader(os.Stdin).ReadString('\n') // EOF when the parent exits
 		cancel()

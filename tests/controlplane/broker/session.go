@@ -178,9 +178,21 @@ func (s *Session) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// maxFrame caps one yamux data frame, so a large Write does not hold the
+// tunnel's send loop (and the other sessions' frames) for long.
+const maxFrame = 64 << 10
+
 // Write writes bytes to the target.
 func (s *Session) Write(p []byte) (int, error) {
-	n, err := s.st.Write(p)
+	var n int
+	var err error
+	for len(p) > 0 && err == nil {
+		k := min(len(p), maxFrame)
+		var w int
+		w, err = s.st.Write(p[:k])
+		n += w
+		p = p[k:]
+	}
 	s.up.Add(int64(n))
 	if err != nil {
 		if s.t.mux.IsClosed() {

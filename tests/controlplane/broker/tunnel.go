@@ -85,7 +85,7 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 	if cs.NegotiatedProtocol != TunnelALPN {
 		return fmt.Errorf("connection negotiated ALPN %q, not the tunnel", cs.NegotiatedProtocol)
 	}
-	mux, err := yamux.Server(conn, protocol.TunnelMuxConfig(nil))
+	mux, err := yamux.Server(protocol.CoalescingConn(conn), protocol.TunnelMuxConfig(nil))
 	if err != nil {
 		return fmt.Errorf("starting yamux: %w", err)
 	}
