@@ -64,4 +64,3 @@ func ParseBundle(data []byte) (*Signature, error) {
 	}
 	return sig, nil
 }
-

@@ -101,4 +101,3 @@ func WriteSignatureFiles(path string, sig *Signature) error {
 	}
 	return nil
 }
-
