@@ -13,11 +13,12 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/protocol"
 )
 
-// tunnelALPN selects the tunnel on the control plane's TLS listener
-// (protocol.ALPNTunnel).
-const tunnelALPN = "vaultpam-tunnel/1"
+// tunnelALPN selects the tunnel on the control plane's TLS listener.
+const tunnelALPN = protocol.ALPNTunnel
 
 // permanentError marks a failure that retrying cannot fix; Run ends with
 // ErrNeedsRecovery.

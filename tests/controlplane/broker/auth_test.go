@@ -161,3 +161,32 @@ func TestRenewal(t *testing.T) {
 		return s.CertNotAfter.Equal(leaf.NotAfter.UTC())
 	})
 }
+
+// TestRevokeWhileOnline: the control plane revokes a connected connector
+// and cuts its tunnel; the connector's reconnect is refused and it stops
+// in needs_recovery.
+func TestRevokeWhileOnline(t *testing.T) {
+	var dials atomic.Int32
+	l := newLab(t, labOpts{editCfg: countDials(&dials)})
+	l.waitOnline()
+	l.reg.Revoke("c1")
+	if !l.b.Disconnect("c1", "certificate revoked") {
+		t.Fatal("Disconnect found no tunnel for c1")
+	}
+	if l.b.Disconnect("c1", "again") {
+		t.Error("second Disconnect found a tunnel")
+	}
+	var err error
+	select {
+	case err = <-l.runErr:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Run kept retrying after revocation")
+	}
+	l.runErr <- err
+	if !errors.Is(err, tunnel.ErrNeedsRecovery) {
+		t.Fatalf("Run = %v, want ErrNeedsRecovery", err)
+	}
+	if n := dials.Load(); n < 2 || n > 4 {
+		t.Errorf("connection attempts = %d, want the first plus 1 to 3 refused", n)
+	}
+}

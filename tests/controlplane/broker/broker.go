@@ -13,11 +13,13 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/protocol"
 )
 
 // TunnelALPN is the ALPN protocol of the tunnel on the control plane's TLS
-// listener (protocol.ALPNTunnel).
-const TunnelALPN = "vaultpam-tunnel/1"
+// listener.
+const TunnelALPN = protocol.ALPNTunnel
 
 // Config is what a Broker needs. Nil Config fields take DefaultConfig's
 // values; Registry is required.
@@ -215,6 +217,21 @@ func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
 			}
 		}()
 	}
+}
+
+// Disconnect ends connectorID's tunnel now, if it has one: it goes
+// Offline with reason and its sessions end with connector_offline. The
+// connector reconnects and is authorised again, so after a revocation it
+// is refused then. It reports whether there was a tunnel.
+func (b *Broker) Disconnect(connectorID, reason string) bool {
+	b.mu.Lock()
+	t := b.tunnels[connectorID]
+	b.mu.Unlock()
+	if t == nil {
+		return false
+	}
+	t.offline(reason)
+	return true
 }
 
 // Close ends every tunnel (their sessions end with connector_offline) and

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -47,23 +46,6 @@ func (t *tunnel) send(m protocol.TunnelMessage) error {
 	t.ctl.SetWriteDeadline(time.Now().Add(protocol.TunnelWriteTimeout))
 	defer t.ctl.SetWriteDeadline(time.Time{})
 	return protocol.WriteTunnelFrame(t.ctl, &m)
-}
-
-// connectorID returns the ID in the verified certificate's URI SAN.
-func connectorID(cert *x509.Certificate) (string, error) {
-	var ids []string
-	for _, u := range cert.URIs {
-		if u.Scheme == "vaultpam" && u.Host == "connector" {
-			id := strings.TrimPrefix(u.Path, "/")
-			if id != "" && !strings.Contains(id, "/") {
-				ids = append(ids, id)
-			}
-		}
-	}
-	if len(ids) != 1 {
-		return "", fmt.Errorf("certificate has %d vaultpam connector URIs, want 1", len(ids))
-	}
-	return ids[0], nil
 }
 
 // ServeConn serves one tunnel on conn, a server-side TLS connection whose
@@ -178,7 +160,7 @@ func (b *Broker) authorize(ctx context.Context, cs tls.ConnectionState, m *proto
 		return "", &protocol.TunnelError{Code: protocol.TunnelNoCert, Message: "no client certificate issued by this control plane"}
 	}
 	leaf := cs.PeerCertificates[0]
-	id, err := connectorID(leaf)
+	id, err := protocol.ConnectorIDFromURIs(leaf.URIs)
 	if err != nil {
 		return "", &protocol.TunnelError{Code: protocol.TunnelUnknown, Message: err.Error()}
 	}
