@@ -79,7 +79,8 @@ type Agent struct {
 	history []Transition
 	waiting State // where to go back to after a failed enrolment
 
-	submitMu sync.Mutex // serialises SubmitToken
+	submitMu sync.Mutex    // serialises SubmitToken
+	relink   chan struct{} // a re-enrolment replaced the identity: restart the tunnel
 }
 
 // New loads the identity and decides the initial state; it does not touch
@@ -107,7 +108,7 @@ func New(opt Options) (*Agent, error) {
 	if opt.RetryDelay == nil {
 		opt.RetryDelay = defaultRetryDelay
 	}
-	a := &Agent{opt: opt, log: opt.Logger, tokens: make(chan string, 1), burnt: map[[32]byte]string{}, since: opt.Now()}
+	a := &Agent{opt: opt, log: opt.Logger, tokens: make(chan string, 1), relink: make(chan struct{}, 1), burnt: map[[32]byte]string{}, since: opt.Now()}
 	id, err := opt.Store.Load()
 	switch {
 	case err == nil:
@@ -148,17 +149,20 @@ func identityProblem(err error) (reason, hint string) {
 	return "identity cannot be loaded: " + err.Error(), "check PAM_AGENT_DATA_DIR permissions, then restart the connector"
 }
 
-// transition is the one place the state changes.
-func (a *Agent) transition(to State, reason, hint string) {
+// transition is the one place the state changes. A change the table does
+// not allow (a late report racing a shutdown) is logged and ignored; it
+// reports whether the change happened.
+func (a *Agent) transition(to State, reason, hint string) bool {
 	a.mu.Lock()
 	from := a.state
 	if !CanTransition(from, to) {
 		a.mu.Unlock()
-		panic(fmt.Sprintf("agent: transition %s → %s is not allowed", from, to))
+		a.log.Error("state change refused by the transition table", "from", from.String(), "to", to.String(), "reason", reason)
+		return false
 	}
 	if from == to && a.reason == reason && a.hint == hint {
 		a.mu.Unlock()
-		return
+		return true
 	}
 	if from != to {
 		a.since = a.opt.Now()
@@ -172,6 +176,7 @@ func (a *Agent) transition(to State, reason, hint string) {
 	if a.opt.OnTransition != nil {
 		a.opt.OnTransition(tr)
 	}
+	return true
 }
 
 func statusLine(s State, reason string) string {
@@ -260,9 +265,13 @@ func (a *Agent) SubmitToken(ctx context.Context, token string) error {
 	if burnt {
 		return &localapi.Error{Status: 409, Code: code, Message: "this token was already tried and refused (" + code + ")", Hint: tokenHint(code)}
 	}
-	if st != AwaitingToken && st != NeedsRecovery {
-		return &localapi.Error{Status: 409, Code: "not_waiting_for_token", Message: "the connector is " + st.Label() + " and is not waiting for a token",
-			Hint: "a token is only needed while the connector shows Waiting for token or Needs recovery"}
+	switch st {
+	case AwaitingToken, NeedsRecovery:
+	case Online, Connecting, Reconnecting:
+		return a.reenrolWait(canon)
+	default:
+		return &localapi.Error{Status: 409, Code: "not_waiting_for_token", Message: "the connector is " + st.Label() + " and cannot take a token now",
+			Hint: "wait until it shows Online, Waiting for token or Needs recovery"}
 	}
 	// Enrolling from here on, before the caller polls the status: the
 	// token is queued for Run (the channel is empty while waiting).

@@ -366,9 +366,11 @@ func TestSubmitWhenNotWaiting(t *testing.T) {
 	cp := controlplane.NewTest(t)
 	r := start(t, cp, &identity.Mem{}, durable, newToken(t, cp))
 	r.waitFor(t, Connecting)
+	r.cancel()
+	r.waitFor(t, Draining)
 	var le *localapi.Error
 	if err := r.submit(t, newToken(t, cp)); !errors.As(err, &le) || le.Code != "not_waiting_for_token" {
-		t.Errorf("SubmitToken while connected = %v, want not_waiting_for_token", err)
+		t.Errorf("SubmitToken while draining = %v, want not_waiting_for_token", err)
 	}
 }
 

@@ -158,8 +158,13 @@ func (a *Agent) enrolWith(ctx context.Context, tok string) {
 // connect checks the identity with the control plane, then runs the
 // tunnel until it fails for good or ctx ends (then it drains).
 func (a *Agent) connect(ctx context.Context) {
-	id := a.Identity()
+	select { // a stale signal: the identity read below is the current one
+	case <-a.relink:
+	default:
+	}
+	var id *identity.Identity
 	for n := 0; ; n++ {
+		id = a.Identity() // a re-enrolment may replace it meanwhile
 		_, err := a.opt.Enroller.WhoAmI(ctx, id)
 		if err == nil {
 			break
@@ -181,7 +186,10 @@ func (a *Agent) connect(ctx context.Context) {
 	}
 	if a.opt.Link == nil {
 		a.transition(Connecting, "identity accepted by the control plane; no tunnel in this build", "")
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-a.relink:
+		}
 		return
 	}
 	link, err := a.opt.Link(a, a.onLink)
@@ -202,6 +210,11 @@ func (a *Agent) connect(ctx context.Context) {
 	done := make(chan error, 1)
 	go func() { done <- link.Run(linkCtx) }()
 	select {
+	case <-a.relink:
+		// A re-enrolment replaced the identity: start over with it.
+		cancel()
+		<-done
+		a.transition(Connecting, "reconnecting with the new identity", "")
 	case err := <-done:
 		if errors.Is(err, ErrLinkRefused) {
 			a.transition(NeedsRecovery, err.Error(), enrol.Hint(protocol.CodeCertRevoked))
@@ -229,7 +242,7 @@ func (a *Agent) onLink(ls LinkStatus) {
 	cur := a.state
 	a.mu.Unlock()
 	switch {
-	case cur == Draining || cur == NeedsRecovery:
+	case cur == Draining || cur == NeedsRecovery || cur == Enrolling:
 		return
 	case ls.State == Online || ls.State == Reconnecting || ls.State == Connecting:
 		if CanTransition(cur, ls.State) {

@@ -49,7 +49,7 @@ var transitions = map[State][]State{
 	NeedsRecovery: {Enrolling, Draining},
 	Enrolling:     {AwaitingToken, NeedsRecovery, Connecting, Draining},
 	Connecting:    {Online, Reconnecting, NeedsRecovery, Draining},
-	Online:        {Reconnecting, NeedsRecovery, Draining},
+	Online:        {Connecting, Reconnecting, NeedsRecovery, Draining},
 	Reconnecting:  {Online, Connecting, NeedsRecovery, Draining},
 	Draining:      {},
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/vaultpam/appliance/connector/config"
 	"github.com/vaultpam/appliance/connector/enrol"
 	"github.com/vaultpam/appliance/connector/identity"
+	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/tunnel"
 	"github.com/vaultpam/appliance/tests/controlplane"
@@ -221,8 +222,12 @@ func TestCertificateRenewal(t *testing.T) {
 			if !got.Leaf().NotAfter.After(first.Leaf().NotAfter) {
 				t.Errorf("renewed certificate does not last longer")
 			}
-			if st := ag.Status(); !st.CertNotAfter.Equal(got.Leaf().NotAfter.UTC()) {
-				t.Errorf("status cert_not_after = %v, want %v", st.CertNotAfter, got.Leaf().NotAfter)
+			// The status follows right after the store.
+			for st := ag.Status(); !st.CertNotAfter.Equal(got.Leaf().NotAfter.UTC()); st = ag.Status() {
+				if time.Now().After(deadline) {
+					t.Fatalf("status cert_not_after = %v, want %v", st.CertNotAfter, got.Leaf().NotAfter)
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
 			break
 		}
@@ -233,5 +238,38 @@ func TestCertificateRenewal(t *testing.T) {
 	}
 	if ag.State() != Online {
 		t.Errorf("state after renewal = %s, want online", ag.State())
+	}
+}
+
+// Re-enrolment from the console while online: a refused token changes
+// nothing and the refusal comes back at once; a recovery token replaces
+// the certificate (same ID) and the tunnel comes back with it.
+func TestReenrolWhileOnline(t *testing.T) {
+	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(100*time.Millisecond))
+	r := startWithTunnel(t, cp, nil)
+	r.waitFor(t, Online)
+	first := r.Identity()
+
+	used, _ := cp.Authority.CreateToken("x", 0)
+	if _, err := (&enrol.Client{URL: cp.URL(), RootCAs: cp.CAPool}).Enrol(context.Background(), used); err != nil {
+		t.Fatal(err)
+	}
+	var le *localapi.Error
+	if err := r.submit(t, used); !errors.As(err, &le) || le.Code != protocol.CodeTokenUsed || le.Hint == "" {
+		t.Fatalf("re-enrol with a used token = %v, want token_used with a hint", err)
+	}
+	if r.State() != Online || r.Identity() != first {
+		t.Fatalf("a refused re-enrolment changed the connector: %s", r.State())
+	}
+
+	rec, _ := cp.Authority.CreateRecoveryToken(first.ConnectorID, 0)
+	if err := r.submit(t, rec); err != nil {
+		t.Fatalf("re-enrol with a recovery token = %v", err)
+	}
+	r.waitFor(t, Connecting)
+	r.waitFor(t, Online)
+	now := r.Identity()
+	if now.ConnectorID != first.ConnectorID || now.Key.Equal(first.Key) {
+		t.Errorf("after re-enrolment: connector %s (want %s), new key %v", now.ConnectorID, first.ConnectorID, !now.Key.Equal(first.Key))
 	}
 }
