@@ -105,6 +105,9 @@ func (b *Broker) Dial(ctx context.Context, connectorID, target string) (*Session
 			return nil, refuse(protocol.ReasonDialTimeout, "no answer from connector "+connectorID+" in time: "+context.Cause(ctx).Error())
 		case t.isEnded():
 			return nil, refuse(protocol.ReasonConnectorOffline, "connector "+connectorID+" went offline")
+		case t.isDraining() || errors.Is(err, yamux.ErrConnectionReset):
+			// A connector that sent GoAway resets streams that raced it.
+			return nil, refuse(protocol.ReasonDraining, "connector "+connectorID+" is shutting down and takes no new sessions")
 		}
 		return nil, refuse(protocol.ReasonConnectorOffline, "session handshake with connector "+connectorID+": "+err.Error())
 	}
@@ -127,6 +130,12 @@ func (t *tunnel) isEnded() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.ended
+}
+
+func (t *tunnel) isDraining() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.draining
 }
 
 // drop forgets a session that never opened.
