@@ -98,7 +98,17 @@ func newHarness(t *testing.T) *harness {
 	os.WriteFile(h.log, nil, 0o644)
 
 	run(t, "ip", "netns", "add", h.ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", h.ns).Run() })
+	t.Cleanup(func() {
+		// End whatever still runs in the namespace (networkd), then drop it.
+		out, _ := exec.Command("ip", "netns", "pids", h.ns).Output()
+		for _, pid := range strings.Fields(string(out)) {
+			if pid == fmt.Sprint(os.Getpid()) {
+				continue // a thread of this test visited the namespace
+			}
+			exec.Command("kill", pid).Run()
+		}
+		exec.Command("ip", "netns", "del", h.ns).Run()
+	})
 	run(t, "ip", "-n", h.ns, "link", "set", "lo", "up")
 	// eth0 is one end of a veth pair whose peer lives in a second
 	// namespace, up, so eth0 has a carrier.
@@ -171,7 +181,13 @@ func (h *harness) controlPlane(addr string) string {
 	var l net.Listener
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // the thread is left in no state worth reusing: not unlocked
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
 		ns, err := netns.GetFromName(h.ns)
 		if err != nil {
 			errc <- err
@@ -182,6 +198,13 @@ func (h *harness) controlPlane(addr string) string {
 			errc <- err
 			return
 		}
+		// Back to the test's namespace; a thread that cannot return is
+		// left locked, so the runtime retires it.
+		defer func() {
+			if netns.Set(orig) == nil {
+				runtime.UnlockOSThread()
+			}
+		}()
 		l, err = net.Listen("tcp", addr)
 		errc <- err
 	}()
