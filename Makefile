@@ -50,7 +50,7 @@ build: ## build the Go binaries into bin/
 	done
 
 tools: $(TOOLS)/packer $(TOOLS)/cosign ## build pinned Packer and cosign from the Go module proxy into bin/tools/
-$(TOOLS)/packer: packer/tools/go.mod
+$(TOOLS)/packer: packer/tools/go.mod packer/tools/go.sum
 	@mkdir -p $(TOOLS)
 	cd packer/tools && $(GO) build -trimpath -o $@ github.com/hashicorp/packer
 $(TOOLS)/cosign: signing/tools/go.mod
@@ -62,9 +62,9 @@ image: deps build ## build the raw disk image build/disk.raw (package stage cach
 
 ova: deps build tools ## build the signed OVA into dist/ with Packer
 	@mkdir -p $(BUILD)/packer-plugins
-	PACKER_PLUGIN_PATH=$(BUILD)/packer-plugins $(TOOLS)/packer plugins install \
-	  --path $(BIN)/packer-plugin-vaultpam github.com/vaultpam/vaultpam
-	PACKER_PLUGIN_PATH=$(BUILD)/packer-plugins $(TOOLS)/packer build -force \
+	export CHECKPOINT_DISABLE=1 PACKER_PLUGIN_PATH=$(BUILD)/packer-plugins; \
+	$(TOOLS)/packer plugins install --path $(BIN)/packer-plugin-vaultpam github.com/vaultpam/vaultpam && \
+	$(TOOLS)/packer build -force -color=false \
 	  -var version=$(VERSION) -var bin_dir=$(BIN) -var build_dir=$(BUILD) -var dist_dir=$(DIST) packer/
 
 test: deps build tools image ## run every test (unit, integration, image, boot); installs what it needs
