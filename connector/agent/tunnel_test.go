@@ -87,7 +87,7 @@ func roundTrip(t *testing.T, c net.Conn, msg string) {
 // target outside allowed_targets with the reason reaching the caller, and
 // drain on shutdown: no new sessions, the open one finishes.
 func TestOnlineSessionsAndDrain(t *testing.T) {
-	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(100*time.Millisecond))
+	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(time.Second)) // slow enough for a loaded CI machine
 	echo := echoServer(t)
 	r := startWithTunnel(t, cp, []string{echo})
 	r.waitFor(t, Online)
@@ -150,7 +150,7 @@ func TestOnlineSessionsAndDrain(t *testing.T) {
 // certificate for good, the connector goes to needs_recovery (no retry
 // loop), and a recovery token brings it back online with the same ID.
 func TestRevokedWhileOnline(t *testing.T) {
-	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(100*time.Millisecond))
+	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(time.Second)) // slow enough for a loaded CI machine
 	r := startWithTunnel(t, cp, nil)
 	r.waitFor(t, Online)
 	id := r.Status().ConnectorID
@@ -188,7 +188,7 @@ func TestRevokedWhileOnline(t *testing.T) {
 // A short-lived certificate is renewed over the tunnel before half its
 // lifetime: the new one is on disk with the same key, the tunnel stays up.
 func TestCertificateRenewal(t *testing.T) {
-	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(50*time.Millisecond), controlplane.WithCertTTL(3*time.Second))
+	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(500*time.Millisecond), controlplane.WithCertTTL(6*time.Second))
 	dir := t.TempDir()
 	tc := tunnel.DefaultConfig()
 	tc.Address = cp.Addr().String()
@@ -245,7 +245,7 @@ func TestCertificateRenewal(t *testing.T) {
 // nothing and the refusal comes back at once; a recovery token replaces
 // the certificate (same ID) and the tunnel comes back with it.
 func TestReenrolWhileOnline(t *testing.T) {
-	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(100*time.Millisecond))
+	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(time.Second)) // slow enough for a loaded CI machine
 	r := startWithTunnel(t, cp, nil)
 	r.waitFor(t, Online)
 	first := r.Identity()

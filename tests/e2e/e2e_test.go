@@ -53,7 +53,7 @@ func (e *env) refused(resource, reason string) {
 // with a reason; SIGCONT brings it back online.
 func TestHeartbeatLossOfflineAndBack(t *testing.T) {
 	target := echoServer(t)
-	e := newEnv(t, nil)
+	e := newEnv(t, nil, 300*time.Millisecond)
 	c := e.waitStatus("online")
 	e.addResource("echo", target, c.ID)
 	s := e.connect("echo")
@@ -90,7 +90,7 @@ func TestHeartbeatLossOfflineAndBack(t *testing.T) {
 // The control plane restarts on the same state and port: the connector
 // comes back online by itself with the same ID and no re-enrolment.
 func TestControlPlaneRestart(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, nil, 0)
 	before := e.waitStatus("online")
 	e.serve.signal(syscall.SIGTERM)
 	if err := e.serve.wait(t); err != nil {
@@ -121,7 +121,7 @@ func TestControlPlaneRestart(t *testing.T) {
 // one keeps working until it ends, then the connector exits cleanly.
 func TestSIGTERMDrains(t *testing.T) {
 	target := echoServer(t)
-	e := newEnv(t, nil)
+	e := newEnv(t, nil, 0)
 	c := e.waitStatus("online")
 	e.addResource("echo", target, c.ID)
 	s := e.connect("echo")
@@ -154,7 +154,7 @@ func TestSIGTERMDrains(t *testing.T) {
 // reason reaches the caller.
 func TestAllowedTargets(t *testing.T) {
 	allowed, other := echoServer(t), echoServer(t)
-	e := newEnv(t, []string{allowed})
+	e := newEnv(t, []string{allowed}, 0)
 	c := e.waitStatus("online")
 	e.addResource("ok", allowed, c.ID)
 	e.addResource("blocked", other, c.ID)
@@ -167,7 +167,7 @@ func TestAllowedTargets(t *testing.T) {
 // forward (--listen).
 func TestConnectPipeAndForward(t *testing.T) {
 	target := echoServer(t)
-	e := newEnv(t, nil)
+	e := newEnv(t, nil, 0)
 	c := e.waitStatus("online")
 	e.addResource("echo", target, c.ID)
 

@@ -168,10 +168,15 @@ type env struct {
 	heartbeat time.Duration
 }
 
-func newEnv(t *testing.T, allowed []string) *env {
+// newEnv starts a lab (heartbeat every hb; 0 means 1 s, slow enough that
+// a loaded CI machine does not miss 3 in a row) and an enrolled connector.
+func newEnv(t *testing.T, allowed []string, hb time.Duration) *env {
 	t.Helper()
 	dir := t.TempDir()
-	e := &env{t: t, state: filepath.Join(dir, "lab"), heartbeat: 200 * time.Millisecond, listen: "127.0.0.1:0"}
+	if hb == 0 {
+		hb = time.Second
+	}
+	e := &env{t: t, state: filepath.Join(dir, "lab"), heartbeat: hb, listen: "127.0.0.1:0"}
 	e.startServe()
 	url, _ := os.ReadFile(filepath.Join(e.state, "url"))
 	e.listen = strings.TrimPrefix(strings.TrimSpace(string(url)), "https://")
