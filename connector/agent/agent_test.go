@@ -410,3 +410,42 @@ func TestWatchdogPings(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// The control plane is down when the token arrives: the connector keeps
+// the token, retries with backoff (saying why), and enrols once the
+// control plane is back on the same address.
+func TestEnrolRetriesUntilControlPlaneIsBack(t *testing.T) {
+	dir := t.TempDir()
+	cp := controlplane.NewTestAt(t, dir)
+	tok := newToken(t, cp)
+	addr, pool := cp.Addr().String(), cp.CAPool
+	url := cp.URL()
+	cp.Stop()
+
+	r := &run{trs: make(chan Transition, 100), done: make(chan error, 1)}
+	ag, err := New(Options{
+		Config: config.Config{ControlPlaneURL: url, ConnectorName: "dc1"}, Store: &identity.Mem{}, Mode: durable,
+		Enroller: &enrol.Client{URL: url, RootCAs: pool}, Token: tok,
+		OnTransition: func(tr Transition) { r.trs <- tr },
+		RetryDelay:   func(int) time.Duration { return 20 * time.Millisecond },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Agent = ag
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- ag.Run(ctx) }()
+	t.Cleanup(r.stop)
+	for {
+		tr := r.waitFor(t, Enrolling)
+		if strings.Contains(tr.Reason, "not reachable") {
+			break
+		}
+	}
+	controlplane.NewTestAt(t, dir, controlplane.WithListen(addr))
+	r.waitFor(t, Connecting)
+	if ag.Status().ConnectorID == "" {
+		t.Error("no connector ID after the retried enrolment")
+	}
+}
