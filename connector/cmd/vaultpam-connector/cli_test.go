@@ -195,3 +195,40 @@ func TestTokenFileWithTypo(t *testing.T) {
 		t.Error("the token appears in the output")
 	}
 }
+
+// Container shape: no config file, PAM_* variables only.
+func TestEnvironmentOnlyConfig(t *testing.T) {
+	if _, err := os.Stat(defaultConfigPath); err == nil {
+		t.Skipf("%s exists on this machine; the environment-only fallback needs it absent", defaultConfigPath)
+	}
+	cp := controlplane.NewTest(t)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "c.sock")
+	getenv, unset := mapEnv(map[string]string{"PAM_CONTROL_PLANE_URL": cp.URL(), "PAM_CONTROL_PLANE_CA_FILE": cp.CAFile,
+		"PAM_CONNECTOR_NAME": "k8s-1", "PAM_AGENT_DATA_DIR": filepath.Join(dir, "data"), "PAM_AGENT_SOCKET": sock})
+	var stderr syncBuf
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		done <- Main(ctx, Env{Stdout: &stderr, Stderr: &stderr, Args: []string{"run"}, Getenv: getenv, Unsetenv: unset, Notify: func(string) {}})
+	}()
+	var st localapi.Status
+	deadline := time.Now().Add(time.Minute)
+	for st.State == "" {
+		select {
+		case c := <-done:
+			t.Fatalf("run exited %d:\n%s", c, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no status:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+		st, _ = localapi.NewClient(sock).Status(context.Background())
+	}
+	cancel()
+	<-done
+	if st.State != localapi.StateAwaitingToken || st.ConnectorName != "k8s-1" || st.ControlPlane != cp.URL() {
+		t.Errorf("status = %+v", st)
+	}
+}

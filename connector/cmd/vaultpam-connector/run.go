@@ -58,9 +58,19 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 		token = strings.TrimSpace(string(b))
 	}
 
-	cfg, err := config.Load(*cfgPath, env.Getenv)
+	path := *cfgPath
+	if !flagSet(fs, "config") && env.Getenv(config.EnvConfig) == "" && env.Getenv(config.EnvControlPlaneURL) != "" {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			path = "" // container shape: configured through PAM_* variables only
+		}
+	}
+	cfg, err := config.Load(path, env.Getenv)
 	if err != nil {
-		fail(env.Stderr, fmt.Errorf("configuration %s: %w", *cfgPath, err), "fix the configuration (see connector/README.md, \"Configuration\"), then start the connector again; nothing was written")
+		where := path
+		if where == "" {
+			where = "from the environment"
+		}
+		fail(env.Stderr, fmt.Errorf("configuration %s: %w", where, err), "fix the configuration (see connector/README.md, \"Configuration\"), then start the connector again; nothing was written")
 		return exitConfig
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
@@ -125,6 +135,12 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 	}
 	log.Info("stopped", "state", ag.State().String())
 	return exitOK
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func loadRoots(path string) (*x509.CertPool, error) {
