@@ -120,7 +120,7 @@ func TestExpiredCertNeedsRecovery(t *testing.T) {
 func TestRenewal(t *testing.T) {
 	renewed := make(chan [][]byte, 1)
 	var l *lab
-	l = newLab(t, labOpts{interval: 100 * time.Millisecond, authority: true,
+	l = newLab(t, labOpts{interval: 300 * time.Millisecond, authority: true,
 		cert: func(p *brokertest.PKI) (tls.Certificate, error) {
 			return p.ClientCert("c1", time.Now().Add(-40*time.Minute), time.Hour)
 		},
