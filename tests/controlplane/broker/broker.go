@@ -26,10 +26,10 @@ const TunnelALPN = protocol.ALPNTunnel
 type Config struct {
 	// HeartbeatInterval is sent to connectors; they heartbeat this often.
 	HeartbeatInterval time.Duration
-	// MissedHeartbeats without a heartbeat mark a connector Offline (its
-	// tunnel is closed and its sessions end). The deadline is counted from
-	// the last heartbeat: MissedHeartbeats×interval plus half an interval
-	// of slack for network jitter.
+	// MissedHeartbeats intervals without a heartbeat mark a connector
+	// Offline (its tunnel is closed and its sessions end): the deadline is
+	// MissedHeartbeats×interval after the last heartbeat, so Offline comes
+	// at most that long after heartbeats stop.
 	MissedHeartbeats int
 	// OpenTimeout bounds Dial: opening the stream and the connector's
 	// answer (which includes its dial of the target).

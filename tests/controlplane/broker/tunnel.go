@@ -140,7 +140,7 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 }
 
 func (t *tunnel) offlineAfter() time.Duration {
-	return time.Duration(t.b.cfg.MissedHeartbeats)*t.interval + t.interval/2
+	return time.Duration(t.b.cfg.MissedHeartbeats) * t.interval
 }
 
 // authorize checks the hello and the certificate; it returns the connector
