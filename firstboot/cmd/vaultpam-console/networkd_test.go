@@ -104,6 +104,8 @@ func (h *harness) nsState() (addrs []string, gw string) {
 // walkWizard answers the wizard: DHCP when static is "", else the static
 // address with gateway gw.
 func (h *harness) walkWizard(s, url, static, gw string) {
+	h.waitFor(s, "Enter begin setup")
+	h.keys(s, "Enter")
 	h.waitFor(s, "connected")
 	h.keys(s, "Enter")
 	h.waitFor(s, "Settings for eth0")

@@ -34,7 +34,8 @@ func TestWizardStatic(t *testing.T) {
 	rep := []string{port, "PORT"}
 	const s = "w"
 	h.start(s, "tty1", "--ovf-env", "/nonexistent/ovf-env.xml")
-
+	h.golden("wizard-0-welcome", h.waitFor(s, "Enter begin setup"), rep...)
+	h.keys(s, "Enter")
 	h.golden("wizard-1-links", h.waitFor(s, "connected"), rep...)
 	h.keys(s, "Enter")
 	h.waitFor(s, "Settings for eth0")
@@ -141,6 +142,8 @@ func TestWizardFailingDiagnostic(t *testing.T) {
 	rep := []string{port, "PORT"}
 	const s = "d"
 	h.start(s, "tty1", "--ovf-env", "/nonexistent/ovf-env.xml")
+	h.waitFor(s, "Enter begin setup")
+	h.keys(s, "Enter")
 	h.waitFor(s, "Choose the network card")
 	h.keys(s, "Enter")
 	h.waitFor(s, "Settings for eth0")
@@ -219,13 +222,17 @@ func TestOVFUnattended(t *testing.T) {
 	}
 }
 
-// TestOneWizardAtATime: while tty1 runs the wizard, ttyS0 says so and
-// follows its progress.
+// TestOneWizardAtATime: both consoles offer setup; once tty1 runs the
+// wizard, ttyS0 says so and follows its progress.
 func TestOneWizardAtATime(t *testing.T) {
 	h := newHarness(t)
 	h.start("a", "tty1", "--ovf-env", "/nonexistent/ovf-env.xml")
-	h.waitFor("a", "Choose the network card")
 	h.start("b", "ttyS0", "--ovf-env", "/nonexistent/ovf-env.xml")
+	h.waitFor("b", "Enter begin setup") // both consoles offer setup until one starts
+	h.waitFor("a", "Enter begin setup")
+	h.keys("a", "Enter")
+	h.waitFor("a", "Choose the network card")
+	h.keys("b", "Enter")
 	h.golden("wizard-locked", h.waitFor("b", "Setup is running on tty1"))
 	h.keys("a", "Enter")
 	h.waitFor("b", "Network settings")

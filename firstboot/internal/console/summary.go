@@ -98,9 +98,8 @@ func (v *messageView) key(a *App, k screen.Key) {
 
 // waitingView is shown while the other console runs the wizard.
 type waitingView struct {
-	holder      string
-	progress    []string
-	networkOnly bool
+	holder   string
+	progress []string
 }
 
 func (v *waitingView) tick(a *App) {

@@ -25,36 +25,48 @@ type wizard struct {
 	unattended  bool   // skip steps whose answers are already valid
 }
 
-// startWizard takes the wizard lock and begins; networkOnly re-runs the
-// network part for the health screen's "edit network".
+// startWizard begins the wizard. The wizard lock is taken only when an
+// operator starts (Enter on the welcome screen) or when the OVF
+// environment answers everything, so both consoles show the welcome screen
+// at boot and whichever the operator uses runs the wizard. networkOnly
+// re-runs the network part for the health screen's "edit network".
 func (a *App) startWizard(networkOnly bool) {
-	l, holder, progress, err := tryLock(a.env.Root, a.env.TTY)
-	if err != nil {
-		a.show(&messageView{title: "Setup", lines: []string{"error: " + err.Error()}, next: func(a *App) { a.start() }})
-		return
-	}
-	if l == nil {
-		a.show(&waitingView{holder: holder, progress: progress, networkOnly: networkOnly})
-		return
-	}
-	a.lock = l
 	w := &wizard{s: settings.Default(), networkOnly: networkOnly}
 	w.s.ControlPlaneURL = a.env.DefaultURL
 	if networkOnly || settings.Configured(a.env.Root) {
 		w.s = settings.Load(a.env.Root)
-		w.gotoLinks(a)
+		w.networkOnly = true
+		if a.takeLock() {
+			w.gotoLinks(a)
+		}
 		return
 	}
 	a.show(&messageView{title: "Setup", lines: []string{"Looking for deployment settings (OVF environment)..."}})
 	goDo(a, func(ctx context.Context) ovfResult {
-		ctx, cancel := context.WithTimeout(ctx, 10*e(a).StepTimeout)
+		ctx, cancel := context.WithTimeout(ctx, 10*a.env.StepTimeout)
 		defer cancel()
 		env, src, err := a.env.OVF.Load(ctx)
 		return ovfResult{env, src, err}
 	}, func(r ovfResult) { w.begin(a, r) })
 }
 
-func e(a *App) *Env { return &a.env }
+// takeLock takes the wizard lock, or shows who holds it and returns false.
+func (a *App) takeLock() bool {
+	if a.lock != nil {
+		return true
+	}
+	l, holder, progress, err := tryLock(a.env.Root, a.env.TTY)
+	switch {
+	case err != nil:
+		a.show(&messageView{title: "Setup", lines: []string{"error: " + err.Error(), "hint: /run must be writable"}, next: func(a *App) { a.start() }})
+		return false
+	case l == nil:
+		a.show(&waitingView{holder: holder, progress: progress})
+		return false
+	}
+	a.lock = l
+	return true
+}
 
 type ovfResult struct {
 	env ovfenv.Env
@@ -85,19 +97,44 @@ func (w *wizard) begin(a *App, r ovfResult) {
 			w.token = c
 		}
 	}
-	a.progress("Settings from " + orNone(w.ovfSource))
 	if w.unattended && w.s.Validate() == nil && w.token != "" {
-		w.apply(a)
+		if a.takeLock() {
+			a.progress("Applying the OVF settings")
+			w.apply(a)
+		}
 		return
 	}
-	w.gotoLinks(a)
+	a.show(&welcomeView{w: w})
 }
 
-func orNone(s string) string {
-	if s == "" {
-		return "the operator"
+// welcomeView greets the operator on an unconfigured appliance.
+type welcomeView struct{ w *wizard }
+
+func (v *welcomeView) draw(a *App) page {
+	body := wrap(2, "This VaultPAM Connector appliance is not set up yet. The next screens ask for its network "+
+		"settings, the VaultPAM control plane it connects out to, and an enrolment token from the VaultPAM "+
+		"dashboard (Connectors -> Add Connector).")
+	body = append(body, blank())
+	body = append(body, wrap(2, "Keys: Enter goes on, Esc goes back, Up/Down move between fields. No mouse is needed.")...)
+	if v.w.ovfSource != "" {
+		body = append(body, blank())
+		body = append(body, wrap(2, "Deployment settings were found in the OVF environment ("+v.w.ovfSource+"); "+
+			"only what is missing or invalid is asked.")...)
 	}
-	return s
+	return page{title: "Welcome", body: body, help: "Enter begin setup"}
+}
+
+func (v *welcomeView) tick(a *App) {
+	if settings.Configured(a.env.Root) {
+		a.start() // set up from the other console meanwhile
+	}
+}
+
+func (v *welcomeView) key(a *App, k screen.Key) {
+	if k.Kind == screen.KeyEnter && a.takeLock() {
+		a.progress("Started setup")
+		v.w.gotoLinks(a)
+	}
 }
 
 // defaultLink picks the first link with a carrier, else the first link.
@@ -360,10 +397,12 @@ func (v *linksView) key(a *App, k screen.Key) {
 		v.w.s.Interface = v.links[v.sel].Name
 		v.w.gotoNetwork(a)
 	case screen.KeyEsc:
+		a.lock.release()
+		a.lock = nil
 		if v.w.networkOnly {
-			a.lock.release()
-			a.lock = nil
 			a.showHealth()
+		} else {
+			a.show(&welcomeView{w: v.w})
 		}
 	}
 }
