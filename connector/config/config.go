@@ -99,6 +99,12 @@ func Load(path string, getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("reading config: %w", err)
 		}
 		if err := Parse(b, &c); err != nil {
+			var se *SecretError
+			if errors.As(err, &se) {
+				// Only the secrets: other checks would run on a half-read
+				// file and could echo the secret's value.
+				return c, err
+			}
 			errs = append(errs, err)
 		}
 	}
@@ -124,7 +130,7 @@ func Parse(b []byte, c *Config) error {
 		return fmt.Errorf("config must be a mapping of field: value (line %d)", doc.Line)
 	}
 	if errs := secretsInNode("", doc); len(errs) > 0 {
-		return errors.Join(errs...) // do not go further with a secret in hand
+		return &SecretError{errs} // do not go further with a secret in hand
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -9,6 +10,15 @@ import (
 
 	"github.com/vaultpam/appliance/connector/protocol"
 )
+
+// SecretError lists the fields of a config that hold secrets. Nothing
+// else is checked until they are gone.
+type SecretError struct{ Errs []error }
+
+func (e *SecretError) Error() string { return errors.Join(e.Errs...).Error() }
+
+// Unwrap returns the single problems.
+func (e *SecretError) Unwrap() []error { return e.Errs }
 
 // secretWords make a field name look like it holds a secret.
 var secretWords = []string{"token", "password", "passwd", "secret", "private", "key", "credential", "passphrase"}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -64,34 +63,36 @@ func Main(ctx context.Context, env Env) int {
 	return exitUsage
 }
 
-// fail prints an error and a hint the way people read them.
-func fail(w io.Writer, err error, hint string) {
-	var joined interface{ Unwrap() []error }
-	if errors.As(err, &joined) && len(joined.Unwrap()) > 1 {
-		errs := flatten(err)
-		fmt.Fprintf(w, "vaultpam-connector: error: %d problems:\n", len(errs))
+// fail prints an error and a hint the way people read them. An error
+// joining several (errors.Join, nested or not) is listed one per line.
+func fail(w io.Writer, err error, hint string) { failIn(w, "", err, hint) }
+
+// failIn is fail with a context ("configuration bad.yaml") put first.
+func failIn(w io.Writer, context string, err error, hint string) {
+	if context != "" {
+		context += ": "
+	}
+	if errs := flatten(err); len(errs) > 1 {
+		fmt.Fprintf(w, "vaultpam-connector: error: %s%d problems:\n", context, len(errs))
 		for _, e := range errs {
 			fmt.Fprintf(w, "  - %s\n", e)
 		}
 	} else {
-		fmt.Fprintf(w, "vaultpam-connector: error: %s\n", err)
+		fmt.Fprintf(w, "vaultpam-connector: error: %s%s\n", context, err)
 	}
 	if hint != "" {
 		fmt.Fprintf(w, "hint: %s\n", hint)
 	}
 }
 
-// flatten expands nested errors.Join trees into their leaves.
+// flatten expands errors.Join trees into their leaves.
 func flatten(err error) []error {
-	var j interface{ Unwrap() []error }
-	if errors.As(err, &j) {
-		if _, direct := err.(interface{ Unwrap() []error }); direct {
-			var out []error
-			for _, e := range j.Unwrap() {
-				out = append(out, flatten(e)...)
-			}
-			return out
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
 		}
+		return out
 	}
 	return []error{err}
 }

@@ -66,11 +66,11 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 	}
 	cfg, err := config.Load(path, env.Getenv)
 	if err != nil {
-		where := path
-		if where == "" {
-			where = "from the environment"
+		where := "configuration " + path
+		if path == "" {
+			where = "configuration from the environment"
 		}
-		fail(env.Stderr, fmt.Errorf("configuration %s: %w", where, err), "fix the configuration (see connector/README.md, \"Configuration\"), then start the connector again; nothing was written")
+		failIn(env.Stderr, where, err, "fix the configuration (see connector/README.md, \"Configuration\"), then start the connector again; nothing was written")
 		return exitConfig
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))

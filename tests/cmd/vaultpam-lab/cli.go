@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/vaultpam/appliance/tests/controlplane"
@@ -60,7 +61,7 @@ func Main(ctx context.Context, env Env) int {
 		fmt.Fprint(env.Stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(env.Stderr, "vaultpam-lab: error: unknown command %q\n%s", (cmd + " " + sub), usage)
+		fmt.Fprintf(env.Stderr, "vaultpam-lab: error: unknown command %q\n%s", strings.TrimSpace(cmd+" "+sub), usage)
 		return 2
 	}
 	var ue usageError
