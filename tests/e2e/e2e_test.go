@@ -112,8 +112,8 @@ func TestControlPlaneRestart(t *testing.T) {
 	if n := len(connectors(t, e.state)); n != 1 {
 		t.Errorf("%d connectors registered, want 1 (no re-enrolment)", n)
 	}
-	if strings.Contains(e.conn.out.String(), "to=enrolling") && strings.Count(e.conn.out.String(), "to=enrolling") > 1 {
-		t.Error("connector enrolled again")
+	if n := strings.Count(e.conn.out.String(), "to=enrolling"); n != 1 {
+		t.Errorf("connector went to enrolling %d times, want 1 (the first enrolment)", n)
 	}
 }
 
@@ -208,5 +208,30 @@ func TestConnectPipeAndForward(t *testing.T) {
 		if err != nil || string(back) != msg {
 			t.Errorf("through --listen: %q, %v; want %q", back, err, msg)
 		}
+	}
+}
+
+// The connector process restarts on the same data directory, with the
+// token still in its environment (as with `docker run -e`): same ID, no
+// second enrolment.
+func TestConnectorRestartKeepsIdentity(t *testing.T) {
+	e := newEnv(t, nil, 0)
+	before := e.waitStatus("online")
+	e.conn.signal(syscall.SIGTERM)
+	if err := e.conn.wait(t); err != nil {
+		t.Fatalf("connector exit: %v", err)
+	}
+	e.waitStatus("offline")
+	e.conn = start(t, append(e.connEnv, "PAM_ENROLMENT_TOKEN="+e.token), false, "vaultpam-connector", "run")
+	after := e.waitStatus("online")
+	if after.ID != before.ID || len(connectors(t, e.state)) != 1 {
+		t.Errorf("after restart: %+v, want the one connector %s", connectors(t, e.state), before.ID)
+	}
+	eventually(t, "status online", func() bool {
+		st := e.connectorStatus()
+		return st != nil && st["state"] == "online" && st["connector_id"] == before.ID
+	})
+	if strings.Contains(e.conn.out.String(), "to=enrolling") {
+		t.Error("the restarted connector enrolled again")
 	}
 }

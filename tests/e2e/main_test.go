@@ -165,6 +165,7 @@ type env struct {
 	conn      *proc
 	connEnv   []string
 	socket    string
+	token     string
 	heartbeat time.Duration
 }
 
@@ -192,7 +193,8 @@ func newEnv(t *testing.T, allowed []string, hb time.Duration) *env {
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
 	e.socket = filepath.Join(dir, "connector.sock")
 	e.connEnv = []string{"PAM_AGENT_CONFIG=" + cfgPath, "PAM_AGENT_DATA_DIR=" + filepath.Join(dir, "data"), "PAM_AGENT_SOCKET=" + e.socket}
-	e.conn = start(t, append(e.connEnv, "PAM_ENROLMENT_TOKEN="+strings.TrimSpace(tok)), false, "vaultpam-connector", "run")
+	e.token = strings.TrimSpace(tok)
+	e.conn = start(t, append(e.connEnv, "PAM_ENROLMENT_TOKEN="+e.token), false, "vaultpam-connector", "run")
 	e.waitStatus("online")
 	return e
 }
