@@ -67,17 +67,18 @@ type Agent struct {
 	log    *slog.Logger
 	tokens chan string
 
-	mu      sync.Mutex
-	state   State
-	reason  string
-	hint    string
-	since   time.Time
-	id      *identity.Identity
-	link    LinkStatus          // last reported by the tunnel
-	cur     Link                // the running tunnel, nil when none
-	burnt   map[[32]byte]string // tokens that must not be tried again → code
-	history []Transition
-	waiting State // where to go back to after a failed enrolment
+	mu         sync.Mutex
+	state      State
+	reason     string
+	hint       string
+	since      time.Time
+	id         *identity.Identity
+	link       LinkStatus          // last reported by the tunnel
+	cur        Link                // the running tunnel, nil when none
+	burnt      map[[32]byte]string // tokens that must not be tried again → code
+	history    []Transition
+	waiting    State  // where to go back to after a failed enrolment
+	waitingWhy string // and why it was there (kept in front of a refusal)
 
 	submitMu sync.Mutex    // serialises SubmitToken
 	relink   chan struct{} // a re-enrolment replaced the identity: restart the tunnel
@@ -276,7 +277,7 @@ func (a *Agent) SubmitToken(ctx context.Context, token string) error {
 	// Enrolling from here on, before the caller polls the status: the
 	// token is queued for Run (the channel is empty while waiting).
 	a.mu.Lock()
-	a.waiting = st
+	a.waiting, a.waitingWhy = st, a.reason
 	a.mu.Unlock()
 	a.transition(Enrolling, "token received; presenting it to the control plane", "")
 	a.tokens <- canon

@@ -200,8 +200,8 @@ func TestGuidedRecoveryOnTmpfs(t *testing.T) {
 		t.Fatalf("state after losing the identity = %s, want needs_recovery", tr.From)
 	}
 	tr := r2.waitFor(t, NeedsRecovery)
-	if !strings.Contains(tr.Reason, protocol.CodeTokenUsed) {
-		t.Errorf("reason = %q, want it to say the token was used", tr.Reason)
+	if !strings.Contains(tr.Reason, protocol.CodeTokenUsed) || !strings.Contains(tr.Reason, "does not survive a restart") {
+		t.Errorf("reason = %q, want why the identity is gone and that the token was used", tr.Reason)
 	}
 	st := r2.Status()
 	if st.Mode != identity.ModeGuidedRecovery || st.DataDurable || st.ConnectorName != "dc1" || st.ControlPlane != cp.URL() || st.Hint == "" {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/vaultpam/appliance/connector/enrol"
@@ -142,7 +143,14 @@ func (a *Agent) enrolWith(ctx context.Context, tok string) {
 				a.burn(tok, ee.Code)
 			}
 			a.log.Warn("enrolment refused", "code", ee.Code, "err", ee.Message)
-			a.transition(back, fmt.Sprintf("enrolment refused (%s): %s", ee.Code, ee.Message), ee.Hint())
+			reason := fmt.Sprintf("enrolment refused (%s): %s", ee.Code, ee.Message)
+			a.mu.Lock()
+			why := a.waitingWhy
+			a.mu.Unlock()
+			if back == NeedsRecovery && why != "" && !strings.Contains(why, "enrolment refused") {
+				reason = why + "; " + reason // keep what broke the identity in view
+			}
+			a.transition(back, reason, ee.Hint())
 			return
 		}
 		d := a.opt.RetryDelay(n)
