@@ -43,6 +43,8 @@ type Client struct {
 	Name string
 	// Rand is the randomness for the key; nil means crypto/rand.
 	Rand io.Reader
+	// Now checks the issued certificate's validity; nil means time.Now.
+	Now func() time.Time
 	// FinishRetries is how often a finish request whose answer was lost
 	// (transport error) is sent again, unchanged; 0 means 3.
 	FinishRetries int
@@ -125,7 +127,11 @@ func (c *Client) Enrol(ctx context.Context, token string) (*identity.Identity, e
 	if err != nil {
 		return nil, err
 	}
-	if err := id.Check(time.Now()); err != nil {
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	if err := id.Check(now()); err != nil {
 		return nil, fmt.Errorf("control plane issued an unusable certificate: %w", err)
 	}
 	return id, nil
