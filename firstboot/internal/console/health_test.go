@@ -197,3 +197,39 @@ func TestRecoveryAcceptsToken(t *testing.T) {
 		t.Errorf("token shown on screen:\n%s", s)
 	}
 }
+
+// A probe that hangs (a stuck filesystem) leaves only its own line stale:
+// the status still shows and the screen still answers keys.
+func TestHealthNeverBlocksOnSlowProbe(t *testing.T) {
+	st := localapi.Status{State: localapi.StateOnline, Mode: localapi.ModeAutonomousRestart, ConnectorName: "dc1-connector-1"}
+	probes := fixedProbes()
+	release := make(chan struct{})
+	defer close(release)
+	probes.Data = func(ctx context.Context) string {
+		<-release
+		return "late"
+	}
+	a := New(Env{Root: configuredRoot(t), TTY: "tty1", Connector: &fakeStatus{st: st}, Net: fakeNet{},
+		Now: func() time.Time { return now }, Probes: probes})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a.ctx = ctx
+	a.start()
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(a.frame().String(), "Online") || a.health.inflight["status"] {
+		select {
+		case fn := <-a.posts:
+			fn()
+		case <-deadline:
+			t.Fatalf("status never shown while a probe hangs:\n%s", a.frame().String())
+		}
+	}
+	s := a.frame().String()
+	if !strings.Contains(s, "DATA partition        ...") {
+		t.Errorf("the hanging probe's line is not marked pending:\n%s", s)
+	}
+	a.cur.key(a, screen.Key{Kind: screen.KeyRune, Rune: 'b'})
+	if s := a.frame().String(); !strings.Contains(s, "Reboot the appliance?") {
+		t.Errorf("keys not handled while a probe hangs:\n%s", s)
+	}
+}
