@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/tunnel"
 	"github.com/vaultpam/appliance/tests/controlplane/broker"
 )
 
@@ -122,4 +125,46 @@ func TestRoutingUnknownConnector(t *testing.T) {
 	if !errors.Is(err, broker.ErrConnectorOffline) {
 		t.Fatalf("Dial via never-connected connector = %v, want ErrConnectorOffline", err)
 	}
+}
+
+// TestDialTimeoutReachesCaller: a target that never answers is refused
+// with dial_timeout once the connector's dial timeout passes.
+func TestDialTimeoutReachesCaller(t *testing.T) {
+	l := newLab(t, labOpts{editCfg: func(c *tunnel.Config) {
+		c.DialTimeout = 200 * time.Millisecond
+		c.DialTarget = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			<-ctx.Done() // a black-holed target
+			return nil, ctx.Err()
+		}
+	}})
+	l.waitOnline()
+	_, err := l.b.Dial(context.Background(), "c1", l.echo.Addr)
+	var be *broker.Error
+	if !errors.As(err, &be) || be.Reason != protocol.ReasonDialTimeout || !errors.Is(err, broker.ErrTargetUnreachable) {
+		t.Fatalf("Dial to a black hole = %v, want dial_timeout", err)
+	}
+}
+
+// TestCloseMidStreamAbortsConnectorSide: closing a session while the
+// target still sends makes the connector end its relay too, reported as
+// client_closed.
+func TestCloseMidStreamAbortsConnectorSide(t *testing.T) {
+	l := newLab(t, labOpts{})
+	l.waitOnline()
+	s, err := l.b.Dial(context.Background(), "c1", l.echo.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(s, "x")
+	io.ReadFull(s, make([]byte, 1))
+	s.Close()
+	waitFor(t, "connector's report", func() bool {
+		for _, e := range l.endsFor(s.ID) {
+			if e.By == "connector" {
+				return e.Reason == string(protocol.ReasonClientClosed)
+			}
+		}
+		return false
+	})
+	waitFor(t, "no sessions left on the connector", func() bool { return l.client.Status().ActiveSessions == 0 })
 }
