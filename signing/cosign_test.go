@@ -176,7 +176,7 @@ func TestTamperingFailsEverywhere(t *testing.T) {
 				return fx.ova, write("trunc.sig", sigB64[:n]), write("trunc.sigstore.json", b)
 			},
 			sigErr: ErrBadSignature, knownErr: ErrBadSignature, bundleErr: ErrBadSignature,
-			cosignSays: "",
+			cosignSays: "invalid signature",
 		},
 		{
 			name: "garbled signature",
@@ -185,6 +185,7 @@ func TestTamperingFailsEverywhere(t *testing.T) {
 				return fx.ova, write("garbled.sig", g), write("garbled.sigstore.json", []byte(strings.Replace(string(good), string(sigB64), "!!!!"+string(sigB64[4:]), 1)))
 			},
 			sigErr: ErrBadSignature, knownErr: ErrBadSignature, bundleErr: ErrBadSignature,
+			cosignSays: "invalid signature",
 		},
 	}
 	for _, tc := range cases {
