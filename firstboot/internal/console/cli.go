@@ -30,7 +30,7 @@ func (c CLI) Main(ctx context.Context) int {
 	fs.SetOutput(c.Stderr)
 	var (
 		env      Env
-		socket   = fs.String("socket", localapi.DefaultSocket, "connector local API socket")
+		socket   = fs.String("socket", firstOf(os.Getenv("PAM_AGENT_SOCKET"), localapi.DefaultSocket), "connector local API socket (default $PAM_AGENT_SOCKET)")
 		binDir   = fs.String("bin-dir", "", "look up systemctl, journalctl, hostname, … here instead of $PATH")
 		ovfFile  = fs.String("ovf-env", "", "read the OVF environment from this file instead of VMware Tools or the CD-ROM")
 		cdroms   = fs.String("cdrom", "/dev/sr0,/dev/sr1", "comma-separated devices to look for ovf-env.xml (ISO transport)")
