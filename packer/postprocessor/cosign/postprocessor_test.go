@@ -104,7 +104,11 @@ func TestPostProcessDevKey(t *testing.T) {
 	if cosign := cosignCLI(t); cosign != "" {
 		for _, n := range []string{"vaultpam-connector-0.1.0.ova", "SHA256SUMS", "vaultpam-connector-0.1.0.spdx.json"} {
 			cmd := exec.Command(cosign, "verify-blob", "--key", "cosign.pub", "--signature", n+".sig", "--insecure-ignore-tlog", n)
-			cmd.Dir, cmd.Env = dist, []string{"HOME=" + dist, "PATH=/usr/bin:/bin"}
+			// The proxy keeps cosign's attempt to fetch sigstore's TUF root on
+			// loopback (a closed port): tests never reach the network.
+			cmd.Dir, cmd.Env = dist, []string{"HOME=" + dist, "PATH=/usr/bin:/bin",
+				"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=",
+				"https_proxy=http://127.0.0.1:9", "http_proxy=http://127.0.0.1:9", "no_proxy="}
 			out, err := cmd.CombinedOutput()
 			if err != nil || !bytes.Contains(out, []byte("Verified OK")) {
 				t.Errorf("cosign verify-blob %s: %v\n%s", n, err, out)
