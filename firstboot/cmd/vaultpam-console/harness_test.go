@@ -31,6 +31,9 @@ var update = flag.Bool("update", false, "rewrite the golden screens in testdata/
 var consoleBin string
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(relayEnv); addr != "" {
+		relayMain(addr) // QEMU started this binary as a guestfwd relay
+	}
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "vaultpam-console-bin")
 	if err != nil {
@@ -94,6 +97,7 @@ func newHarness(t *testing.T) *harness {
 		socket: filepath.Join(dir, "connector.sock"), tmux: "vpc" + filepath.Base(dir)[3:], ns: "vpc" + filepath.Base(dir)[3:]}
 	os.MkdirAll(filepath.Join(h.root, "config"), 0o755)
 	os.MkdirAll(filepath.Join(h.root, "data"), 0o755)
+	os.MkdirAll(filepath.Join(h.root, "proc/sys/kernel"), 0o755)
 	os.MkdirAll(h.bin, 0o755)
 	os.WriteFile(h.log, nil, 0o644)
 
@@ -130,7 +134,6 @@ if [ "$1 $2" = "restart systemd-networkd" ]; then
   [ -n "$gw" ] && ip route replace default via "$gw" dev "$dev"
 fi
 exit 0`, unit))
-	h.script("hostname", "exit 0")
 	h.script("timedatectl", "echo yes")
 	h.script("dmsetup", "echo 'root: 0 180000 verity V'")
 	h.script("journalctl", `for i in $(seq 1 30); do echo "2026-11-28T10:00:$i+0000 vaultpam vaultpam-connector[412]: heartbeat ok rtt=12ms line $i"; done`)

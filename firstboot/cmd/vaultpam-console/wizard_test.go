@@ -91,6 +91,9 @@ func TestWizardStatic(t *testing.T) {
 	if got := readFile(t, filepath.Join(h.root, "config/hostname")); got != "vaultpam-test\n" {
 		t.Errorf("/config/hostname = %q, want vaultpam-test", got)
 	}
+	if got := readFile(t, filepath.Join(h.root, "proc/sys/kernel/hostname")); got != "vaultpam-test" {
+		t.Errorf("kernel hostname set to %q, want vaultpam-test", got)
+	}
 	cy := readFile(t, filepath.Join(h.root, "config/connector.yaml"))
 	for _, want := range []string{"control_plane_url: https://127.0.0.1:" + port, "connector_name: test-connector-1", "control_plane_ca_file: /config/ca.pem"} {
 		if !strings.Contains(cy, want) {
@@ -99,7 +102,7 @@ func TestWizardStatic(t *testing.T) {
 	}
 	assertNoToken(t, h)
 	cmds := h.commands()
-	for _, want := range []string{"systemctl restart systemd-networkd", "hostname vaultpam-test", "systemctl restart systemd-timesyncd", "systemctl restart vaultpam-connector"} {
+	for _, want := range []string{"systemctl restart systemd-networkd", "systemctl restart systemd-timesyncd", "systemctl restart vaultpam-connector"} {
 		if !strings.Contains(cmds, want+"\n") {
 			t.Errorf("commands run lack %q:\n%s", want, cmds)
 		}

@@ -243,9 +243,13 @@ func diagConfig(env Env, s settings.Settings) diag.Config {
 }
 
 func applyNetwork(ctx context.Context, env Env, s settings.Settings) error {
+	// The kernel's hostname, as vaultpam-config.service sets it at boot
+	// from /config/hostname.
+	if err := os.WriteFile(env.path("/proc/sys/kernel/hostname"), []byte(s.Hostname), 0o644); err != nil {
+		return fmt.Errorf("setting the hostname: %w", err)
+	}
 	for _, c := range [][]string{
 		{"systemctl", "restart", "systemd-networkd"},
-		{"hostname", s.Hostname},
 		{"systemctl", "restart", "systemd-timesyncd"},
 	} {
 		if _, err := env.Run.Output(ctx, c[0], c[1:]...); err != nil {
