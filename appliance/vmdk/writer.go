@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 )
 
 // Stats describes a written disk.
@@ -31,9 +32,6 @@ func Write(ctx context.Context, w io.Writer, r io.Reader, size int64, cfg *Confi
 	}
 	if size <= 0 || size%SectorSize != 0 {
 		return Stats{}, fmt.Errorf("disk size %d: want a positive multiple of %d bytes", size, SectorSize)
-	}
-	if size/SectorSize >= 1<<32*GrainSectors/2 {
-		return Stats{}, fmt.Errorf("disk size %d: too large for a sparse extent", size)
 	}
 	sw := &streamWriter{w: w}
 	st := Stats{Capacity: size}
@@ -90,6 +88,12 @@ func Write(ctx context.Context, w io.Writer, r io.Reader, size int64, cfg *Confi
 		if g.zero {
 			st.ZeroGrains++
 			continue
+		}
+		if sw.sector() > math.MaxUint32-GTEntries {
+			// Grain table entries are 32-bit sector offsets: 2 TiB of file.
+			cancel()
+			drain(results)
+			return st, errTooLarge
 		}
 		gt[g.index%GTEntries] = uint32(sw.sector())
 		gtUsed = true
@@ -162,7 +166,10 @@ func uint32s(v []uint32) []byte {
 	return b
 }
 
-var errShortInput = errors.New("raw disk shorter than its size")
+var (
+	errShortInput = errors.New("raw disk shorter than its size")
+	errTooLarge   = errors.New("vmdk would exceed 2 TiB, the limit of a sparse extent")
+)
 
 func isZero(b []byte) bool {
 	for len(b) > 0 {
