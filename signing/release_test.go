@@ -73,6 +73,13 @@ func TestSignReleaseDevKey(t *testing.T) {
 		t.Fatalf("VerifyRelease: %v", err)
 	}
 	t.Logf("verified: %v", checked)
+	otherPub, err := LoadPublicKey(filepath.Join(newKeyDir(t, ""), PublicKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyRelease(otherPub, dist); !errors.Is(err, ErrSignatureMismatch) || !strings.Contains(err.Error(), "not the one that signed the release") {
+		t.Errorf("VerifyRelease(another key) = %v, want ErrSignatureMismatch naming the key", err)
+	}
 	sums, _ := os.ReadFile(filepath.Join(dist, "SHA256SUMS"))
 	for _, n := range []string{"vaultpam-connector-0.1.0.ova", "vaultpam-connector-0.1.0.spdx.json", "cosign.pub"} {
 		if !strings.Contains(string(sums), "  "+n+"\n") {

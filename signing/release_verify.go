@@ -16,8 +16,19 @@ import (
 // of the Err* values. checked lists what verified.
 func VerifyRelease(pub crypto.PublicKey, dir string) (checked []string, err error) {
 	sumsPath := filepath.Join(dir, SumsFile)
-	if err := VerifySigFile(pub, sumsPath, sumsPath+SigSuffix, VerifyOptions{}); err != nil {
+	sig, err := os.ReadFile(sumsPath + SigSuffix)
+	if err != nil {
+		return nil, fmt.Errorf("reading signature: %w", err)
+	}
+	if s, err := decodeSigFile(sig); err != nil {
+		return nil, fmt.Errorf("%s%s: %w", sumsPath, SigSuffix, err)
+	} else if d, err := DigestFile(sumsPath); err != nil {
 		return nil, err
+	} else if err := verifyDigestSig(pub, d.Sum, s); errors.Is(err, ErrSignatureMismatch) {
+		return nil, fmt.Errorf("%s%s: %w: %s was changed after signing, or this public key is not the one that signed the release",
+			sumsPath, SigSuffix, ErrSignatureMismatch, SumsFile)
+	} else if err != nil {
+		return nil, fmt.Errorf("%s%s: %w", sumsPath, SigSuffix, err)
 	}
 	checked = append(checked, SumsFile+SigSuffix)
 	raw, err := os.ReadFile(sumsPath)
