@@ -231,7 +231,7 @@ func TestApplianceDisk(t *testing.T) {
 }
 
 // BenchmarkWrite reports MiB/s of raw input. Use -cpu 2 for the 2-core
-// figure. VAULTPAM_DISK, when present, is used as input (the first 256 MiB
+// figure. VAULTPAM_DISK, when present, is used as input (up to 1 GiB of it,
 // held in memory); otherwise a synthetic half-random, half-zero disk.
 func BenchmarkWrite(b *testing.B) {
 	raw := benchInput(b)
@@ -248,7 +248,7 @@ func benchInput(b *testing.B) []byte {
 	if p := os.Getenv("VAULTPAM_DISK"); p != "" {
 		if f, err := os.Open(p); err == nil {
 			defer f.Close()
-			raw := make([]byte, 256<<20)
+			raw := make([]byte, 1<<30)
 			n, _ := io.ReadFull(f, raw)
 			return raw[:n/SectorSize*SectorSize]
 		}
