@@ -94,9 +94,14 @@ type VerifyOptions struct {
 // hashing the file as a stream. It is what `cosign verify-blob --key
 // --signature` checks, without the transparency log.
 func VerifySig(pub crypto.PublicKey, path string, sigB64 []byte, opts VerifyOptions) error {
+	return verifySig(pub, path, path+SigSuffix, sigB64, opts)
+}
+
+// verifySig is VerifySig naming the signature sigName in messages.
+func verifySig(pub crypto.PublicKey, path, sigName string, sigB64 []byte, opts VerifyOptions) error {
 	sig, err := decodeSigFile(sigB64)
 	if err != nil {
-		return fmt.Errorf("%s%s: %w", path, SigSuffix, err)
+		return fmt.Errorf("%s: %w", sigName, err)
 	}
 	d, err := DigestFile(path)
 	if err != nil {
@@ -111,12 +116,12 @@ func VerifySig(pub crypto.PublicKey, path string, sigB64 []byte, opts VerifyOpti
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrSignatureMismatch) && opts.Expected != nil:
-		return fmt.Errorf("%s%s: %w: the file matches SHA256SUMS but the signature is not from this public key", path, SigSuffix, ErrWrongKey)
+		return fmt.Errorf("%s: %w: the file matches SHA256SUMS but the signature is not from this public key", sigName, ErrWrongKey)
 	case errors.Is(err, ErrSignatureMismatch):
-		return fmt.Errorf("%s%s: %w: either %s was changed after signing or the signature was made with another key (check the file with sha256sum -c SHA256SUMS)",
-			path, SigSuffix, ErrSignatureMismatch, path)
+		return fmt.Errorf("%s: %w: either %s was changed after signing or the signature was made with another key (check the file with sha256sum -c SHA256SUMS)",
+			sigName, ErrSignatureMismatch, path)
 	default:
-		return fmt.Errorf("%s%s: %w", path, SigSuffix, err)
+		return fmt.Errorf("%s: %w", sigName, err)
 	}
 }
 
@@ -126,7 +131,7 @@ func VerifySigFile(pub crypto.PublicKey, path, sigPath string, opts VerifyOption
 	if err != nil {
 		return fmt.Errorf("reading signature: %w", err)
 	}
-	return VerifySig(pub, path, b, opts)
+	return verifySig(pub, path, sigPath, b, opts)
 }
 
 // VerifyBundle checks a sigstore bundle (.sigstore.json) for the file at
@@ -134,9 +139,13 @@ func VerifySigFile(pub crypto.PublicKey, path, sigPath string, opts VerifyOption
 // a failure names the cause: ErrDigestMismatch, ErrWrongKey or
 // ErrBadSignature.
 func VerifyBundle(pub crypto.PublicKey, path string, bundleJSON []byte) error {
+	return verifyBundle(pub, path, path+BundleSuffix, bundleJSON)
+}
+
+func verifyBundle(pub crypto.PublicKey, path, bundleName string, bundleJSON []byte) error {
 	bs, err := ParseBundle(bundleJSON)
 	if err != nil {
-		return fmt.Errorf("%s%s: %w", path, BundleSuffix, err)
+		return fmt.Errorf("%s: %w", bundleName, err)
 	}
 	d, err := DigestFile(path)
 	if err != nil {
@@ -155,13 +164,13 @@ func VerifyBundle(pub crypto.PublicKey, path string, bundleJSON []byte) error {
 	case err == nil:
 		return nil
 	case bs.KeyHint != "" && bs.KeyHint != hint:
-		return fmt.Errorf("%s%s: %w: the bundle names key %s, the public key given is %s", path, BundleSuffix, ErrWrongKey, bs.KeyHint, hint)
+		return fmt.Errorf("%s: %w: the bundle names key %s, the public key given is %s", bundleName, ErrWrongKey, bs.KeyHint, hint)
 	case errors.Is(err, ErrSignatureMismatch) && bs.KeyHint == hint:
-		return fmt.Errorf("%s%s: %w: the digest and key match but the signature bytes do not verify", path, BundleSuffix, ErrBadSignature)
+		return fmt.Errorf("%s: %w: the digest and key match but the signature bytes do not verify", bundleName, ErrBadSignature)
 	case errors.Is(err, ErrSignatureMismatch):
-		return fmt.Errorf("%s%s: %w: the digest matches but the signature is not from this public key", path, BundleSuffix, ErrWrongKey)
+		return fmt.Errorf("%s: %w: the digest matches but the signature is not from this public key", bundleName, ErrWrongKey)
 	default:
-		return fmt.Errorf("%s%s: %w", path, BundleSuffix, err)
+		return fmt.Errorf("%s: %w", bundleName, err)
 	}
 }
 
@@ -171,5 +180,5 @@ func VerifyBundleFile(pub crypto.PublicKey, path, bundlePath string) error {
 	if err != nil {
 		return fmt.Errorf("reading bundle: %w", err)
 	}
-	return VerifyBundle(pub, path, b)
+	return verifyBundle(pub, path, bundlePath, b)
 }
