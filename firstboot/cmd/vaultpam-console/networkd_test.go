@@ -155,6 +155,9 @@ func TestNetworkdDHCP(t *testing.T) {
 	if !ok || gw != "198.51.100.1" {
 		t.Errorf("after DHCP: eth0 addresses %v, default gateway %q; want one in 198.51.100.0/24 via 198.51.100.1", addrs, gw)
 	}
+	// The health screen reads the same through netlink.
+	h.keys("dh", "Enter")
+	h.waitFor("dh", "Gateway               198.51.100.1")
 }
 
 // TestNetworkdStatic: the wizard's static units, applied by the real
