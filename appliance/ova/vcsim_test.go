@@ -27,7 +27,29 @@ func TestImportVcsim(t *testing.T) {
 	if err := os.WriteFile(diskPath, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ovaPath := filepath.Join(dir, "vaultpam-connector-1.2.3.ova")
+	importVcsim(t, diskPath)
+}
+
+// TestImportApplianceVcsim does the same with the real appliance disk.
+func TestImportApplianceVcsim(t *testing.T) {
+	diskPath := os.Getenv("VAULTPAM_DISK")
+	if diskPath == "" {
+		t.Skip("VAULTPAM_DISK not set; run `make image` (make test sets it)")
+	}
+	if _, err := os.Stat(diskPath); err != nil {
+		t.Skipf("VAULTPAM_DISK: %v; run `make image`", err)
+	}
+	importVcsim(t, diskPath)
+}
+
+// importVcsim builds an OVA from diskPath and imports it.
+func importVcsim(t *testing.T, diskPath string) {
+	t.Helper()
+	fi, err := os.Stat(diskPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ovaPath := filepath.Join(t.TempDir(), "vaultpam-connector-1.2.3.ova")
 	res, err := BuildFile(context.Background(), ovaPath, diskPath, testConfig(t))
 	if err != nil {
 		t.Fatalf("BuildFile: %v", err)
@@ -108,8 +130,8 @@ func TestImportVcsim(t *testing.T) {
 			t.Errorf("VM devices lack pvscsi, vmxnet3 or the CD-ROM: %v", devs)
 		}
 		disks := devs.SelectByType((*types.VirtualDisk)(nil))
-		if len(disks) != 1 || disks[0].(*types.VirtualDisk).CapacityInBytes != int64(len(raw)) {
-			t.Errorf("VM disks = %v, want one of %d bytes", disks, len(raw))
+		if len(disks) != 1 || disks[0].(*types.VirtualDisk).CapacityInBytes != fi.Size() {
+			t.Errorf("VM disks = %v, want one of %d bytes", disks, fi.Size())
 		}
 		if cfg.VAppConfig == nil {
 			t.Fatal("VM has no vApp config")
