@@ -50,7 +50,7 @@ func (p *PostProcessor) ConfigSpec() hcldec.ObjectSpec { return p.config.FlatMap
 
 // Configure decodes and checks the template's configuration.
 func (p *PostProcessor) Configure(raws ...interface{}) error {
-	p.config = DefaultConfig()
+	p.config = Config{}
 	err := config.Decode(&p.config, &config.DecodeOpts{
 		PluginType:         BuilderID,
 		Interpolate:        true,
@@ -60,8 +60,15 @@ func (p *PostProcessor) Configure(raws ...interface{}) error {
 	if err != nil {
 		return err
 	}
-	// Decode leaves defaults alone unless the template sets them; an
-	// explicit empty string still fails Validate.
+	// HCL2 hands every option over, unset ones as zero values, so defaults
+	// fill what is still empty after decoding.
+	def := DefaultConfig()
+	if p.config.DistDir == "" {
+		p.config.DistDir = def.DistDir
+	}
+	if p.config.Name == "" {
+		p.config.Name = def.Name
+	}
 	return p.config.Validate()
 }
 

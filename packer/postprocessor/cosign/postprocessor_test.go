@@ -173,13 +173,24 @@ func TestConfigureRejects(t *testing.T) {
 	}{
 		{map[string]interface{}{"key": "pkcs11://slot"}, "unknown key reference scheme"},
 		{map[string]interface{}{"key": "awskms://no-alias-here"}, "malformed KMS key reference"},
-		{map[string]interface{}{"dist_dir": "", "name": ""}, "dist_dir must not be empty"},
 		{map[string]interface{}{"no_such_option": "x"}, "no_such_option"},
 	} {
 		err := New().Configure(tc.raw)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Configure(%v) = %v, want an error containing %q", tc.raw, err, tc.want)
 		}
+	}
+}
+
+// TestConfigureDefaults: HCL2 passes unset options as empty values; the
+// defaults must still apply (packer validate found this).
+func TestConfigureDefaults(t *testing.T) {
+	p := New()
+	if err := p.Configure(map[string]interface{}{"dist_dir": "", "name": "", "key": ""}); err != nil {
+		t.Fatalf("Configure(empty options) = %v", err)
+	}
+	if p.config.DistDir != "dist" || p.config.Name != "vaultpam-connector" {
+		t.Errorf("config = %+v, want defaults dist and vaultpam-connector", p.config)
 	}
 }
 
