@@ -240,3 +240,41 @@ func TestOneWizardAtATime(t *testing.T) {
 	h.keys("a", "Enter")
 	h.waitFor("b", "Network settings")
 }
+
+// TestOVFPartial: the OVF environment has an invalid IP and no token; the
+// wizard asks only for those, with the OVF values in place.
+func TestOVFPartial(t *testing.T) {
+	h := newHarness(t)
+	h.controlPlane("192.0.2.1:8443")
+	doc := readFile(t, "../../testdata/ovf-env-full.xml")
+	doc = strings.Replace(doc, `oe:value="192.0.2.10/24"`, `oe:value="192.0.2.300/24"`, 1)
+	doc = strings.Replace(doc, `oe:value="WQBMX-5KWDB-QXSZ8-DM906"`, `oe:value=""`, 1)
+	env := filepath.Join(filepath.Dir(h.log), "ovf-env.xml")
+	os.WriteFile(env, []byte(doc), 0o644)
+	const s = "p"
+	h.start(s, "tty1", "--ovf-env", env)
+	h.waitFor(s, "only what is missing or invalid is asked")
+	h.keys(s, "Enter")
+	scr := h.waitFor(s, "Settings for eth0")
+	h.golden("ovf-partial-network", scr)
+	if !strings.Contains(scr, `IP address: "192.0.2.300/24" is not an IP address with prefix`) {
+		t.Errorf("the invalid OVF address is not pointed out:\n%s", scr)
+	}
+	h.keys(s, "C-u")
+	h.typeText(s, "192.0.2.10/24")
+	h.keys(s, "Enter", "Enter", "Enter", "Enter", "Enter", "Enter")
+	h.waitFor(s, "Enrolment token") // control plane and name came from OVF: not asked
+	h.typeText(s, goodToken)
+	h.keys(s, "Enter")
+	scr = h.waitFor(s, "Nothing has been changed yet")
+	for _, want := range []string{"https://192.0.2.1:8443", "ovf-connector-1", "vaultpam-ovf", "Static 192.0.2.10/24 via 192.0.2.1"} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("summary lacks OVF value %q:\n%s", want, scr)
+		}
+	}
+	h.keys(s, "Enter")
+	h.waitFor(s, "Setup is complete")
+	if diff := cmp.Diff([]string{goodToken}, h.fake.Submits()); diff != "" {
+		t.Errorf("tokens handed over (-want +got):\n%s", diff)
+	}
+}

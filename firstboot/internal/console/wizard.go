@@ -218,9 +218,12 @@ func (w *wizard) gotoSummary(a *App) {
 	a.show(&summaryView{w: w})
 }
 
+// allValid reports whether every field is valid; if not, the first
+// invalid field gets the focus and shows its problem.
 func allValid(f *form) bool {
 	for i := range f.fields {
 		if !f.validate(i) {
+			f.focus = i
 			return false
 		}
 	}
