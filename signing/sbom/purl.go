@@ -7,7 +7,8 @@ import (
 
 // DebPURL returns the package URL of a Debian binary package:
 // pkg:deb/debian/NAME@VERSION?arch=ARCH&distro=DISTRO. The version is
-// percent-encoded as the purl spec asks (an epoch's ':' stays as is);
+// percent-encoded as packageurl-go (syft, trivy) does it: ':' of an epoch
+// and '+' stay as they are;
 // distro is left out when empty.
 func DebPURL(p Package, distro string) string {
 	s := "pkg:deb/debian/" + purlEscape(p.Name) + "@" + purlEscape(p.Version) + "?arch=" + purlEscape(p.Architecture)
@@ -20,12 +21,13 @@ func DebPURL(p Package, distro string) string {
 	return s
 }
 
-// purlEscape percent-encodes everything but unreserved characters and ':'.
+// purlEscape percent-encodes everything but unreserved characters, ':'
+// and '+'.
 func purlEscape(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~:", c) >= 0 {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~:+", c) >= 0 {
 			b.WriteByte(c)
 		} else {
 			fmt.Fprintf(&b, "%%%02X", c)

@@ -65,7 +65,8 @@ func TestDebPURL(t *testing.T) {
 		want string
 	}{
 		{Package{Name: "systemd", Version: "252.33-1~deb12u1", Architecture: "amd64", Source: "systemd"}, "pkg:deb/debian/systemd@252.33-1~deb12u1?arch=amd64&distro=debian-12"},
-		{Package{Name: "libstdc++6", Version: "12.2.0-14+deb12u1", Architecture: "amd64", Source: "gcc-12"}, "pkg:deb/debian/libstdc%2B%2B6@12.2.0-14%2Bdeb12u1?arch=amd64&distro=debian-12&upstream=gcc-12"},
+		{Package{Name: "libstdc++6", Version: "12.2.0-14+deb12u1", Architecture: "amd64", Source: "gcc-12"}, "pkg:deb/debian/libstdc++6@12.2.0-14+deb12u1?arch=amd64&distro=debian-12&upstream=gcc-12"},
+		{Package{Name: "odd name/x", Version: "1.0#2", Architecture: "amd64"}, "pkg:deb/debian/odd%20name%2Fx@1.0%232?arch=amd64&distro=debian-12"},
 		{Package{Name: "libattr1", Version: "1:2.5.1-4", Architecture: "amd64", Source: "attr"}, "pkg:deb/debian/libattr1@1:2.5.1-4?arch=amd64&distro=debian-12&upstream=attr"},
 	} {
 		if got := DebPURL(tc.p, "debian-12"); got != tc.want {

@@ -1,6 +1,7 @@
 package sbom
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -169,11 +170,14 @@ func SPDX(pkgs []Package, cfg Config) ([]byte, error) {
 	}
 	sum := sha256.Sum256(body)
 	doc.DocumentNamespace = fmt.Sprintf("https://spdx.org/spdxdocs/%s-%s-%s", cfg.Name, cfg.Version, hex.EncodeToString(sum[:8]))
-	out, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false) // keep '&' in purls readable
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(doc); err != nil {
 		return nil, fmt.Errorf("encoding SPDX: %w", err)
 	}
-	return append(out, '\n'), nil
+	return out.Bytes(), nil
 }
 
 // maintainerToSPDX turns "Name <mail>" into SPDX's "Name (mail)".
