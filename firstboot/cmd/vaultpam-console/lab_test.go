@@ -160,8 +160,10 @@ func TestHealthAgainstLab(t *testing.T) {
 		t.Errorf("health screen does not show connector ID %s:\n%s", id, scr)
 	}
 
+	stopped := time.Now()
 	lab.Close()
 	scr = h.waitFor(s, "Offline (reconnecting)")
+	t.Logf("screen showed Offline %s after the lab stopped (heartbeat 1s)", time.Since(stopped).Round(100*time.Millisecond))
 	if !strings.Contains(scr, "Why") {
 		t.Errorf("offline without a reason:\n%s", scr)
 	}

@@ -1,8 +1,10 @@
 package diag
 
 import (
+	"bufio"
 	"context"
 	"crypto/x509"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -63,5 +65,58 @@ func TestFailuresNameTheStep(t *testing.T) {
 		if last := rs[len(rs)-1]; last.Step != StepClock {
 			t.Errorf("%s: last step %s, want every step reported", tc.name, last.Step)
 		}
+	}
+}
+
+// connectProxy is a minimal HTTP CONNECT proxy on loopback that records
+// the targets it was asked for.
+func connectProxy(t *testing.T) (addr string, targets chan string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	targets = make(chan string, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil || req.Method != http.MethodConnect {
+					return
+				}
+				targets <- req.Host
+				up, err := net.Dial("tcp", req.Host)
+				if err != nil {
+					io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\n\r\n")
+					return
+				}
+				defer up.Close()
+				io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	return l.Addr().String(), targets
+}
+
+func TestThroughProxy(t *testing.T) {
+	srv, pool := server(t)
+	proxy, targets := connectProxy(t)
+	rs := Run(context.Background(), Config{ControlPlaneURL: srv.URL, RootCAs: pool, Proxy: "http://" + proxy}, nil)
+	if f, bad := Failed(rs); bad {
+		t.Fatalf("Run() through proxy failed: %s\n%s", f.Message, messages(rs))
+	}
+	if got, want := <-targets, strings.TrimPrefix(srv.URL, "https://"); got != want {
+		t.Errorf("proxy was asked for %q, want %q", got, want)
+	}
+	if !strings.Contains(rs[1].Message, "through proxy") {
+		t.Errorf("TCP step %q does not mention the proxy", rs[1].Message)
 	}
 }
