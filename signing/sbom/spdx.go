@@ -153,7 +153,7 @@ func SPDX(pkgs []Package, cfg Config) ([]byte, error) {
 			ExternalRefs: []externalRef{{"PACKAGE-MANAGER", "purl", DebPURL(p, distro)}},
 		}
 		if p.Maintainer != "" {
-			sp.Supplier = "Person: " + maintainerToSPDX(p.Maintainer)
+			sp.Supplier = supplier(p.Maintainer)
 		}
 		if strings.HasPrefix(p.Homepage, "http://") || strings.HasPrefix(p.Homepage, "https://") {
 			sp.Homepage = p.Homepage
@@ -178,6 +178,19 @@ func SPDX(pkgs []Package, cfg Config) ([]byte, error) {
 		return nil, fmt.Errorf("encoding SPDX: %w", err)
 	}
 	return out.Bytes(), nil
+}
+
+// supplier turns a Debian Maintainer field into an SPDX supplier: teams
+// (names with Maintainers, Team, Developers, Group or a mailing list
+// address) are organizations, others persons.
+func supplier(m string) string {
+	lower := strings.ToLower(m)
+	for _, w := range []string{"maintainers", "team", "developers", "group", "@lists.", "@alioth-lists."} {
+		if strings.Contains(lower, w) {
+			return "Organization: " + maintainerToSPDX(m)
+		}
+	}
+	return "Person: " + maintainerToSPDX(m)
 }
 
 // maintainerToSPDX turns "Name <mail>" into SPDX's "Name (mail)".
