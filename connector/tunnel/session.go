@@ -171,6 +171,11 @@ func (cn *conn) serveSession(ctx context.Context, st *yamux.Stream) {
 		cn.refuse(st, h.SessionID, &protocol.SessionError{Code: reason, Message: msg})
 		return
 	}
+	// Unregister only after the session_end report below went out: a
+	// draining Shutdown closes the tunnel as soon as no session is left,
+	// and the control plane takes a report that arrived before the close
+	// as the session's end (else it counts the session as cut by the
+	// tunnel loss, connector_offline).
 	defer c.unregister(r)
 	st.SetWriteDeadline(time.Now().Add(protocol.TunnelWriteTimeout))
 	if err := protocol.WriteTunnelFrame(st, &protocol.SessionReply{OK: true}); err != nil {
@@ -182,6 +187,8 @@ func (cn *conn) serveSession(ctx context.Context, st *yamux.Stream) {
 	c.log.Debug("session open", "session", h.SessionID, "target", h.Target)
 	cn.relay(r)
 	c.log.Debug("session end", "session", h.SessionID, "reason", r.reason)
+	// report returns once yamux has written the frame to the connection
+	// (or given up), so the report precedes a close of the tunnel.
 	cn.report(&protocol.SessionEnd{SessionID: r.id, Reason: r.reason, Detail: r.detail, BytesUp: r.up.Load(), BytesDown: r.down.Load()})
 }
 

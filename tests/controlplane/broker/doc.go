@@ -15,7 +15,10 @@
 // Offline or Draining one is refused with an *Error whose Reason says why.
 // When a connector goes Offline its sessions in flight end at once with
 // reason connector_offline: readers and writers get a *SessionEndedError,
-// never a hang or a silent EOF.
+// never a hang or a silent EOF. Sessions whose end the connector reported
+// before the tunnel closed are not in flight: they keep the reported
+// reason (a draining connector closes its tunnel right after its last
+// session ends).
 //
 // The lab provides persistence (connector records, revocation, the CA)
 // through the Registry and Authority interfaces; MemoryRegistry is a

@@ -252,3 +252,53 @@ func TestDrainGraceExpires(t *testing.T) {
 	<-l.runErr
 	l.runErr <- nil
 }
+
+// TestDrainCompletedSessionKeepsReason: during a drain the connector
+// closes the tunnel as soon as its last session ends. A session that
+// ended normally before that (the connector relayed everything, reported
+// the end, then closed the tunnel) keeps its reason even when the caller
+// reads the end only after the tunnel is gone; connector_offline is only
+// for sessions the tunnel loss cut. The caller's late read makes the race
+// deterministic.
+func TestDrainCompletedSessionKeepsReason(t *testing.T) {
+	l := newLab(t, labOpts{})
+	l.waitOnline()
+	s, err := l.b.Dial(context.Background(), "c1", l.echo.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- l.client.Shutdown(context.Background()) }()
+	l.waitStatus("c1", broker.StatusDraining)
+
+	const msg = "last words"
+	io.WriteString(s, msg)
+	s.CloseWrite()
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(s, buf); err != nil || string(buf) != msg {
+		t.Fatalf("echo while draining = %q, %v; want %q", buf, err, msg)
+	}
+	// Leave the end unread: the connector finishes the session, reports
+	// it and, with no session left, closes the tunnel.
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown = %v, want nil (the session finished)", err)
+	}
+	l.waitStatus("c1", broker.StatusOffline)
+
+	if n, err := s.Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("Read after the drained tunnel closed = %d, %v; want io.EOF (the session ended normally)", n, err)
+	}
+	<-s.Done()
+	if r, d := s.Reason(); r != protocol.ReasonClientClosed {
+		t.Errorf("Reason() = %q (%s), want %q (our CloseWrite came first)", r, d, protocol.ReasonClientClosed)
+	}
+	for _, e := range l.endsFor(s.ID) {
+		if e.Reason != string(protocol.ReasonClientClosed) {
+			t.Errorf("session end %+v, want reason client_closed", e)
+		}
+	}
+	if err := <-l.runErr; !errors.Is(err, tunnel.ErrClientClosed) {
+		t.Fatalf("Run = %v, want ErrClientClosed", err)
+	}
+	l.runErr <- nil // for cleanup
+}

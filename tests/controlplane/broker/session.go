@@ -17,9 +17,12 @@ import (
 
 // Session is one brokered session: a byte stream to a target inside the
 // connector's network. It is a net.Conn with half-close (CloseWrite). Read
-// returns io.EOF when the target closed its side normally, and a
-// *SessionEndedError when the session was cut (connector offline, drained,
-// aborted). Safe for one reader and one writer at a time, like a net.Conn.
+// returns io.EOF when the session ended normally, and a *SessionEndedError
+// when it was cut (connector offline, drained, aborted). A session whose
+// end the connector reported before the tunnel closed ended with the
+// reported reason, even if the caller reads the end only after the tunnel
+// is gone (a draining connector closes it as soon as its last session
+// ends). Safe for one reader and one writer at a time, like a net.Conn.
 type Session struct {
 	ID          string
 	ConnectorID string
@@ -35,9 +38,14 @@ type Session struct {
 	readEOF   bool
 	wrClosed  bool
 	firstSide protocol.Reason // reason by whichever direction finished first
-	reason    protocol.Reason
-	detail    string
-	done      chan struct{}
+	open      bool            // the connector accepted the session and relays
+	// reported is the reason of the connector's session_end report, once
+	// it arrived; reportDetail goes with it.
+	reported     protocol.Reason
+	reportDetail string
+	reason       protocol.Reason
+	detail       string
+	done         chan struct{}
 }
 
 var _ net.Conn = (*Session)(nil)
@@ -112,6 +120,9 @@ func (b *Broker) Dial(ctx context.Context, connectorID, target string) (*Session
 		return nil, refuse(protocol.ReasonConnectorOffline, "session handshake with connector "+connectorID+": "+err.Error())
 	}
 	st.SetDeadline(time.Time{})
+	s.mu.Lock()
+	s.open = true
+	s.mu.Unlock()
 	return s, nil
 }
 
@@ -155,15 +166,57 @@ func (s *Session) Reason() (protocol.Reason, string) {
 	return s.reason, s.detail
 }
 
+// normalEnd reports whether r ends a session without cutting it.
+func normalEnd(r protocol.Reason) bool {
+	return r == protocol.ReasonTargetClosed || r == protocol.ReasonClientClosed
+}
+
 // ended returns the error for a cut session, nil if it is not cut.
 func (s *Session) ended() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch s.reason {
-	case "", protocol.ReasonTargetClosed, protocol.ReasonClientClosed:
+	if s.reason == "" || normalEnd(s.reason) {
 		return nil
 	}
 	return &SessionEndedError{SessionID: s.ID, Reason: s.reason, Detail: s.detail}
+}
+
+// connectorReport records the connector's session_end report for a
+// session still in flight here. The connector sends it once its relay is
+// over, and before it closes the tunnel on drain, so it is the
+// authoritative end: if the tunnel closes before the caller has read the
+// end, offline ends the session with this reason, not connector_offline.
+func (t *tunnel) connectorReport(e *protocol.SessionEnd) {
+	if e.Reason == "" {
+		return
+	}
+	t.mu.Lock()
+	s := t.sessions[e.SessionID]
+	t.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.reason == "" && s.reported == "" {
+		s.reported, s.reportDetail = e.Reason, e.Detail
+	}
+	s.mu.Unlock()
+}
+
+// endAtTunnelLoss ends the session when its tunnel is gone: with the
+// reason the connector reported if the report came first (the session had
+// already ended there), else as cut by the loss.
+func (s *Session) endAtTunnelLoss(why string) {
+	s.mu.Lock()
+	r, d := s.reported, s.reportDetail
+	if !s.open {
+		r = "" // still in Dial: a report here is a refusal, Dial returns it
+	}
+	s.mu.Unlock()
+	if r == "" {
+		r, d = protocol.ReasonConnectorOffline, "connector offline: "+why
+	}
+	s.finish(r, d)
 }
 
 // Read reads bytes from the target.
@@ -174,8 +227,9 @@ func (s *Session) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	if s.t.mux.IsClosed() {
-		// yamux reports a dead tunnel as EOF; wait for offline to
-		// record the reason and report the cut, not a normal end.
+		// yamux reports a dead tunnel as EOF, the same as the target's
+		// end: wait for offline to settle which it was (the connector's
+		// report, read before offline runs, says the session had ended).
 		<-s.t.done
 	}
 	if eerr := s.ended(); eerr != nil {

@@ -230,10 +230,15 @@ func (t *tunnel) readControl(ctx context.Context) error {
 				go t.renew(ctx, m.Renew.CSR)
 			}
 		case protocol.MsgSessionEnd:
-			if e := m.SessionEnd; e != nil && b.cfg.OnSessionEnd != nil {
+			e := m.SessionEnd
+			if e == nil {
+				continue
+			}
+			if b.cfg.OnSessionEnd != nil {
 				b.cfg.OnSessionEnd(SessionEnd{SessionID: e.SessionID, ConnectorID: t.id, By: "connector",
 					Reason: string(e.Reason), Detail: e.Detail, BytesUp: e.BytesUp, BytesDown: e.BytesDown})
 			}
+			t.connectorReport(e)
 		default:
 			b.log.Debug("ignoring control message", "connector", t.id, "type", m.Type)
 		}
@@ -270,7 +275,11 @@ func (t *tunnel) renew(ctx context.Context, der []byte) {
 }
 
 // offline takes the tunnel out of routing, closes it and ends its
-// sessions with reason connector_offline. Safe to call more than once.
+// sessions with reason connector_offline, except those whose end the
+// connector reported before (they keep the reported reason). When the
+// connector closes the tunnel, ServeConn calls it only after the control
+// stream's last message was handled, so every report sent before the
+// close counts. Safe to call more than once.
 func (t *tunnel) offline(reason string) {
 	t.once.Do(func() {
 		b := t.b
@@ -288,7 +297,7 @@ func (t *tunnel) offline(reason string) {
 		// of waiting for a connection that may be blocked.
 		t.mux.Close()
 		for _, s := range ss {
-			s.finish(protocol.ReasonConnectorOffline, "connector offline: "+reason)
+			s.endAtTunnelLoss(reason)
 		}
 		current := false
 		b.mu.Lock()
