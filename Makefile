@@ -28,7 +28,8 @@ export VAULTPAM_DISK   := $(BUILD)/disk.raw
 export VAULTPAM_BUILD  := $(BUILD)
 
 COMMANDS := connector/cmd/vaultpam-connector firstboot/cmd/vaultpam-console \
-	tests/cmd/vaultpam-lab packer/cmd/packer-plugin-vaultpam appliance/cmd/vaultpam-image
+	tests/cmd/vaultpam-lab packer/cmd/packer-plugin-vaultpam appliance/cmd/vaultpam-image \
+	signing/cmd/vaultpam-sign
 
 .PHONY: help deps build tools image ova test bench e2e clean
 
