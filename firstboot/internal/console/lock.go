@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -48,7 +49,7 @@ func (l *wizardLock) write(tty string, lines []string) {
 	if l == nil {
 		return
 	}
-	body := tty + "\n" + strings.Join(lines, "\n") + "\n"
+	body := fmt.Sprintf("%s\n%d\n%s\n", tty, os.Getpid(), strings.Join(lines, "\n"))
 	tmp := l.progress + ".tmp"
 	if os.WriteFile(tmp, []byte(body), 0o644) == nil {
 		os.Rename(tmp, l.progress)
@@ -66,13 +67,37 @@ func (l *wizardLock) release() {
 }
 
 func readProgress(root string) (holder string, lines []string) {
+	holder, _, lines = progressFile(root)
+	if holder == "" {
+		holder = "the other console"
+	}
+	return holder, lines
+}
+
+// progressFile reads the holder's tty, process ID and progress lines.
+func progressFile(root string) (tty string, pid int, lines []string) {
 	b, err := os.ReadFile(filepath.Join(root, runDir, progressName))
 	if err != nil {
-		return "the other console", nil
+		return "", 0, nil
 	}
 	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(all) == 0 || all[0] == "" {
-		return "the other console", nil
+	if len(all) < 2 {
+		return "", 0, nil
 	}
-	return all[0], all[1:]
+	pid, _ = strconv.Atoi(all[1])
+	return all[0], pid, all[2:]
+}
+
+// otherHolder returns the tty of another live console running the wizard,
+// without touching the lock (taking it even briefly could turn away an
+// operator starting setup there at that moment).
+func otherHolder(root string) (string, bool) {
+	tty, pid, _ := progressFile(root)
+	if tty == "" || pid <= 0 || pid == os.Getpid() {
+		return "", false
+	}
+	if err := unix.Kill(pid, 0); err != nil && err != unix.EPERM {
+		return "", false // stale file of a console that is gone
+	}
+	return tty, true
 }

@@ -125,8 +125,14 @@ func (v *welcomeView) draw(a *App) page {
 }
 
 func (v *welcomeView) tick(a *App) {
-	if settings.Configured(a.env.Root) {
+	switch {
+	case settings.Configured(a.env.Root):
 		a.start() // set up from the other console meanwhile
+	default:
+		if _, busy := otherHolder(a.env.Root); busy {
+			holder, progress := readProgress(a.env.Root)
+			a.show(&waitingView{holder: holder, progress: progress})
+		}
 	}
 }
 
