@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/vaultpam/appliance/connector/localapi"
 )
 
 const (
@@ -282,6 +284,56 @@ func TestOVFPartial(t *testing.T) {
 	h.keys(s, "Enter")
 	h.waitFor(s, "Setup is complete")
 	if diff := cmp.Diff([]string{goodToken}, h.fake.Submits()); diff != "" {
+		t.Errorf("tokens handed over (-want +got):\n%s", diff)
+	}
+}
+
+// TestTokenRefused: the connector refuses the token (expired); the screen
+// says so with the connector's hint, T takes a new token, and setup ends
+// enrolled. The refused token is not sent again.
+func TestTokenRefused(t *testing.T) {
+	const expired = "BXQTR0Q3A31M4Z3CECTD"
+	h := newHarness(t)
+	h.fake.Refuse[expired] = &localapi.Error{Status: 400, Code: "token_expired", Message: "the token has expired",
+		Hint: "create a new token in the dashboard (Connectors -> Add Connector)"}
+	cp := h.controlPlane("127.0.0.1:0")
+	const s = "r"
+	h.start(s, "tty1", "--ovf-env", "/nonexistent/ovf-env.xml")
+	h.waitFor(s, "Enter begin setup")
+	h.keys(s, "Enter")
+	h.waitFor(s, "connected")
+	h.keys(s, "Enter")
+	h.waitFor(s, "Settings for eth0")
+	h.keys(s, "Right", "Enter")
+	h.typeText(s, "192.0.2.10/24")
+	h.keys(s, "Enter")
+	h.typeText(s, "192.0.2.1")
+	h.keys(s, "Enter")
+	h.typeText(s, "192.0.2.53")
+	h.keys(s, "Enter", "Enter", "Enter", "Enter")
+	h.waitFor(s, "Control plane URL")
+	h.keys(s, "C-u")
+	h.typeText(s, "https://"+cp)
+	h.keys(s, "Enter", "Enter")
+	h.waitFor(s, "Enrolment token")
+	h.typeText(s, expired)
+	h.keys(s, "Enter")
+	h.waitFor(s, "Nothing has been changed yet")
+	h.keys(s, "Enter")
+	scr := h.waitFor(s, "T new token")
+	for _, want := range []string{"Token: the token has expired", "hint: create a new token in the dashboard"} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("refusal screen lacks %q:\n%s", want, scr)
+		}
+	}
+	h.keys(s, "r") // retry without a new token: the used one is not sent again
+	h.waitFor(s, "already handed over")
+	h.keys(s, "t")
+	h.waitFor(s, "Enrolment token")
+	h.typeText(s, goodToken)
+	h.keys(s, "Enter")
+	h.waitFor(s, "Setup is complete")
+	if diff := cmp.Diff([]string{expired, goodToken}, h.fake.Submits()); diff != "" {
 		t.Errorf("tokens handed over (-want +got):\n%s", diff)
 	}
 }
