@@ -16,7 +16,9 @@ func squash(ctx context.Context, o Options, tree, out string) error {
 	os.Remove(out)
 	epoch := strconv.FormatInt(o.SourceDateEpoch, 10)
 	o.logf("rootfs: packing the tree with mksquashfs")
-	err := run(ctx, nil, "mksquashfs", tree, out,
+	// mksquashfs refuses SOURCE_DATE_EPOCH in its environment together with
+	// the explicit time options (make exports it), so it is removed here.
+	err := run(ctx, []string{"SOURCE_DATE_EPOCH"}, "mksquashfs", tree, out,
 		"-noappend", "-comp", "zstd", "-Xcompression-level", "6", "-b", "256K", "-no-xattrs",
 		"-reproducible", "-all-time", epoch, "-mkfs-time", epoch,
 		"-no-progress", "-quiet")
