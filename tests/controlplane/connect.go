@@ -97,6 +97,11 @@ func (l *Lab) serveConnect(w http.ResponseWriter, r *http.Request) {
 			var se *broker.SessionEndedError
 			switch {
 			case errors.Is(err, io.EOF):
+				// The connector's session-end report, when it came before
+				// the end of stream, says who ended it; else the target did.
+				if r, d := sess.Reason(); r != "" {
+					end = ConnectEnd{Reason: string(r), Detail: d}
+				}
 			case errors.As(err, &se):
 				end = ConnectEnd{Reason: string(se.Reason), Detail: se.Detail}
 			default:
