@@ -86,8 +86,7 @@ func TestPackerValidate(t *testing.T) {
 	template := filepath.Join("..", "..")
 	binDir := t.TempDir()
 
-	// The cosign block is checked by packer/postprocessor/cosign's own tests.
-	out := run(t, packer, env, "validate", "-except=vaultpam-cosign", "-var", "bin_dir="+binDir, template)
+	out := run(t, packer, env, "validate", "-var", "bin_dir="+binDir, template)
 	if !strings.Contains(out, "The configuration is valid") {
 		t.Errorf("packer validate: %s", out)
 	}
@@ -112,7 +111,7 @@ func TestPackerValidate(t *testing.T) {
 	}
 
 	// A bin_dir that does not exist is caught by the builder's Prepare.
-	out, err := command(packer, env, "validate", "-except=vaultpam-cosign", "-var", "bin_dir="+filepath.Join(binDir, "nope"), template)
+	out, err := command(packer, env, "validate", "-var", "bin_dir="+filepath.Join(binDir, "nope"), template)
 	if err == nil || !strings.Contains(out, "bin_dir") || !strings.Contains(out, "run make build first") {
 		t.Errorf("packer validate with a missing bin_dir: err=%v\n%s", err, out)
 	}
