@@ -143,7 +143,7 @@ func checkMode(t *testing.T, man *image.Manifest, r report, want string) {
 func TestBoot(t *testing.T) {
 	src, man := builtDisk(t)
 	disk := copyDisk(t, src)
-	writeConfigFiles(t, disk, man, map[string]string{"connector.yaml": testConfig})
+	writeConfigFiles(t, disk, man, map[string]string{"connector.yaml": testConfig, "hostname": "vpam-boot-test\n"})
 	if err := os.Truncate(disk, man.DiskSize+256<<20); err != nil {
 		t.Fatal(err)
 	}
@@ -172,6 +172,12 @@ func TestBoot(t *testing.T) {
 	}
 	if got := r["mount /var"]; !strings.HasPrefix(got, "tmpfs tmpfs") {
 		t.Errorf("mount /var = %q, want tmpfs", got)
+	}
+	if got := r["hostname"]; got != "vpam-boot-test" {
+		t.Errorf("hostname = %q, want vpam-boot-test from /config/hostname", got)
+	}
+	if got := r["machine-id"]; got != "persisted" {
+		t.Errorf("machine-id is %q, want persisted on /config", got)
 	}
 	checkUnits(t, man, r)
 	checkMode(t, man, r, localapi.ModeAutonomousRestart)
