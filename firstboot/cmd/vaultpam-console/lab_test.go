@@ -144,6 +144,7 @@ func TestHealthAgainstLab(t *testing.T) {
 	addr := strings.TrimPrefix(url, "https://")
 	cy := fmt.Sprintf("control_plane_url: %s\ncontrol_plane_ca_file: %s\nconnector_name: lab-connector\n", url, filepath.Join(state, "ca.pem"))
 	os.WriteFile(filepath.Join(h.root, "config/connector.yaml"), []byte(cy), 0o644)
+	os.MkdirAll(filepath.Join(h.root, "config/network"), 0o755)
 	os.WriteFile(filepath.Join(h.root, "config/network/10-vaultpam.network"), []byte("[Match]\nName=eth0\n[Network]\nDHCP=ipv4\n"), 0o644)
 	token, err := lab.Authority.CreateToken("lab-connector", time.Hour)
 	if err != nil {
@@ -188,6 +189,8 @@ func TestHealthAgainstLab(t *testing.T) {
 	h.typeText(s, rec)
 	h.keys(s, "Enter")
 	h.waitFor(s, "Done: lab-connector is Online")
+	h.keys(s, "Enter")
+	h.waitFor(s, "Network (DHCP)        eth0 connected")
 	if got := connectorID(t, h); got != id {
 		t.Errorf("after recovery the connector ID is %s, want the same %s", got, id)
 	}

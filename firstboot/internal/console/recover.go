@@ -32,6 +32,10 @@ func (v *enrolView) submit(a *App) {
 	token := canonical(v.f.fields[0].value)
 	v.f.fields[0].value = "" // forget the typed token
 	v.phase, v.state = 1, "handing the token to the connector"
+	// Follow the outcome on this view: the status turning Online must not
+	// swap the result away (the needs-recovery page draws only while the
+	// state is needs_recovery).
+	a.show(v)
 	goDo(a, func(ctx context.Context) enrolResult {
 		if err := a.env.Connector.SubmitToken(ctx, token); err != nil {
 			msg, hint := apiError(err)
