@@ -74,19 +74,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 
+	// Both start empty: vaultpam-config.service makes /config/network on
+	// first boot. (mkfs.ext4 -d copies the build time into inode ctimes.)
 	logf("image: CONFIG and DATA file systems")
-	configDir := filepath.Join(work, "config")
-	if err := os.MkdirAll(filepath.Join(configDir, "network"), 0o755); err != nil {
-		return nil, err
-	}
-	epoch := time.Unix(o.Rootfs.SourceDateEpoch, 0)
-	for _, d := range []string{filepath.Join(configDir, "network"), configDir} {
-		if err := os.Chtimes(d, epoch, epoch); err != nil {
-			return nil, err
-		}
-	}
 	config := filepath.Join(work, "config.img")
-	if err := buildExt4(ctx, o, config, LabelConfig, configDir, layout.byLabel(LabelConfig).Size, "0:0", seed); err != nil {
+	if err := buildExt4(ctx, o, config, LabelConfig, "", layout.byLabel(LabelConfig).Size, "0:0", seed); err != nil {
 		return nil, err
 	}
 	data := filepath.Join(work, "data.img")

@@ -113,3 +113,21 @@ func TestVerityHashSize(t *testing.T) {
 		t.Errorf("second format gave root hash %s (%v), first %s", again, err, root)
 	}
 }
+
+// TestPEChecksum checks peChecksum against the value objcopy wrote into
+// systemd-boot's own binary.
+func TestPEChecksum(t *testing.T) {
+	data, err := os.ReadFile(DefaultOptions().BootloaderPath)
+	if err != nil {
+		t.Skip("systemd-boot-efi is not installed")
+	}
+	pe := int(data[0x3c]) | int(data[0x3d])<<8
+	off := pe + 24 + 64
+	want := uint32(data[off]) | uint32(data[off+1])<<8 | uint32(data[off+2])<<16 | uint32(data[off+3])<<24
+	if want == 0 {
+		t.Skip("this systemd-boot carries no PE checksum")
+	}
+	if got := peChecksum(data, off); got != want {
+		t.Errorf("peChecksum = %#x, the file says %#x", got, want)
+	}
+}

@@ -55,5 +55,5 @@ func buildUKI(ctx context.Context, o Options, kernel, initrd, osrel, cmdline, ou
 	if _, err := run(ctx, nil, nil, "objcopy", args...); err != nil {
 		return fmt.Errorf("building the UKI: %w", err)
 	}
-	return nil
+	return stampPE(out, o.Rootfs.SourceDateEpoch)
 }
