@@ -109,8 +109,10 @@ func TestHealthActions(t *testing.T) {
 	}
 
 	// Shut down, confirmed, on a fresh console.
-	run(t, "tmux", "-L", h.tmux, "kill-session", "-t", s)
+	// (Start the new session first: a tmux server with no session left
+	// exits and would race the next new-session.)
 	h.start("h2", "tty1")
+	run(t, "tmux", "-L", h.tmux, "kill-session", "-t", s)
 	h.waitFor("h2", "State                 Online")
 	h.keys("h2", "s")
 	h.waitFor("h2", "Shut down the appliance?")

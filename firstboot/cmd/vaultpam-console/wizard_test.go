@@ -218,8 +218,8 @@ func TestOVFUnattended(t *testing.T) {
 	assertNoToken(t, h)
 
 	// A second start (a reboot) finds the appliance configured.
-	run(t, "tmux", "-L", h.tmux, "kill-session", "-t", s)
 	h.start("o2", "ttyS0", "--ovf-env", fixture)
+	run(t, "tmux", "-L", h.tmux, "kill-session", "-t", s)
 	h.waitFor("o2", "Health")
 	h.waitFor("o2", "Online")
 	if n := len(h.fake.Submits()); n != 1 {
