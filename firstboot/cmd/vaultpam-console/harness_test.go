@@ -225,7 +225,7 @@ func (h *harness) controlPlane(addr string) string {
 func (h *harness) start(session, tty string, extra ...string) {
 	h.t.Helper()
 	args := []string{"ip", "netns", "exec", h.ns, consoleBin, "--root", h.root, "--socket", h.socket, "--bin-dir", h.bin,
-		"--tty", tty, "--address-timeout", "10s", "--step-timeout", "2s", "--enrol-timeout", "20s"}
+		"--tty", tty, "--address-timeout", "30s", "--step-timeout", "5s", "--enrol-timeout", "60s"}
 	args = append(args, extra...)
 	cmd := "TERM=linux " + strings.Join(args, " ") + " 2>>" + h.log + ".stderr; echo CONSOLE-EXITED; sleep 600"
 	run(h.t, "tmux", "-L", h.tmux, "-f", "/dev/null", "new-session", "-d", "-s", session, "-x", "80", "-y", "25", cmd)
