@@ -61,6 +61,7 @@ func TestWizardStatic(t *testing.T) {
 	h.typeText(s, "https://127.0.0.1:"+port)
 	h.keys(s, "Enter", "C-u")
 	h.typeText(s, "test-connector-1")
+	h.golden("wizard-3b-control-plane", h.waitFor(s, "test-connector-1_"), rep...)
 	h.keys(s, "Enter")
 	h.waitFor(s, "Enrolment token")
 	h.typeText(s, typoTyped)
