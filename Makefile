@@ -71,8 +71,8 @@ ova: deps build tools ## build the signed OVA into dist/ with Packer
 test: deps build tools image ## run every test (unit, integration, image, boot); installs what it needs
 	$(GO) test -p 2 -timeout 75m ./...
 
-bench: deps build ## run the benchmarks; figures in build/bench.json
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./tests/bench/...
+bench: deps build ## run the benchmarks (tunnel vs TCP vs ssh -R, VMDK writing, signing); tunnel figures in build/bench.json
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./tests/bench/... ./appliance/vmdk/ ./signing/
 
 e2e: deps build image ## boot tests only: the image in QEMU (OVMF, TCG), driven over the serial console
 	$(GO) test -p 1 -timeout 45m -run 'Boot' ./tests/... ./appliance/...
