@@ -58,6 +58,11 @@ func parseReport(out string) report {
 // (still running) and the report, and logs how long the serial console
 // took to be ready.
 func boot(t *testing.T, disk string, man *image.Manifest) (*qemu.Machine, report) {
+	return bootOn(t, disk, man, "virtio-blk")
+}
+
+// bootOn is boot with the disk on the given QEMU bus.
+func bootOn(t *testing.T, disk string, man *image.Manifest, bus string) (*qemu.Machine, report) {
 	t.Helper()
 	qemu.SkipIfUnavailable(t)
 	logPath := filepath.Join(t.TempDir(), "serial.log")
@@ -70,6 +75,7 @@ func boot(t *testing.T, disk string, man *image.Manifest) (*qemu.Machine, report
 	t.Cleanup(cancel)
 	c := qemu.DefaultConfig(disk)
 	c.Log = logFile
+	c.DiskBus = bus
 	m, err := qemu.Start(ctx, c)
 	if err != nil {
 		t.Fatal(err)
@@ -250,5 +256,23 @@ func TestBootTamperedRoot(t *testing.T) {
 		if strings.Contains(line, "verity") && (strings.Contains(line, "corrupt") || strings.Contains(line, "panic")) {
 			t.Logf("tampered boot: %s", strings.TrimSpace(line))
 		}
+	}
+}
+
+// TestBootSCSI boots from a SCSI disk (virtio-scsi, the sd driver path that
+// vSphere's pvscsi also takes): the root, /config and /data come up on sda.
+func TestBootSCSI(t *testing.T) {
+	src, man := builtDisk(t)
+	disk := copyDisk(t, src)
+	m, r := bootOn(t, disk, man, "virtio-scsi")
+	defer m.Kill()
+	if got := r["mount /"]; !strings.HasPrefix(got, "/dev/mapper/vroot squashfs ro") {
+		t.Errorf("mount / = %q, want the verity root", got)
+	}
+	if got := r["mount /config"]; !strings.HasPrefix(got, "/dev/sda6 ext4 rw") {
+		t.Errorf("mount /config = %q, want /dev/sda6", got)
+	}
+	if got := r["mount /data"]; !strings.HasPrefix(got, "/dev/sda7 ext4 rw") {
+		t.Errorf("mount /data = %q, want /dev/sda7", got)
 	}
 }
