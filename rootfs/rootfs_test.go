@@ -162,10 +162,3 @@ func TestBuildReproducible(t *testing.T) {
 		t.Errorf("two builds from the same inputs differ: %s vs %s", sums[0], sums[1])
 	}
 }
-
-func TestEnviron(t *testing.T) {
-	got := strings.Join(environ([]string{"A=1", "SOURCE_DATE_EPOCH=5", "B=2"}, []string{"-SOURCE_DATE_EPOCH", "B=3"}), " ")
-	if got != "A=1 B=3" {
-		t.Errorf("environ = %q, want %q", got, "A=1 B=3")
-	}
-}

@@ -55,29 +55,3 @@ func mergeEnv(base, over []string) []string {
 	}
 	return out
 }
-
-// environ applies changes ("KEY=value" adds or replaces, "-KEY" removes) to
-// base.
-func environ(base, changes []string) []string {
-	drop := map[string]bool{}
-	for _, c := range changes {
-		if strings.HasPrefix(c, "-") {
-			drop[c[1:]] = true
-		} else if k, _, ok := strings.Cut(c, "="); ok {
-			drop[k] = true
-		}
-	}
-	var out []string
-	for _, kv := range base {
-		k, _, _ := strings.Cut(kv, "=")
-		if !drop[k] {
-			out = append(out, kv)
-		}
-	}
-	for _, c := range changes {
-		if !strings.HasPrefix(c, "-") {
-			out = append(out, c)
-		}
-	}
-	return out
-}
