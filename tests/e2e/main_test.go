@@ -70,13 +70,32 @@ func start(t *testing.T, env []string, pipes bool, bin string, args ...string) *
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	p := &proc{cmd: cmd, out: &syncBuf{}, exited: make(chan struct{})}
 	cmd.Stderr = p.out
+	// With pipes, the child gets the far ends of os.Pipes: unlike
+	// StdoutPipe, cmd.Wait (run as soon as the child exits) does not close
+	// the end the test reads, so output written before exit is never lost
+	// to "file already closed".
+	var childEnds []*os.File
 	if pipes {
-		p.stdin, _ = cmd.StdinPipe()
-		p.stdout, _ = cmd.StdoutPipe()
+		inR, inW, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		outR, outW, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdin, cmd.Stdout = inR, outW
+		p.stdin, p.stdout = inW, outR
+		childEnds = []*os.File{inR, outW}
+		t.Cleanup(func() { inW.Close(); outR.Close() })
 	} else {
 		cmd.Stdout = p.out
 	}
-	if err := cmd.Start(); err != nil {
+	err := cmd.Start()
+	for _, f := range childEnds {
+		f.Close() // the child has its copies; ours would hold EOF back
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { p.err = cmd.Wait(); close(p.exited) }()
