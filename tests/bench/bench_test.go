@@ -95,6 +95,7 @@ func BenchmarkThroughput(b *testing.B) {
 		for _, p := range e.paths {
 			b.Run(fmt.Sprintf("streams=%d/%s", streams, p.name), func(b *testing.B) {
 				b.SetBytes(chunk)
+				cpu0 := cpuTime(p.pid)
 				start := time.Now()
 				var wg sync.WaitGroup
 				errs := make(chan error, streams)
@@ -113,6 +114,7 @@ func BenchmarkThroughput(b *testing.B) {
 				}
 				wg.Wait()
 				elapsed := time.Since(start)
+				cpu := cpuTime(p.pid) - cpu0
 				close(errs)
 				for err := range errs {
 					b.Fatal(err)
@@ -120,6 +122,9 @@ func BenchmarkThroughput(b *testing.B) {
 				gbps := float64(b.N) * chunk * 8 / elapsed.Seconds() / 1e9
 				b.ReportMetric(gbps, "Gbit/s")
 				record(fmt.Sprintf("throughput_%d_stream_gbit_s", streams), p.name, gbps)
+				cpuPerMiB := ms(cpu) / float64(b.N)
+				b.ReportMetric(cpuPerMiB, "cpu-ms/MiB")
+				record(fmt.Sprintf("throughput_%d_stream_cpu_ms_per_mib", streams), p.name, cpuPerMiB)
 			})
 		}
 	}
