@@ -27,6 +27,8 @@ export VAULTPAM_PACKER := $(TOOLS)/packer
 export VAULTPAM_DISK   := $(BUILD)/disk.raw
 export VAULTPAM_BUILD  := $(BUILD)
 
+TESTPKGS ?= ./...
+
 COMMANDS := connector/cmd/vaultpam-connector firstboot/cmd/vaultpam-console \
 	tests/cmd/vaultpam-lab packer/cmd/packer-plugin-vaultpam appliance/cmd/vaultpam-image \
 	signing/cmd/vaultpam-sign
@@ -69,7 +71,13 @@ ova: deps build tools ## build the signed OVA into dist/ with Packer
 	  -var version=$(VERSION) -var bin_dir=$(BIN) -var build_dir=$(BUILD) -var dist_dir=$(DIST) packer/
 
 test: deps build tools image ## run every test (unit, integration, image, boot); installs what it needs
-	$(GO) test -p 2 -timeout 75m ./...
+	@echo "go test ./... (full log in build/test.log)"
+	@rc=0; $(GO) test -v -p 2 -timeout 75m $(TESTPKGS) > $(BUILD)/test.log 2>&1 || rc=$$?; \
+	  grep -E '^(ok|FAIL|panic:|\?) ' $(BUILD)/test.log || true; \
+	  echo "skipped, with reasons:"; awk '/^ *--- SKIP/ { name = $$3; getline; if ($$0 ~ /^ *(===|---)/) $$0 = "(helper, no reason printed)"; sub(/^ +/, ""); print "  " name ": " $$0 }' $(BUILD)/test.log; \
+	  if [ $$rc -ne 0 ]; then echo "failures:"; grep -vE '^(=== (RUN|PAUSE|CONT|NAME)| *--- (PASS|SKIP))' $(BUILD)/test.log | grep -B2 -A40 -E -- '--- FAIL|^panic:|^FAIL' | head -400 || true; fi; \
+	  echo "tests: $$(grep -cE '^ *--- PASS' $(BUILD)/test.log) passed, $$(grep -cE '^ *--- FAIL' $(BUILD)/test.log) failed, $$(grep -cE '^ *--- SKIP' $(BUILD)/test.log) skipped"; \
+	  exit $$rc
 
 bench: deps build ## run the benchmarks (tunnel vs TCP vs ssh -R, VMDK writing, signing); tunnel figures in build/bench.json
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./tests/bench/... ./appliance/vmdk/ ./signing/
