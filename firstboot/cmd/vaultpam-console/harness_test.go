@@ -297,3 +297,30 @@ func (h *harness) golden(name, screen string, replace ...string) {
 		h.t.Errorf("screen %s differs from %s (run with -update if the change is intended)\ngot:\n%s\nwant:\n%s", name, path, got, want)
 	}
 }
+
+// answerStatic walks the wizard from the welcome screen through the summary
+// and applies: eth0 static 192.0.2.10/24 via 192.0.2.1 with DNS 192.0.2.53,
+// control plane url with the default name, and token.
+func (h *harness) answerStatic(session, url, token string) {
+	h.t.Helper()
+	h.waitFor(session, "Enter begin setup")
+	h.keys(session, "Enter")
+	h.waitFor(session, "connected")
+	h.keys(session, "Enter")
+	h.waitFor(session, "Settings for eth0")
+	h.keys(session, "Right", "Enter")
+	for _, v := range []string{"192.0.2.10/24", "192.0.2.1", "192.0.2.53"} {
+		h.typeText(session, v)
+		h.keys(session, "Enter")
+	}
+	h.keys(session, "Enter", "Enter", "Enter")
+	h.waitFor(session, "Control plane URL")
+	h.keys(session, "C-u")
+	h.typeText(session, url)
+	h.keys(session, "Enter", "Enter")
+	h.waitFor(session, "Enrolment token")
+	h.typeText(session, token)
+	h.keys(session, "Enter")
+	h.waitFor(session, "Nothing has been changed yet")
+	h.keys(session, "Enter")
+}
