@@ -36,19 +36,24 @@ type run struct {
 
 func start(t *testing.T, cp *controlplane.TestServer, store identity.Store, mode identity.Mode, token string) *run {
 	t.Helper()
-	r := &run{trs: make(chan Transition, 100), done: make(chan error, 1)}
-	ag, err := New(Options{
+	return launch(t, Options{
 		Config:   config.Config{ControlPlaneURL: cp.URL(), ConnectorName: "dc1", DrainTimeout: config.Duration(time.Second)},
 		Store:    store,
 		Mode:     mode,
 		DataDir:  "/data",
 		Enroller: &enrol.Client{URL: cp.URL(), RootCAs: cp.CAPool, Name: "dc1"},
 		Token:    token,
-		OnTransition: func(tr Transition) {
-			r.trs <- tr
-		},
-		RetryDelay: func(int) time.Duration { return 20 * time.Millisecond },
 	})
+}
+
+// launch runs an agent made from o (transitions recorded, retries fast)
+// until the test ends.
+func launch(t *testing.T, o Options) *run {
+	t.Helper()
+	r := &run{trs: make(chan Transition, 100), done: make(chan error, 1)}
+	o.OnTransition = func(tr Transition) { r.trs <- tr }
+	o.RetryDelay = func(int) time.Duration { return 20 * time.Millisecond }
+	ag, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,21 +427,10 @@ func TestEnrolRetriesUntilControlPlaneIsBack(t *testing.T) {
 	url := cp.URL()
 	cp.Stop()
 
-	r := &run{trs: make(chan Transition, 100), done: make(chan error, 1)}
-	ag, err := New(Options{
+	r := launch(t, Options{
 		Config: config.Config{ControlPlaneURL: url, ConnectorName: "dc1"}, Store: &identity.Mem{}, Mode: durable,
 		Enroller: &enrol.Client{URL: url, RootCAs: pool}, Token: tok,
-		OnTransition: func(tr Transition) { r.trs <- tr },
-		RetryDelay:   func(int) time.Duration { return 20 * time.Millisecond },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Agent = ag
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go func() { r.done <- ag.Run(ctx) }()
-	t.Cleanup(r.stop)
 	for {
 		tr := r.waitFor(t, Enrolling)
 		if strings.Contains(tr.Reason, "not reachable") {
@@ -445,7 +439,7 @@ func TestEnrolRetriesUntilControlPlaneIsBack(t *testing.T) {
 	}
 	controlplane.NewTestAt(t, dir, controlplane.WithListen(addr))
 	r.waitFor(t, Connecting)
-	if ag.Status().ConnectorID == "" {
+	if r.Status().ConnectorID == "" {
 		t.Error("no connector ID after the retried enrolment")
 	}
 }

@@ -49,27 +49,15 @@ func startWithTunnel(t *testing.T, cp *controlplane.TestServer, allowed []string
 	tc.RootCAs = cp.CAPool
 	tc.AllowedTargets = allowed
 	tc.Name, tc.Version = "dc1", "test"
-	r := &run{trs: make(chan Transition, 100), done: make(chan error, 1)}
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
-	ag, err := New(Options{
-		Config:       config.Config{ControlPlaneURL: cp.URL(), ConnectorName: "dc1", AllowedTargets: allowed, DrainTimeout: config.Duration(time.Minute)},
-		Store:        &identity.Mem{},
-		Mode:         durable,
-		Enroller:     &enrol.Client{URL: cp.URL(), RootCAs: cp.CAPool, Name: "dc1"},
-		Link:         TunnelLink(tc),
-		Token:        tok,
-		OnTransition: func(tr Transition) { r.trs <- tr },
-		RetryDelay:   func(int) time.Duration { return 20 * time.Millisecond },
+	return launch(t, Options{
+		Config:   config.Config{ControlPlaneURL: cp.URL(), ConnectorName: "dc1", AllowedTargets: allowed, DrainTimeout: config.Duration(time.Minute)},
+		Store:    &identity.Mem{},
+		Mode:     durable,
+		Enroller: &enrol.Client{URL: cp.URL(), RootCAs: cp.CAPool, Name: "dc1"},
+		Link:     TunnelLink(tc),
+		Token:    tok,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Agent = ag
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go func() { r.done <- ag.Run(ctx) }()
-	t.Cleanup(r.stop)
-	return r
 }
 
 func roundTrip(t *testing.T, c net.Conn, msg string) {
@@ -193,24 +181,14 @@ func TestCertificateRenewal(t *testing.T) {
 	tc := tunnel.DefaultConfig()
 	tc.Address = cp.Addr().String()
 	tc.RootCAs = cp.CAPool
-	r := &run{trs: make(chan Transition, 100), done: make(chan error, 1)}
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	store := &identity.Dir{Path: dir}
-	ag, err := New(Options{
+	r := launch(t, Options{
 		Config: config.Config{ControlPlaneURL: cp.URL(), ConnectorName: "dc1"}, Store: store, Mode: durable,
 		Enroller: &enrol.Client{URL: cp.URL(), RootCAs: cp.CAPool}, Link: TunnelLink(tc), Token: tok,
-		OnTransition: func(tr Transition) { r.trs <- tr },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Agent = ag
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go func() { r.done <- ag.Run(ctx) }()
-	t.Cleanup(r.stop)
 	r.waitFor(t, Online)
-	first := ag.Identity()
+	first := r.Identity()
 
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -223,7 +201,7 @@ func TestCertificateRenewal(t *testing.T) {
 				t.Errorf("renewed certificate does not last longer")
 			}
 			// The status follows right after the store.
-			for st := ag.Status(); !st.CertNotAfter.Equal(got.Leaf().NotAfter.UTC()); st = ag.Status() {
+			for st := r.Status(); !st.CertNotAfter.Equal(got.Leaf().NotAfter.UTC()); st = r.Status() {
 				if time.Now().After(deadline) {
 					t.Fatalf("status cert_not_after = %v, want %v", st.CertNotAfter, got.Leaf().NotAfter)
 				}
@@ -236,8 +214,8 @@ func TestCertificateRenewal(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if ag.State() != Online {
-		t.Errorf("state after renewal = %s, want online", ag.State())
+	if r.State() != Online {
+		t.Errorf("state after renewal = %s, want online", r.State())
 	}
 }
 
