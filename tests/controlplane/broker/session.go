@@ -270,6 +270,13 @@ func (s *Session) Write(p []byte) (int, error) {
 
 // CloseWrite half-closes: the target reads EOF, its answer can still be read.
 func (s *Session) CloseWrite() error {
+	// Our side finished first: record that before the FIN leaves, or the
+	// target's answering EOF can be read (and win) before Close returns.
+	s.mu.Lock()
+	if s.firstSide == "" {
+		s.firstSide = protocol.ReasonClientClosed
+	}
+	s.mu.Unlock()
 	err := s.st.Close()
 	s.side(func() { s.wrClosed = true }, protocol.ReasonClientClosed)
 	return err
