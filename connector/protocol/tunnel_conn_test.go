@@ -30,7 +30,7 @@ func muxHeader(typ byte, length uint32) []byte {
 
 func TestCoalescingConn(t *testing.T) {
 	w := &writeLog{}
-	c := CoalescingConn(w)
+	c := CoalescingConn(w, nil)
 	dataHdr, body := muxHeader(muxTypeData, 5), []byte("hello")
 	windowUpdate := muxHeader(1, 1<<20)
 	emptyData := muxHeader(muxTypeData, 0) // e.g. a SYN or FIN without payload

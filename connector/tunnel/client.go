@@ -167,7 +167,8 @@ func (c *Client) connectAndServe(ctx context.Context) (up bool, err error) {
 		return false, err
 	}
 	rc := &recordConn{Conn: tc}
-	mux, err := yamux.Client(protocol.CoalescingConn(rc), protocol.TunnelMuxConfig(nil))
+	batch, _ := tc.NetConn().(*protocol.BatchConn)
+	mux, err := yamux.Client(protocol.CoalescingConn(rc, batch), protocol.TunnelMuxConfig(nil))
 	if err != nil {
 		tc.Close()
 		return false, fmt.Errorf("starting yamux: %w", err)

@@ -59,7 +59,7 @@ func (c *Client) dialTLS(ctx context.Context) (*tls.Conn, error) {
 	if serverName == "" {
 		serverName, _, _ = net.SplitHostPort(c.cfg.Address)
 	}
-	tc := tls.Client(raw, &tls.Config{
+	tc := tls.Client(protocol.NewBatchConn(raw), &tls.Config{
 		ServerName: serverName,
 		RootCAs:    c.cfg.RootCAs,
 		MinVersion: tls.VersionTLS13,

@@ -67,7 +67,8 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 	if cs.NegotiatedProtocol != TunnelALPN {
 		return fmt.Errorf("connection negotiated ALPN %q, not the tunnel", cs.NegotiatedProtocol)
 	}
-	mux, err := yamux.Server(protocol.CoalescingConn(conn), protocol.TunnelMuxConfig(nil))
+	batch, _ := conn.NetConn().(*protocol.BatchConn) // see protocol.BatchListener
+	mux, err := yamux.Server(protocol.CoalescingConn(conn, batch), protocol.TunnelMuxConfig(nil))
 	if err != nil {
 		return fmt.Errorf("starting yamux: %w", err)
 	}
