@@ -148,6 +148,19 @@ func (cn *conn) heartbeats(ctx context.Context, interval time.Duration, errs <-c
 	lastAck := time.Now()
 	t := time.NewTimer(interval)
 	defer t.Stop()
+	// A first RTT at once, from a yamux ping: the first heartbeat answer
+	// is an interval away, and the health screen shows "-" until then.
+	go func() {
+		rtt, err := cn.mux.Ping()
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		if c.cur == cn {
+			c.status.RTT = rtt
+		}
+		c.mu.Unlock()
+	}()
 	for {
 		select {
 		case <-ctx.Done():

@@ -55,7 +55,7 @@ type Status struct {
 	LastSuccess       time.Time     // last time the tunnel came up
 	LastHeartbeat     time.Time     // last heartbeat the control plane acknowledged
 	HeartbeatInterval time.Duration // as set by the control plane
-	RTT               time.Duration // of the last heartbeat round trip
+	RTT               time.Duration // of the last heartbeat round trip (at first, of a ping right after connecting)
 	ActiveSessions    int
 	Attempt           int       // failed connection attempts since the last success
 	NextRetry         time.Time // when Reconnecting: the next attempt

@@ -302,3 +302,15 @@ func TestDrainCompletedSessionKeepsReason(t *testing.T) {
 	}
 	l.runErr <- nil // for cleanup
 }
+
+// TestRTTRightAfterConnecting: the status has a round-trip time as soon as
+// the tunnel is up, not only after the first heartbeat answer (here an
+// hour away).
+func TestRTTRightAfterConnecting(t *testing.T) {
+	l := newLab(t, labOpts{interval: time.Hour})
+	l.waitOnline()
+	waitFor(t, "an RTT before the first heartbeat", func() bool { return l.client.Status().RTT > 0 })
+	if s := l.client.Status(); !s.LastHeartbeat.IsZero() && s.LastHeartbeat.After(s.LastSuccess) {
+		t.Errorf("a heartbeat was answered (%v) although the interval is an hour", s.LastHeartbeat)
+	}
+}
