@@ -26,6 +26,7 @@ type health struct {
 	image    string
 	verity   string
 	ntp      string
+	dns      string // the resolver's servers; see Probes.DNS
 	inflight map[string]bool
 	last     map[string]time.Time
 	// dismissed: the operator left the needs-recovery screen with Esc;
@@ -83,6 +84,7 @@ func (h *health) refresh(a *App) {
 	probe("image", time.Hour, p.Image, &h.image)
 	probe("verity", 30*time.Second, p.Verity, &h.verity)
 	probe("ntp", 10*time.Second, p.NTP, &h.ntp)
+	probe("dns", 5*time.Second, p.DNS, &h.dns)
 }
 
 type statusResult struct {
@@ -208,8 +210,8 @@ func (v *healthView) draw(a *App) page {
 	}
 	body = append(body,
 		kv("Network ("+how+")", netLine),
-		kv("Gateway", orDefault(h.gateway, "none")),
-		kv("DNS servers", orDefault(strings.Join(settings.SplitList(h.set.DNS), ", "), "from DHCP")),
+		kv("Gateway", gatewayLine(h.gateway, h.set.DHCP)),
+		kv("DNS servers", dnsLine(h.set, h.dns)),
 		kv("NTP", orDefault(strings.Join(settings.SplitList(h.set.NTP), ", "), "from DHCP/default")+", "+orDefault(h.ntp, "...")),
 		kv("Hostname", orDash(h.set.Hostname)),
 		kv("DATA partition", orDefault(h.data, "...")),
@@ -244,4 +246,33 @@ func (v *healthView) key(a *App, k screen.Key) {
 		a.show(&confirmView{what: "Shut down the appliance", cmd: []string{"systemctl", "poweroff"},
 			note: "The connector goes Offline in the dashboard until the VM is powered on again."})
 	}
+}
+
+// gatewayLine says "none" so that, with DHCP, the operator knows it is the
+// DHCP server that sent no router (QEMU's restricted network, for one).
+func gatewayLine(gw string, dhcp bool) string {
+	switch {
+	case gw != "":
+		return gw
+	case dhcp:
+		return "none: the DHCP server sent no router"
+	}
+	return "none"
+}
+
+// dnsLine shows typed servers as typed; with DHCP the servers the resolver
+// got, because "from DHCP" does not help someone chasing a DNS failure.
+func dnsLine(s settings.Settings, live string) string {
+	if typed := settings.SplitList(s.DNS); len(typed) > 0 {
+		return strings.Join(typed, ", ")
+	}
+	switch {
+	case live == "": // not read yet
+		return "from DHCP"
+	case strings.HasPrefix(live, "unknown"):
+		return "from DHCP, " + live
+	case live == "none":
+		return "none: DHCP sent none, names will not resolve"
+	}
+	return live + " (from DHCP)"
 }

@@ -233,3 +233,62 @@ func TestHealthNeverBlocksOnSlowProbe(t *testing.T) {
 		t.Errorf("keys not handled while a probe hangs:\n%s", s)
 	}
 }
+
+type noGatewayNet struct{ fakeNet }
+
+func (noGatewayNet) DefaultGateway() (string, error) { return "", nil }
+
+// TestHealthDHCPShowsWhatDHCPGave: with DHCP the screen shows the DNS
+// servers the resolver got, and says plainly when DHCP sent no router or
+// no DNS server instead of a bare "none" or "from DHCP".
+func TestHealthDHCPShowsWhatDHCPGave(t *testing.T) {
+	for _, tc := range []struct {
+		name, dns, wantGW, wantDNS string
+		net                        netinfo.Source
+	}{
+		{"router and dns", "10.0.2.3, 10.0.2.4", "192.0.2.1", "10.0.2.3, 10.0.2.4 (from DHCP)", fakeNet{}},
+		{"neither", "none", "none: the DHCP server sent no router", "none: DHCP sent none, names will not resolve", noGatewayNet{}},
+		{"resolver down", "unknown (systemd-resolved is not running)", "192.0.2.1", "from DHCP, unknown (systemd-resolved is not running)", fakeNet{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			s := settings.Settings{Interface: "eth0", DHCP: true, Hostname: "vaultpam-dc1",
+				ControlPlaneURL: "https://cp.example.com", ConnectorName: "dc1-connector-1"}
+			if _, err := s.Write(root); err != nil {
+				t.Fatal(err)
+			}
+			p := fixedProbes()
+			p.DNS = func(context.Context) string { return tc.dns }
+			a := New(Env{Root: root, TTY: "tty1", Connector: &fakeStatus{st: localapi.Status{State: localapi.StateOnline, Mode: localapi.ModeAutonomousRestart, ConnectorName: "dc1-connector-1"}}, Net: tc.net,
+				Now: func() time.Time { return now }, Probes: p})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			a.ctx = ctx
+			a.start()
+			drain(t, a)
+			screen := a.frame().String()
+			for _, want := range []string{"Network (DHCP)", "Gateway               " + tc.wantGW, "DNS servers           " + tc.wantDNS} {
+				if !strings.Contains(screen, want) {
+					t.Errorf("screen lacks %q:\n%s", want, screen)
+				}
+			}
+		})
+	}
+}
+
+func TestResolverServers(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "resolv.conf")
+	os.WriteFile(conf, []byte("# This is /run/systemd/resolve/resolv.conf managed by man:systemd-resolved(8).\n"+
+		"nameserver 10.0.2.3\nnameserver 2001:db8::53\nsearch example.com\noptions edns0 trust-ad\n"), 0o644)
+	if got, want := resolverServers(conf), "10.0.2.3, 2001:db8::53"; got != want {
+		t.Errorf("resolverServers = %q, want %q", got, want)
+	}
+	os.WriteFile(conf, []byte("# no servers\nsearch .\n"), 0o644)
+	if got := resolverServers(conf); got != "none" {
+		t.Errorf("resolverServers with no nameserver line = %q, want none", got)
+	}
+	if got := resolverServers(filepath.Join(dir, "missing")); got != "unknown (systemd-resolved is not running)" {
+		t.Errorf("resolverServers of a missing file = %q", got)
+	}
+}

@@ -20,6 +20,9 @@ type Probes struct {
 	Image  func(ctx context.Context) string // image version and slot
 	Verity func(ctx context.Context) string // dm-verity state of the root
 	NTP    func(ctx context.Context) string // time synchronisation
+	// DNS lists the DNS servers the resolver uses now, comma-separated;
+	// "none" when it has none.
+	DNS func(ctx context.Context) string
 }
 
 func (p *Probes) defaults(env *Env) {
@@ -31,6 +34,9 @@ func (p *Probes) defaults(env *Env) {
 	}
 	if p.Verity == nil {
 		p.Verity = func(ctx context.Context) string { return verityState(ctx, env) }
+	}
+	if p.DNS == nil {
+		p.DNS = func(context.Context) string { return resolverServers(env.path("/run/systemd/resolve/resolv.conf")) }
 	}
 	if p.NTP == nil {
 		p.NTP = func(ctx context.Context) string {
@@ -170,4 +176,27 @@ func verityState(ctx context.Context, env *Env) string {
 		}
 	}
 	return "root hash " + short + ", no verity device"
+}
+
+// resolverServers lists the nameservers in path, systemd-resolved's view
+// of the upstream DNS servers (static, and those DHCP sent), in its order.
+func resolverServers(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return "unknown (systemd-resolved is not running)"
+		}
+		return "unknown (" + err.Error() + ")"
+	}
+	var servers []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			servers = append(servers, f[1])
+		}
+	}
+	if len(servers) == 0 {
+		return "none"
+	}
+	return strings.Join(servers, ", ")
 }
