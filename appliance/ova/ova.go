@@ -1,6 +1,8 @@
 // Package ova packages the appliance disk as an OVA that vSphere imports:
 // a ustar archive whose first member is the .ovf descriptor, then the .mf
-// manifest with `SHA256(name)= hex` lines, then the streamOptimized VMDK.
+// manifest with `SHA256(name)= hex` lines, then (when a Publisher is
+// configured) VMware's .cert signing the manifest, then the streamOptimized
+// VMDK.
 //
 // The VMDK's size and digest go into the descriptor and manifest, which come
 // first in the archive, so Build compresses the disk once into a temporary
@@ -39,13 +41,23 @@ type Config struct {
 	ModTime time.Time
 	// TempDir holds the temporary VMDK; "" means os.TempDir().
 	TempDir string
+	// Publisher, when set, signs the manifest into Name.cert so vSphere
+	// shows the publisher. nil: no .cert.
+	Publisher *Publisher
+	// Now is the clock the publisher certificate's validity is checked
+	// against; nil means time.Now.
+	Now func() time.Time
 }
 
 // Result describes a built OVA.
 type Result struct {
 	OVFName, ManifestName, DiskName string
+	CertName                        string // "" without a Publisher
 	Descriptor                      []byte // the .ovf as written
 	Manifest                        []byte // the .mf as written
+	Cert                            []byte // the .cert as written, nil without a Publisher
+	// Warnings about the publisher certificate (see Publisher.Check).
+	Warnings []string
 	Disk                            vmdk.Stats
 	DiskSHA256                      string
 	Size                            int64  // bytes of OVA written
@@ -68,6 +80,11 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("vmdk: %w", err))
 		}
 	}
+	if c.Publisher != nil {
+		if err := c.Publisher.checkKey(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -84,6 +101,19 @@ func Build(ctx context.Context, out io.Writer, disk io.Reader, diskSize int64, c
 		OVFName:      cfg.Name + ".ovf",
 		ManifestName: cfg.Name + ".mf",
 		DiskName:     cfg.Name + "-disk1.vmdk",
+	}
+	if cfg.Publisher != nil {
+		// Before the slow part: an expired certificate fails at once.
+		now := time.Now
+		if cfg.Now != nil {
+			now = cfg.Now
+		}
+		w, err := cfg.Publisher.Check(now())
+		if err != nil {
+			return nil, err
+		}
+		res.Warnings = w
+		res.CertName = cfg.Name + ".cert"
 	}
 	vcfg := vmdk.DefaultConfig()
 	if cfg.VMDK != nil {
@@ -123,6 +153,11 @@ func Build(ctx context.Context, out io.Writer, disk io.Reader, diskSize int64, c
 		{Name: res.OVFName, SHA256: hex.EncodeToString(ovfSum[:])},
 		{Name: res.DiskName, SHA256: res.DiskSHA256},
 	})
+	if cfg.Publisher != nil {
+		if res.Cert, err = cfg.Publisher.Sign(res.ManifestName, res.Manifest); err != nil {
+			return nil, err
+		}
+	}
 
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("rewinding temporary vmdk: %w", err)
@@ -156,6 +191,11 @@ func Build(ctx context.Context, out io.Writer, disk io.Reader, diskSize int64, c
 	}
 	if err := add(res.ManifestName, int64(len(res.Manifest)), bytesReader(res.Manifest)); err != nil {
 		return nil, err
+	}
+	if res.Cert != nil {
+		if err := add(res.CertName, int64(len(res.Cert)), bytesReader(res.Cert)); err != nil {
+			return nil, err
+		}
 	}
 	if err := add(res.DiskName, st.Size, tmp); err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/vaultpam/appliance/appliance/ova/ovatest"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/ovf/importer"
@@ -27,7 +28,28 @@ func TestImportVcsim(t *testing.T) {
 	if err := os.WriteFile(diskPath, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	importVcsim(t, diskPath)
+	importVcsim(t, diskPath, testConfig(t))
+}
+
+// TestImportVcsimWithCert imports an OVA that carries a VMware .cert.
+func TestImportVcsimWithCert(t *testing.T) {
+	dir := t.TempDir()
+	raw := testDisk(t, 4<<20)
+	diskPath := filepath.Join(dir, "disk.raw")
+	if err := os.WriteFile(diskPath, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chain := ovatest.New(t, ovatest.Options{})
+	pub, err := LoadPublisher(chain.KeyPath, chain.CertPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.Publisher = pub
+	res := importVcsim(t, diskPath, cfg)
+	if res.CertName != "vaultpam-connector-1.2.3.cert" {
+		t.Errorf("the imported OVA has no .cert (CertName %q)", res.CertName)
+	}
 }
 
 // TestImportApplianceVcsim does the same with the real appliance disk.
@@ -39,18 +61,18 @@ func TestImportApplianceVcsim(t *testing.T) {
 	if _, err := os.Stat(diskPath); err != nil {
 		t.Skipf("VAULTPAM_DISK: %v; run `make image`", err)
 	}
-	importVcsim(t, diskPath)
+	importVcsim(t, diskPath, testConfig(t))
 }
 
-// importVcsim builds an OVA from diskPath and imports it.
-func importVcsim(t *testing.T, diskPath string) {
+// importVcsim builds an OVA from diskPath with cfg and imports it.
+func importVcsim(t *testing.T, diskPath string, cfg *Config) *Result {
 	t.Helper()
 	fi, err := os.Stat(diskPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ovaPath := filepath.Join(t.TempDir(), "vaultpam-connector-1.2.3.ova")
-	res, err := BuildFile(context.Background(), ovaPath, diskPath, testConfig(t))
+	res, err := BuildFile(context.Background(), ovaPath, diskPath, cfg)
 	if err != nil {
 		t.Fatalf("BuildFile: %v", err)
 	}
@@ -158,6 +180,7 @@ func importVcsim(t *testing.T, diskPath string) {
 			t.Error("the token property is not a password")
 		}
 	}, model)
+	return res
 }
 
 func ptr[T any](v T) *T { return &v }
