@@ -57,11 +57,11 @@ type Result struct {
 	Manifest                        []byte // the .mf as written
 	Cert                            []byte // the .cert as written, nil without a Publisher
 	// Warnings about the publisher certificate (see Publisher.Check).
-	Warnings []string
-	Disk                            vmdk.Stats
-	DiskSHA256                      string
-	Size                            int64  // bytes of OVA written
-	SHA256                          string // of the whole OVA
+	Warnings   []string
+	Disk       vmdk.Stats
+	DiskSHA256 string
+	Size       int64  // bytes of OVA written
+	SHA256     string // of the whole OVA
 }
 
 var memberName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$`)
