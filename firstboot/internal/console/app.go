@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -72,6 +73,11 @@ type Env struct {
 	AddressTimeout time.Duration // waiting for an address after apply
 	StepTimeout    time.Duration // each diagnostic step
 	EnrolTimeout   time.Duration // waiting for the connector to be Online
+	// Repaint: each value received repaints the whole screen, like Ctrl-L.
+	// The command sends SIGWINCH here: the terminal was resized, or another
+	// program wrote on it (the boot report on the serial console does, and
+	// then signals the console).
+	Repaint <-chan os.Signal
 }
 
 func (e *Env) defaults() {
@@ -197,6 +203,8 @@ func (a *App) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 				continue
 			}
 			a.cur.key(a, k)
+		case <-a.env.Repaint:
+			r.Invalidate()
 		case fn := <-a.posts:
 			fn()
 		case <-t.C:

@@ -21,6 +21,7 @@ type CLI struct {
 	Stdout, Stderr io.Writer
 	Args           []string // without the program name
 	Version        string
+	Repaint        <-chan os.Signal // see Env.Repaint
 }
 
 // Main parses flags, puts the terminal in raw mode and runs the console
@@ -53,6 +54,7 @@ func (c CLI) Main(ctx context.Context) int {
 	if env.TTY == "" {
 		env.TTY = ttyName(c.Stdin)
 	}
+	env.Repaint = c.Repaint
 	env.Connector = localapi.NewClient(*socket)
 	env.Run = ExecRunner{BinDir: *binDir}
 	env.AddressTimeout, env.StepTimeout, env.EnrolTimeout = *addrWait, *step, *enrol
