@@ -187,6 +187,13 @@ func TestBoot(t *testing.T) {
 	}
 	checkUnits(t, man, r)
 	checkMode(t, man, r, localapi.ModeAutonomousRestart)
+	if installed(man, "vaultpam-console") {
+		// The report wrote over the serial console's screen and then sent
+		// it SIGWINCH: a full repaint (clear, then the title) must follow.
+		if _, err := m.Expect(regexp.MustCompile(`\x1b\[2J(?s:.*?)VaultPAM Connector`), 2*time.Minute); err != nil {
+			t.Errorf("the serial console did not repaint after the boot report: %v", err)
+		}
+	}
 	if regexp.MustCompile(`(?m)login:\s*$`).MatchString(out) {
 		t.Errorf("a login prompt appeared on the serial console")
 	}
