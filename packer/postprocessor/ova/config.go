@@ -3,7 +3,8 @@
 // Package ova is the Packer post-processor vaultpam-ova: it turns the raw
 // disk from the vaultpam-appliance builder into
 // OUTPUT_DIR/NAME-VERSION.ova (streamOptimized VMDK, OVF 1.0 descriptor,
-// SHA256 manifest) that vSphere imports.
+// SHA256 manifest, and with publisher_key_file and publisher_cert_file
+// VMware's .cert signing the manifest) that vSphere imports.
 package ova
 
 import (
@@ -51,6 +52,13 @@ type Config struct {
 	// SourceDateEpoch is the mtime of the OVA's members. Default
 	// $SOURCE_DATE_EPOCH, else 2026-01-01.
 	SourceDateEpoch int64 `mapstructure:"source_date_epoch"`
+	// PublisherKeyFile and PublisherCertFile, set together, sign the OVA's
+	// manifest as VMware's NAME.cert so vSphere shows the publisher: an
+	// unencrypted PEM RSA private key (PKCS#1 or PKCS#8, at least 2048
+	// bits) and its PEM code-signing certificate, leaf first, then the
+	// intermediates. Both empty (the default): no .cert.
+	PublisherKeyFile  string `mapstructure:"publisher_key_file"`
+	PublisherCertFile string `mapstructure:"publisher_cert_file"`
 
 	ctx interpolate.Context
 }
@@ -115,6 +123,13 @@ func (c *Config) Validate() error {
 	}
 	if c.VMName == "" {
 		errs = append(errs, errors.New("vm_name: must not be empty"))
+	}
+	if (c.PublisherKeyFile == "") != (c.PublisherCertFile == "") {
+		set, unset := "publisher_key_file", "publisher_cert_file"
+		if c.PublisherKeyFile == "" {
+			set, unset = unset, set
+		}
+		errs = append(errs, fmt.Errorf("%s is set but %s is empty: set both (the .cert needs the key and its certificate) or neither (no .cert)", set, unset))
 	}
 	return errors.Join(errs...)
 }

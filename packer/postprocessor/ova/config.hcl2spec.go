@@ -27,6 +27,8 @@ type FlatConfig struct {
 	Network             *string           `mapstructure:"network" cty:"network" hcl:"network"`
 	CompressionLevel    *int              `mapstructure:"compression_level" cty:"compression_level" hcl:"compression_level"`
 	SourceDateEpoch     *int64            `mapstructure:"source_date_epoch" cty:"source_date_epoch" hcl:"source_date_epoch"`
+	PublisherKeyFile    *string           `mapstructure:"publisher_key_file" cty:"publisher_key_file" hcl:"publisher_key_file"`
+	PublisherCertFile   *string           `mapstructure:"publisher_cert_file" cty:"publisher_cert_file" hcl:"publisher_cert_file"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -58,6 +60,8 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"network":                    &hcldec.AttrSpec{Name: "network", Type: cty.String, Required: false},
 		"compression_level":          &hcldec.AttrSpec{Name: "compression_level", Type: cty.Number, Required: false},
 		"source_date_epoch":          &hcldec.AttrSpec{Name: "source_date_epoch", Type: cty.Number, Required: false},
+		"publisher_key_file":         &hcldec.AttrSpec{Name: "publisher_key_file", Type: cty.String, Required: false},
+		"publisher_cert_file":        &hcldec.AttrSpec{Name: "publisher_cert_file", Type: cty.String, Required: false},
 	}
 	return s
 }

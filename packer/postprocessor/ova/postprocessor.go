@@ -23,6 +23,9 @@ const BuilderID = "vaultpam.ova"
 // PostProcessor is the vaultpam-ova post-processor.
 type PostProcessor struct {
 	config Config
+	// publisher signs the manifest as NAME.cert; nil without
+	// publisher_key_file.
+	publisher *ova.Publisher
 }
 
 // New returns the post-processor for plugin registration.
@@ -36,6 +39,19 @@ func (p *PostProcessor) Configure(raws ...any) error {
 	if err := p.config.decode(raws...); err != nil {
 		return fmt.Errorf("vaultpam-ova: %w", err)
 	}
+	if p.config.PublisherKeyFile == "" {
+		return nil
+	}
+	// Load and check now, so a wrong key or an expired certificate fails
+	// before the image is built, not after.
+	pub, err := ova.LoadPublisher(p.config.PublisherKeyFile, p.config.PublisherCertFile)
+	if err == nil {
+		_, err = pub.Check(time.Now())
+	}
+	if err != nil {
+		return fmt.Errorf("vaultpam-ova: publisher_key_file/publisher_cert_file: %w\nhint: fix the key or certificate, or unset both to build without a VMware .cert", err)
+	}
+	p.publisher = pub
 	return nil
 }
 
@@ -96,7 +112,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, in pac
 	vc := vmdk.DefaultConfig()
 	vc.Level = c.CompressionLevel
 	name := fmt.Sprintf("%s-%s", c.VMName, version)
-	cfg := &ova.Config{Name: name, OVF: oc, VMDK: vc, ModTime: time.Unix(c.SourceDateEpoch, 0)}
+	cfg := &ova.Config{Name: name, OVF: oc, VMDK: vc, ModTime: time.Unix(c.SourceDateEpoch, 0), Publisher: p.publisher}
 	if err := cfg.Validate(); err != nil {
 		return nil, true, false, fmt.Errorf("vaultpam-ova: %w", err)
 	}
@@ -111,6 +127,14 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, in pac
 		return nil, true, false, fmt.Errorf("vaultpam-ova: %w", err)
 	}
 	secs := time.Since(start).Seconds()
+	for _, w := range res.Warnings {
+		ui.Error("Warning: " + w)
+	}
+	if res.CertName != "" {
+		leaf := p.publisher.Chain[0]
+		ui.Say(fmt.Sprintf("Signed %s as %s for publisher %s (certificate valid until %s)",
+			res.ManifestName, res.CertName, leaf.Subject, leaf.NotAfter.UTC().Format(time.DateOnly)))
+	}
 	ui.Say(fmt.Sprintf("OVA %s: %d MiB (VMDK %d MiB, %d grains, %.0f MiB/s of raw disk), sha256 %s",
 		out, res.Size>>20, res.Disk.Size>>20, res.Disk.Grains, float64(fi.Size())/MiB/secs, res.SHA256))
 
