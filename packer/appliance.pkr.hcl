@@ -30,6 +30,9 @@ build {
       cpus          = var.cpus
       memory_mib    = var.memory_mib
       disk_size_mib = var.disk_size_mib
+      # Both empty (the default): no VMware .cert in the OVA.
+      publisher_key_file  = var.publisher_key_file
+      publisher_cert_file = var.publisher_cert_file
     }
     post-processor "vaultpam-cosign" {
       key         = var.signing_key

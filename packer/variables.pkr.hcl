@@ -81,3 +81,15 @@ variable "signing_key" {
   description = "cosign private key file (password in COSIGN_PASSWORD) or KMS reference (awskms://, gcpkms://, azurekms://, hashivault://). Empty: a development key pair is made in dist_dir."
   default     = ""
 }
+
+variable "publisher_key_file" {
+  type        = string
+  description = "Optional: unencrypted PEM RSA private key (at least 2048 bits) that signs the OVF manifest as VMware's .cert, so vSphere shows the publisher. Set together with publisher_cert_file. Default: $VAULTPAM_PUBLISHER_KEY; empty = no .cert."
+  default     = env("VAULTPAM_PUBLISHER_KEY")
+}
+
+variable "publisher_cert_file" {
+  type        = string
+  description = "Optional: PEM code-signing certificate for publisher_key_file, leaf first, then intermediates. Default: $VAULTPAM_PUBLISHER_CERT; empty = no .cert."
+  default     = env("VAULTPAM_PUBLISHER_CERT")
+}
