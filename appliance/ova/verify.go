@@ -47,7 +47,7 @@ func VerifyArchive(r io.Reader) (*Archive, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading ova: %w", err)
+			return nil, fmt.Errorf("%w: reading the tar archive: %w", ErrArchive, err)
 		}
 		name := h.Name
 		if len(a.Members) == 0 && !strings.HasSuffix(name, ".ovf") {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vaultpam/appliance/appliance/ova"
 	"github.com/vaultpam/appliance/signing"
 	"github.com/vaultpam/appliance/signing/sbom"
 )
@@ -82,6 +83,8 @@ func hint(err error) string {
 		return "export COSIGN_PASSWORD (empty for a key without password); it is never read from the command line"
 	case errors.Is(err, signing.ErrWrongPassword):
 		return "COSIGN_PASSWORD does not open this key"
+	case errors.Is(err, ova.ErrManifestChanged), errors.Is(err, ova.ErrCertWrongKey), errors.Is(err, ova.ErrCertMalformed), errors.Is(err, ova.ErrArchive):
+		return "the OVA's manifest or VMware .cert does not verify: do not import this OVA; if its cosign signature verified, it was built wrongly: report it to VaultPAM"
 	case errors.Is(err, signing.ErrUnknownKeyScheme), errors.Is(err, signing.ErrBadKMSReference):
 		return "use a cosign.key path or a KMS reference such as awskms:///alias/NAME"
 	}
@@ -132,7 +135,11 @@ func (a *app) verify(_ context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.Stdout, "Verified OK: %d checks in %s with %s\n", len(checked), dir, *key)
+	n, err := a.verifyOVAs(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.Stdout, "Verified OK: %d checks in %s with %s\n", len(checked)+n, dir, *key)
 	return nil
 }
 

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,10 +28,7 @@ func TestSignAndVerifyRelease(t *testing.T) {
 	if code, _, stderr := runApp(t, env, "generate-key-pair", "--output-dir", keys); code != 0 {
 		t.Fatalf("generate-key-pair = %d: %s", code, stderr)
 	}
-	ova := filepath.Join(dir, "a.ova")
-	f, _ := os.Create(ova)
-	io.CopyN(f, rand.Reader, 2<<20)
-	f.Close()
+	ova := buildOVA(t, dir, "a", nil)
 	code, stdout, stderr := runApp(t, env, "sign", "--dist", dist, "--key", filepath.Join(keys, "cosign.key"),
 		"--sbom-source", "../../sbom/testdata/status", "--version", "0.1.0", ova)
 	if code != 0 {
