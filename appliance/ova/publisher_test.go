@@ -1,6 +1,7 @@
 package ova
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto"
@@ -342,5 +343,28 @@ func TestPublisherValidity(t *testing.T) {
 	res, err := Build(context.Background(), &bytes.Buffer{}, bytes.NewReader(make([]byte, 1<<20)), 1<<20, cfg)
 	if err != nil || len(res.Warnings) != 1 || res.Cert == nil {
 		t.Errorf("Build(no codeSigning EKU) = %v, %v; want a .cert and one warning", res, err)
+	}
+}
+
+// TestVerifyArchiveOrder rebuilds a signed OVA with the .cert after the
+// disk, and checks a file that is not a tar archive.
+func TestVerifyArchiveOrder(t *testing.T) {
+	_, _, signed := signedOVA(t, ovatest.Options{})
+	ms := readMembers(t, bytes.NewReader(signed))
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, m := range []member{ms[0], ms[1], ms[3], ms[2]} {
+		if err := tw.WriteHeader(m.hdr); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(m.data)
+	}
+	tw.Close()
+	_, err := VerifyArchive(&b)
+	if !errors.Is(err, ErrArchive) || !strings.Contains(err.Error(), "vaultpam-connector-1.2.3.cert follows vaultpam-connector-1.2.3-disk1.vmdk; it must come right after the .mf") {
+		t.Errorf("VerifyArchive(.cert last) = %v", err)
+	}
+	if _, err := VerifyArchive(strings.NewReader(strings.Repeat("not a tar archive ", 64))); !errors.Is(err, ErrArchive) {
+		t.Errorf("VerifyArchive(not tar) = %v; want ErrArchive", err)
 	}
 }
