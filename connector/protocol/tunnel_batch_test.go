@@ -154,3 +154,99 @@ func TestBatchConnReportsAFailedFlush(t *testing.T) {
 		t.Errorf("Write counted %d bytes as sent that never left", n)
 	}
 }
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// within fails the test when fn has not returned after a generous limit:
+// it catches a goroutine that is blocked for good, not a slow one.
+func within(t *testing.T, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { fn(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s is still blocked", what)
+	}
+}
+
+// TestBatchConnWriteDoesNotWaitForABlockedFlush: while one goroutine's
+// flush is stuck on a full socket, another goroutine's write (TLS sending
+// close_notify on Close, say) is queued behind it and returns, instead of
+// waiting for the socket; the bytes still leave in order.
+func TestBatchConnWriteDoesNotWaitForABlockedFlush(t *testing.T) {
+	raw, peer := tcpPair(t)
+	b := NewBatchConn(raw)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 2<<20) // 32 MiB: more than loopback's socket buffers hold
+	flushed := make(chan error, 1)
+	b.hold()
+	b.Write(big)
+	go func() { flushed <- b.release() }()
+	waitFlushing := time.Now().Add(20 * time.Second)
+	for {
+		b.mu.Lock()
+		f := b.flushing
+		b.mu.Unlock()
+		if f {
+			break
+		}
+		if time.Now().After(waitFlushing) {
+			t.Fatal("the release never started writing")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	within(t, "a write during a blocked flush", func() {
+		if n, err := b.Write([]byte("tail")); n != 4 || err != nil {
+			t.Errorf("Write during a flush = %d, %v; want it queued", n, err)
+		}
+	})
+	got, err := io.ReadAll(io.LimitReader(peer, int64(len(big)+4)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, append(big, "tail"...)) {
+		t.Errorf("peer read %d bytes that are not the held frame followed by the later write", len(got))
+	}
+	if err := <-flushed; err != nil {
+		t.Errorf("release = %v", err)
+	}
+}
+
+// TestBatchConnFailureIsSticky: once a flush failed, TLS's records have a
+// gap, so every later write fails too instead of sending a corrupt stream.
+func TestBatchConnFailureIsSticky(t *testing.T) {
+	raw, _ := tcpPair(t)
+	b := NewBatchConn(raw)
+	raw.Close()
+	b.hold()
+	b.Write([]byte("frame"))
+	if err := b.release(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("release on a closed socket = %v, want net.ErrClosed", err)
+	}
+	if n, err := b.Write([]byte("alert")); n != 0 || !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Write after a failed flush = %d, %v; want 0 and the first error", n, err)
+	}
+}
