@@ -98,9 +98,6 @@ func parsePrivateKey(path string, data []byte) (crypto.Signer, error) {
 		var b *pem.Block
 		b, rest = pem.Decode(rest)
 		if b == nil {
-			if bytes.Contains(data, []byte("OPENSSH PRIVATE KEY")) {
-				return nil, fmt.Errorf("%s: %w: it is in OpenSSH format; convert it with `ssh-keygen -p -m PEM -f FILE` or use a PKCS#8 key from your CA", path, ErrKeyUnreadable)
-			}
 			return nil, fmt.Errorf("%s: %w: want a -----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY----- block", path, ErrKeyUnreadable)
 		}
 		if !strings.HasSuffix(b.Type, "PRIVATE KEY") {
@@ -117,6 +114,8 @@ func parsePrivateKey(path string, data []byte) (crypto.Signer, error) {
 			key, err = x509.ParsePKCS1PrivateKey(b.Bytes)
 		case "PRIVATE KEY":
 			key, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+		case "OPENSSH PRIVATE KEY":
+			return nil, fmt.Errorf("%s: %w: it is in OpenSSH format; convert a copy (`cp FILE key.pem && ssh-keygen -p -m PEM -f key.pem` rewrites key.pem in place) or use the PKCS#8 key your CA issued the certificate for", path, ErrKeyUnreadable)
 		case "EC PRIVATE KEY":
 			return nil, fmt.Errorf("%s: %w: it is an ECDSA key; vSphere needs an RSA code-signing key of at least %d bits", path, ErrKeyNotRSA, MinRSABits)
 		default:

@@ -251,6 +251,7 @@ func TestLoadPublisherErrors(t *testing.T) {
 		{"other key", write("other.pem", &pem.Block{Type: "PRIVATE KEY", Bytes: otherDER}), good.CertPath, ErrKeyMismatch, "(CN=VaultPAM Release Signing,O=VaultPAM Test,C=DE, RSA 3072-bit key) is for another key"},
 		{"encrypted legacy PEM", write("enc1.pem", legacy), good.CertPath, ErrKeyEncrypted, "openssl pkey -in ENCRYPTED.pem -out KEY.pem"},
 		{"not PEM", write("empty.pem"), good.CertPath, ErrKeyUnreadable, "want a -----BEGIN PRIVATE KEY-----"},
+		{"OpenSSH format", write("id_rsa", &pem.Block{Type: "OPENSSH PRIVATE KEY", Bytes: []byte("openssh-key-v1\x00")}), good.CertPath, ErrKeyUnreadable, "it is in OpenSSH format; convert a copy"},
 		{"certificate as key", good.KeyPath, good.KeyPath, ErrCertUnreadable, "it contains a private key"},
 		{"CA first", good.KeyPath, write("rev.pem", &pem.Block{Type: "CERTIFICATE", Bytes: good.CA.Raw}), ErrKeyMismatch, "VaultPAM Test Root CA"},
 	}
