@@ -195,11 +195,13 @@ func (v *healthView) draw(a *App) page {
 		blank())
 	iface := h.set.Interface
 	netLine := iface + " not found"
+	leased := false // with DHCP: the interface has an IPv4 address
 	for _, l := range h.links {
 		if l.Name == iface {
 			var ads []string
 			for _, p := range l.Addrs {
 				ads = append(ads, p.String())
+				leased = leased || p.Addr().Is4()
 			}
 			netLine = fmt.Sprintf("%s %s %s", l.Name, l.State(), orDefault(strings.Join(ads, " "), "no address"))
 		}
@@ -210,8 +212,8 @@ func (v *healthView) draw(a *App) page {
 	}
 	body = append(body,
 		kv("Network ("+how+")", netLine),
-		kv("Gateway", gatewayLine(h.gateway, h.set.DHCP)),
-		kv("DNS servers", dnsLine(h.set, h.dns)),
+		kv("Gateway", gatewayLine(h.gateway, h.set.DHCP, leased)),
+		kv("DNS servers", dnsLine(h.set, h.dns, leased)),
 		kv("NTP", orDefault(strings.Join(settings.SplitList(h.set.NTP), ", "), "from DHCP/default")+", "+orDefault(h.ntp, "...")),
 		kv("Hostname", orDash(h.set.Hostname)),
 		kv("DATA partition", orDefault(h.data, "...")),
@@ -250,10 +252,12 @@ func (v *healthView) key(a *App, k screen.Key) {
 
 // gatewayLine says "none" so that, with DHCP, the operator knows it is the
 // DHCP server that sent no router (QEMU's restricted network, for one).
-func gatewayLine(gw string, dhcp bool) string {
+func gatewayLine(gw string, dhcp, leased bool) string {
 	switch {
 	case gw != "":
 		return gw
+	case dhcp && !leased:
+		return "none yet: waiting for a DHCP lease"
 	case dhcp:
 		return "none: the DHCP server sent no router"
 	}
@@ -262,11 +266,16 @@ func gatewayLine(gw string, dhcp bool) string {
 
 // dnsLine shows typed servers as typed; with DHCP the servers the resolver
 // got, because "from DHCP" does not help someone chasing a DNS failure.
-func dnsLine(s settings.Settings, live string) string {
+func dnsLine(s settings.Settings, live string, leased bool) string {
 	if typed := settings.SplitList(s.DNS); len(typed) > 0 {
 		return strings.Join(typed, ", ")
 	}
+	if !s.DHCP {
+		return "none typed"
+	}
 	switch {
+	case !leased && (live == "" || live == "none"):
+		return "none yet: waiting for a DHCP lease"
 	case live == "": // not read yet
 		return "from DHCP"
 	case strings.HasPrefix(live, "unknown"):

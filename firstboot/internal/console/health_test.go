@@ -238,6 +238,13 @@ type noGatewayNet struct{ fakeNet }
 
 func (noGatewayNet) DefaultGateway() (string, error) { return "", nil }
 
+// noAddressNet: the link is up but DHCP has not answered yet.
+type noAddressNet struct{ noGatewayNet }
+
+func (noAddressNet) Links() ([]netinfo.Link, error) {
+	return []netinfo.Link{{Name: "eth0", MAC: "00:50:56:a1:b2:c3", Up: true, Carrier: true}}, nil
+}
+
 // TestHealthDHCPShowsWhatDHCPGave: with DHCP the screen shows the DNS
 // servers the resolver got, and says plainly when DHCP sent no router or
 // no DNS server instead of a bare "none" or "from DHCP".
@@ -248,6 +255,7 @@ func TestHealthDHCPShowsWhatDHCPGave(t *testing.T) {
 	}{
 		{"router and dns", "10.0.2.3, 10.0.2.4", "192.0.2.1", "10.0.2.3, 10.0.2.4 (from DHCP)", fakeNet{}},
 		{"neither", "none", "none: the DHCP server sent no router", "none: DHCP sent none, names will not resolve", noGatewayNet{}},
+		{"no lease yet", "none", "none yet: waiting for a DHCP lease", "none yet: waiting for a DHCP lease", noAddressNet{}},
 		{"resolver down", "unknown (systemd-resolved is not running)", "192.0.2.1", "from DHCP, unknown (systemd-resolved is not running)", fakeNet{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
