@@ -194,6 +194,7 @@ func (c *Client) connectAndServe(ctx context.Context) (up bool, err error) {
 		s.LastSuccess = now
 		s.LastHeartbeat = now
 		s.HeartbeatInterval = interval
+		s.RTT = 0 // the last tunnel's; a ping sets this one's at once
 		s.Attempt = 0
 		s.NextRetry = time.Time{}
 	})

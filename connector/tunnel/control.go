@@ -156,7 +156,7 @@ func (cn *conn) heartbeats(ctx context.Context, interval time.Duration, errs <-c
 			return
 		}
 		c.mu.Lock()
-		if c.cur == cn {
+		if c.cur == cn && c.status.RTT == 0 { // a heartbeat's answer is newer
 			c.status.RTT = rtt
 		}
 		c.mu.Unlock()
