@@ -152,7 +152,8 @@ func WriteFileAtomic(path string, body []byte, mode os.FileMode) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	defer os.Remove(f.Name())
-	if _, err := f.Write(body); err == nil {
+	_, err = f.Write(body)
+	if err == nil {
 		err = f.Chmod(mode)
 	}
 	if err == nil {
