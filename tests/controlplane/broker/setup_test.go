@@ -3,7 +3,6 @@ package broker_test
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"log/slog"
 	"os"
 	"sync"
@@ -185,7 +184,3 @@ func (l *lab) endsFor(id string) []broker.SessionEnd {
 	return out
 }
 
-func isTimeout(err error) bool {
-	var ne interface{ Timeout() bool }
-	return errors.As(err, &ne) && ne.Timeout()
-}
