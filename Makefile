@@ -28,12 +28,14 @@ export VAULTPAM_DISK   := $(BUILD)/disk.raw
 export VAULTPAM_BUILD  := $(BUILD)
 
 TESTPKGS ?= ./...
+# staticcheck, pinned, built from the Go module proxy by `make lint`.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 COMMANDS := connector/cmd/vaultpam-connector firstboot/cmd/vaultpam-console \
 	tests/cmd/vaultpam-lab packer/cmd/packer-plugin-vaultpam appliance/cmd/vaultpam-image \
 	signing/cmd/vaultpam-sign
 
-.PHONY: help deps build tools image ova test bench e2e clean
+.PHONY: help deps build tools image ova lint test bench e2e clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -70,7 +72,11 @@ ova: deps build tools ## build the signed OVA into dist/ with Packer
 	$(TOOLS)/packer build -force -color=false \
 	  -var version=$(VERSION) -var bin_dir=$(BIN) -var build_dir=$(BUILD) -var dist_dir=$(DIST) packer/
 
-test: deps build tools image ## run every test (unit, integration, image, boot); installs what it needs
+lint: ## go vet and staticcheck over the whole tree (staticcheck pinned, from the Go module proxy)
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+test: deps build tools image lint ## run every test (unit, integration, image, boot) after lint; installs what it needs
 	@echo "go test ./... (full log in build/test.log)"
 	@rc=0; $(GO) test -v -p 2 -timeout 75m $(TESTPKGS) > $(BUILD)/test.log 2>&1 || rc=$$?; \
 	  grep -E '^(ok|FAIL|panic:|\?) ' $(BUILD)/test.log || true; \
