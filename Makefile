@@ -80,7 +80,7 @@ test: deps build tools image lint ## run every test (unit, integration, image, b
 	@echo "go test ./... (full log in build/test.log)"
 	@rc=0; $(GO) test -v -p 2 -timeout 75m $(TESTPKGS) > $(BUILD)/test.log 2>&1 || rc=$$?; \
 	  grep -E '^(ok|FAIL|panic:|\?) ' $(BUILD)/test.log || true; \
-	  echo "skipped, with reasons:"; awk '/^ *--- SKIP/ { name = $$3; getline; if ($$0 ~ /^ *(===|---)/) $$0 = "(helper, no reason printed)"; sub(/^ +/, ""); print "  " name ": " $$0 }' $(BUILD)/test.log; \
+	  echo "skipped, with reasons:"; awk '/^ *=== (RUN|CONT|PAUSE|NAME)/ { reason = ""; next } /^ *--- SKIP/ { print "  " $$3 ": " (reason != "" ? reason : "(no reason printed)"); reason = ""; next } { r = $$0; sub(/^ +/, "", r); reason = r }' $(BUILD)/test.log; \
 	  if [ $$rc -ne 0 ]; then echo "failures:"; grep -vE '^(=== (RUN|PAUSE|CONT|NAME)| *--- (PASS|SKIP))' $(BUILD)/test.log | grep -B2 -A40 -E -- '--- FAIL|^panic:|^FAIL' | head -400 || true; fi; \
 	  echo "tests: $$(grep -cE '^ *--- PASS' $(BUILD)/test.log) passed, $$(grep -cE '^ *--- FAIL' $(BUILD)/test.log) failed, $$(grep -cE '^ *--- SKIP' $(BUILD)/test.log) skipped"; \
 	  exit $$rc
