@@ -49,6 +49,11 @@ func (a *app) run(ctx context.Context) int {
 		"verify": a.verify, "verify-blob": a.verifyBlob, "generate-key-pair": a.generate,
 		"sign": a.sign, "sbom": a.sbom,
 	}
+	switch a.Args[0] {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(a.Stdout, usage)
+		return 0
+	}
 	cmd, ok := cmds[a.Args[0]]
 	if !ok {
 		fmt.Fprintf(a.Stderr, "vaultpam-sign: error: unknown command %q\n%s", a.Args[0], usage)

@@ -90,3 +90,12 @@ func TestErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestHelp(t *testing.T) {
+	for _, arg := range []string{"help", "-h", "--help"} {
+		code, stdout, stderr := runApp(t, nil, arg)
+		if code != 0 || !strings.Contains(stdout, "usage:") || stderr != "" {
+			t.Errorf("vaultpam-sign %s = %d, stdout %q, stderr %q; want 0 and the usage on stdout", arg, code, stdout, stderr)
+		}
+	}
+}
