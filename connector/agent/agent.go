@@ -172,7 +172,11 @@ func (a *Agent) transition(to State, reason, hint string) bool {
 	tr := Transition{From: from, To: to, Reason: reason}
 	a.history = append(a.history, tr)
 	a.mu.Unlock()
-	a.log.Info("state", "from", from.String(), "to", to.String(), "reason", reason)
+	if from == to {
+		a.log.Info("state unchanged, new reason", "state", to.String(), "reason", reason)
+	} else {
+		a.log.Info("state", "from", from.String(), "to", to.String(), "reason", reason)
+	}
 	a.notify("STATUS=" + statusLine(to, reason))
 	if a.opt.OnTransition != nil {
 		a.opt.OnTransition(tr)
