@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -87,29 +86,18 @@ func size(b uint64) string {
 	return fmt.Sprintf("%d KiB", b>>10)
 }
 
-// imageInfo reads the image version from /usr/lib/vaultpam/image.json or
-// /etc/os-release and the slot from the kernel command line.
+// imageInfo reads the image version from /etc/os-release (the image build
+// writes IMAGE_VERSION there) and the slot from the kernel command line.
 func imageInfo(root string) string {
 	version := ""
-	if b, err := os.ReadFile(filepath.Join(root, "usr/lib/vaultpam/image.json")); err == nil {
-		var j struct {
-			Version string `json:"version"`
-			Slot    string `json:"slot"`
-		}
-		if json.Unmarshal(b, &j) == nil {
-			version = j.Version
-		}
-	}
-	if version == "" {
-		if b, err := os.ReadFile(filepath.Join(root, "etc/os-release")); err == nil {
-			kv := map[string]string{}
-			for _, l := range strings.Split(string(b), "\n") {
-				if k, v, ok := strings.Cut(l, "="); ok {
-					kv[k] = strings.Trim(v, `"`)
-				}
+	if b, err := os.ReadFile(filepath.Join(root, "etc/os-release")); err == nil {
+		kv := map[string]string{}
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, "="); ok {
+				kv[k] = strings.Trim(v, `"`)
 			}
-			version = firstOf(kv["IMAGE_VERSION"], kv["VERSION_ID"], kv["PRETTY_NAME"])
 		}
+		version = firstOf(kv["IMAGE_VERSION"], kv["VERSION_ID"], kv["PRETTY_NAME"])
 	}
 	slot := "unknown"
 	if b, err := os.ReadFile(filepath.Join(root, "proc/cmdline")); err == nil {
