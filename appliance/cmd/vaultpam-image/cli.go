@@ -36,7 +36,9 @@ func run(ctx context.Context, c cli) int {
 		if len(c.Args) > 0 && (c.Args[0] == "-h" || c.Args[0] == "--help" || c.Args[0] == "help") {
 			fmt.Fprint(c.Stdout, usage)
 			o := image.DefaultOptions()
-			newFlags(c.Stdout, &o).PrintDefaults()
+			o.Rootfs.Version = version
+			fs, _, _ := newFlags(c.Stdout, &o)
+			fs.PrintDefaults()
 			return 0
 		}
 		fmt.Fprintln(c.Stderr, "vaultpam-image: error: missing or unknown command")
@@ -45,9 +47,7 @@ func run(ctx context.Context, c cli) int {
 	}
 	o := image.DefaultOptions()
 	o.Rootfs.Version = version
-	fs := newFlags(c.Stderr, &o)
-	cache := fs.String("cache", "", "package-stage cache `dir` (default OUT/cache)")
-	work := fs.String("work", "", "scratch `dir` (default OUT/work)")
+	fs, cache, work := newFlags(c.Stderr, &o)
 	if err := fs.Parse(c.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -81,8 +81,10 @@ func run(ctx context.Context, c cli) int {
 	return 0
 }
 
-func newFlags(out io.Writer, o *image.Options) *flag.FlagSet {
-	fs := flag.NewFlagSet("vaultpam-image build", flag.ContinueOnError)
+// newFlags declares the build flags over o; cache and work are the two
+// directories whose defaults depend on -out.
+func newFlags(out io.Writer, o *image.Options) (fs *flag.FlagSet, cache, work *string) {
+	fs = flag.NewFlagSet("vaultpam-image build", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&o.Rootfs.BinDir, "bin", o.Rootfs.BinDir, "`dir` with vaultpam-connector and vaultpam-console")
 	fs.StringVar(&o.OutDir, "out", o.OutDir, "output `dir`")
@@ -90,5 +92,7 @@ func newFlags(out io.Writer, o *image.Options) *flag.FlagSet {
 	fs.Int64Var(&o.Rootfs.SourceDateEpoch, "source-date-epoch", o.Rootfs.SourceDateEpoch, "timestamp of every file (default $SOURCE_DATE_EPOCH)")
 	fs.StringVar(&o.Rootfs.Mirror, "mirror", o.Rootfs.Mirror, "Debian mirror `URL` (a snapshot pins package versions)")
 	fs.StringVar(&o.ExtraCmdline, "extra-cmdline", "", "`args` appended to the kernel command line")
-	return fs
+	cache = fs.String("cache", "", "package-stage cache `dir` (default OUT/cache)")
+	work = fs.String("work", "", "scratch `dir` (default OUT/work)")
+	return fs, cache, work
 }

@@ -17,6 +17,7 @@ func TestRunUsage(t *testing.T) {
 		{nil, 2, "", "hint: run `vaultpam-image build"},
 		{[]string{"frobnicate"}, 2, "", "error: missing or unknown command"},
 		{[]string{"--help"}, 0, "-source-date-epoch", ""},
+		{[]string{"--help"}, 0, "package-stage cache", ""}, // the same flags as build --help
 		{[]string{"build", "--out", ""}, 2, "", "output dir is empty"},
 		{[]string{"build", "--no-such-flag"}, 2, "", "flag provided but not defined"},
 	}
