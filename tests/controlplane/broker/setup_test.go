@@ -183,4 +183,3 @@ func (l *lab) endsFor(id string) []broker.SessionEnd {
 	}
 	return out
 }
-
