@@ -274,12 +274,12 @@ func fmtAddrs(as []netip.AddrPort) string {
 // Copy buffers. An idle session blocks in Read holding only its small
 // buffer; a session moving data switches to a pooled large one and gives
 // it back once reads get small again, so 1,000 idle sessions cost little
-// memory and a bulk stream moves up to 256 KiB per read: one write system
-// call to the target per 256 KiB (64 KiB cost ~10% more CPU per MiB in
-// tests/bench), and a frame that size back through the tunnel.
+// memory and a bulk stream moves a whole frame per read: one write system
+// call to the target per protocol.TunnelMaxFrame, and frames that size back
+// through the tunnel.
 const (
 	smallBuf = 2 << 10
-	largeBuf = 256 << 10
+	largeBuf = protocol.TunnelMaxFrame
 )
 
 var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}

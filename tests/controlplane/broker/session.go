@@ -242,10 +242,8 @@ func (s *Session) Read(p []byte) (int, error) {
 }
 
 // maxFrame caps one yamux data frame, so a large Write does not hold the
-// tunnel's send loop (and the other sessions' frames) for long: 256 KiB
-// is ~0.3 ms of encryption and one write system call on loopback (see
-// protocol.BatchConn), the same size the connector relays with.
-const maxFrame = 256 << 10
+// tunnel's send loop (and the other sessions' frames) for long.
+const maxFrame = protocol.TunnelMaxFrame
 
 // Write writes bytes to the target.
 func (s *Session) Write(p []byte) (int, error) {
