@@ -32,7 +32,7 @@ TESTPKGS ?= ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 COMMANDS := connector/cmd/vaultpam-connector firstboot/cmd/vaultpam-console \
-	tests/cmd/vaultpam-lab packer/cmd/packer-plugin-vaultpam appliance/cmd/vaultpam-image \
+	lab/cmd/vaultpam-lab packer/cmd/packer-plugin-vaultpam appliance/cmd/vaultpam-image \
 	signing/cmd/vaultpam-sign
 
 .PHONY: help deps build tools image ova lint test bench e2e clean

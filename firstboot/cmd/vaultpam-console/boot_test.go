@@ -18,7 +18,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/vaultpam/appliance/appliance/image"
-	"github.com/vaultpam/appliance/tests/controlplane"
+	"github.com/vaultpam/appliance/lab"
 	"github.com/vaultpam/appliance/tests/qemu"
 )
 
@@ -156,10 +156,10 @@ func TestBootWizardEnrols(t *testing.T) {
 }
 
 // startLabIn runs the lab control plane listening on labAddr inside ns.
-func startLabIn(t *testing.T, ns, state string) *controlplane.Lab {
+func startLabIn(t *testing.T, ns, state string) *lab.ControlPlane {
 	t.Helper()
 	type result struct {
-		lab *controlplane.Lab
+		lab *lab.ControlPlane
 		err error
 	}
 	ch := make(chan result, 1)
@@ -186,7 +186,7 @@ func startLabIn(t *testing.T, ns, state string) *controlplane.Lab {
 				runtime.UnlockOSThread()
 			}
 		}()
-		lab, err := controlplane.NewLab(controlplane.LabConfig{Authority: controlplane.DefaultConfig(state), Listen: labAddr})
+		lab, err := lab.New(lab.Config{Authority: lab.DefaultAuthorityConfig(state), Listen: labAddr})
 		ch <- result{lab, err}
 	}()
 	r := <-ch

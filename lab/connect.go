@@ -1,4 +1,4 @@
-package controlplane
+package lab
 
 import (
 	"bufio"
@@ -14,7 +14,7 @@ import (
 	"sync"
 
 	"github.com/vaultpam/appliance/connector/protocol"
-	"github.com/vaultpam/appliance/tests/controlplane/broker"
+	"github.com/vaultpam/appliance/lab/broker"
 )
 
 // Sessions for `vaultpam-lab connect` go over the admin socket:
@@ -59,7 +59,7 @@ type Refused struct{ ConnectError }
 
 func (e *Refused) Error() string { return e.ConnectError.Error }
 
-func (l *Lab) serveConnect(w http.ResponseWriter, r *http.Request) {
+func (l *ControlPlane) serveConnect(w http.ResponseWriter, r *http.Request) {
 	sess, err := l.Connect(r.Context(), r.URL.Query().Get("resource"))
 	if err != nil {
 		ce := ConnectError{Error: err.Error()}

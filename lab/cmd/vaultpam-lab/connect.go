@@ -7,7 +7,7 @@ import (
 	"io"
 	"net"
 
-	"github.com/vaultpam/appliance/tests/controlplane"
+	"github.com/vaultpam/appliance/lab"
 )
 
 // cmdConnect opens a session to a resource through the running serve:
@@ -25,7 +25,7 @@ func cmdConnect(ctx context.Context, env Env, args []string) error {
 	if *dir == "" || *res == "" {
 		return usageError{"connect needs --state DIR and --resource NAME"}
 	}
-	ac, err := controlplane.DialAdmin(*dir)
+	ac, err := lab.DialAdmin(*dir)
 	if err != nil {
 		return hinted{fmt.Errorf("no lab server answers on %s: %w", *dir, err), "start it with `vaultpam-lab serve --state " + *dir + "`"}
 	}
@@ -66,7 +66,7 @@ func cmdConnect(ctx context.Context, env Env, args []string) error {
 }
 
 func explain(err error) error {
-	var r *controlplane.Refused
+	var r *lab.Refused
 	if errors.As(err, &r) && r.Reason != "" {
 		return fmt.Errorf("session refused (%s): %s", r.Reason, r.ConnectError.Error)
 	}
@@ -75,7 +75,7 @@ func explain(err error) error {
 
 // pipe relays in → session and session → out with half-close; it returns
 // the session's end reason when the session was cut.
-func pipe(s *controlplane.ConnectStream, in io.Reader, out io.Writer) error {
+func pipe(s *lab.ConnectStream, in io.Reader, out io.Writer) error {
 	defer s.Close()
 	go func() {
 		io.Copy(s, in)

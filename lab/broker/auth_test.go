@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/tunnel"
-	"github.com/vaultpam/appliance/tests/controlplane/broker/brokertest"
+	"github.com/vaultpam/appliance/lab/broker/brokertest"
 )
 
 // countDials wraps the client's dialer and counts connection attempts.

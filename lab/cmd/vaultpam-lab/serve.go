@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/vaultpam/appliance/tests/controlplane"
+	"github.com/vaultpam/appliance/lab"
 )
 
 func cmdServe(ctx context.Context, env Env, args []string) error {
@@ -28,27 +28,27 @@ func cmdServe(ctx context.Context, env Env, args []string) error {
 		return usageError{"--heartbeat-interval must be positive"}
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
-	cfg := controlplane.DefaultConfig(*dir)
+	cfg := lab.DefaultAuthorityConfig(*dir)
 	cfg.CertTTL = *certTTL
-	lab, err := controlplane.NewLab(controlplane.LabConfig{Authority: cfg, Listen: *listen, HeartbeatInterval: *hb, Logger: log})
+	cp, err := lab.New(lab.Config{Authority: cfg, Listen: *listen, HeartbeatInterval: *hb, Logger: log})
 	if err != nil {
 		return hinted{err, "another `vaultpam-lab serve` may be running on this directory, or the port is taken"}
 	}
-	defer lab.Close()
-	aln, err := controlplane.ListenAdmin(*dir)
+	defer cp.Close()
+	aln, err := lab.ListenAdmin(*dir)
 	if err != nil {
 		return err
 	}
-	adm := &http.Server{Handler: controlplane.AdminHandler(lab.Authority, lab.AdminRoutes)}
+	adm := &http.Server{Handler: lab.AdminHandler(cp.Authority, cp.AdminRoutes)}
 	go adm.Serve(aln)
 	defer adm.Close()
-	if err := os.WriteFile(filepath.Join(*dir, "url"), []byte(lab.URL()+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(*dir, "url"), []byte(cp.URL()+"\n"), 0o644); err != nil {
 		return err
 	}
-	log.Info("lab control plane serving", "url", lab.URL(), "ca", filepath.Join(*dir, "ca.pem"), "heartbeat_interval", *hb)
-	fmt.Fprintf(env.Stdout, "serving %s (CA %s)\n", lab.URL(), filepath.Join(*dir, "ca.pem"))
+	log.Info("lab control plane serving", "url", cp.URL(), "ca", filepath.Join(*dir, "ca.pem"), "heartbeat_interval", *hb)
+	fmt.Fprintf(env.Stdout, "serving %s (CA %s)\n", cp.URL(), filepath.Join(*dir, "ca.pem"))
 	if env.Ready != nil {
-		env.Ready(lab.URL())
+		env.Ready(cp.URL())
 	}
 	<-ctx.Done()
 	log.Info("lab control plane stopping")

@@ -1,4 +1,4 @@
-package controlplane
+package lab
 
 import (
 	"crypto/ecdsa"
@@ -32,7 +32,7 @@ func (c *fakeClock) Add(d time.Duration) {
 func openTest(t *testing.T) (*Authority, *fakeClock) {
 	t.Helper()
 	clk := &fakeClock{t: time.Now()}
-	cfg := DefaultConfig(t.TempDir())
+	cfg := DefaultAuthorityConfig(t.TempDir())
 	cfg.Now = clk.Now
 	a, err := OpenAuthority(cfg)
 	if err != nil {
@@ -229,11 +229,11 @@ func TestRecoveryRebindsAndRevokes(t *testing.T) {
 
 func TestStatePersistsAndLocks(t *testing.T) {
 	dir := t.TempDir()
-	a, err := OpenAuthority(DefaultConfig(dir))
+	a, err := OpenAuthority(DefaultAuthorityConfig(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenAuthority(DefaultConfig(dir)); !errors.Is(err, ErrStateLocked) {
+	if _, err := OpenAuthority(DefaultAuthorityConfig(dir)); !errors.Is(err, ErrStateLocked) {
 		t.Fatalf("second OpenAuthority = %v, want ErrStateLocked", err)
 	}
 	tok, _ := a.CreateToken("a", 0)
@@ -243,7 +243,7 @@ func TestStatePersistsAndLocks(t *testing.T) {
 	caPEM := a.CA().CertPEM
 	a.Close()
 
-	b, err := OpenAuthority(DefaultConfig(dir))
+	b, err := OpenAuthority(DefaultAuthorityConfig(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

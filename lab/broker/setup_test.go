@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/tunnel"
-	"github.com/vaultpam/appliance/tests/controlplane/broker"
-	"github.com/vaultpam/appliance/tests/controlplane/broker/brokertest"
+	"github.com/vaultpam/appliance/lab/broker"
+	"github.com/vaultpam/appliance/lab/broker/brokertest"
 )
 
 // lab is a broker on loopback TLS, a tunnel client for connector "c1"

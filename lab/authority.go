@@ -1,4 +1,4 @@
-package controlplane
+package lab
 
 import (
 	"crypto/ecdsa"
@@ -24,9 +24,9 @@ import (
 	"github.com/vaultpam/appliance/connector/protocol"
 )
 
-// Config configures an Authority. The zero value is usable after
+// AuthorityConfig configures an Authority. The zero value is usable after
 // DefaultConfig's defaults are applied by OpenAuthority.
-type Config struct {
+type AuthorityConfig struct {
 	// StateDir holds ca.pem, ca-key.pem and state.json. Required.
 	StateDir string
 	// TokenTTL is how long a new token stays valid; 0 means 1 h.
@@ -41,8 +41,8 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults for the given state directory.
-func DefaultConfig(stateDir string) Config {
-	return Config{StateDir: stateDir, TokenTTL: time.Hour, CertTTL: 7 * 24 * time.Hour, ChallengeTTL: 5 * time.Minute, Now: time.Now, Rand: rand.Reader}
+func DefaultAuthorityConfig(stateDir string) AuthorityConfig {
+	return AuthorityConfig{StateDir: stateDir, TokenTTL: time.Hour, CertTTL: 7 * 24 * time.Hour, ChallengeTTL: 5 * time.Minute, Now: time.Now, Rand: rand.Reader}
 }
 
 // APIError is an enrolment error with its wire code.
@@ -66,7 +66,7 @@ var ErrStateLocked = errors.New("lab state directory is in use by another proces
 // It is safe for concurrent use. Only one Authority may hold a state
 // directory at a time (flock on DIR/lock).
 type Authority struct {
-	cfg  Config
+	cfg  AuthorityConfig
 	ca   *CA
 	lock *os.File
 
@@ -84,8 +84,8 @@ type challenge struct {
 }
 
 // OpenAuthority opens (or initialises) the state in cfg.StateDir.
-func OpenAuthority(cfg Config) (*Authority, error) {
-	def := DefaultConfig(cfg.StateDir)
+func OpenAuthority(cfg AuthorityConfig) (*Authority, error) {
+	def := DefaultAuthorityConfig(cfg.StateDir)
 	if cfg.TokenTTL == 0 {
 		cfg.TokenTTL = def.TokenTTL
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/tunnel"
-	"github.com/vaultpam/appliance/tests/controlplane/broker"
+	"github.com/vaultpam/appliance/lab/broker"
 )
 
 // TestSessionBytesUnchanged sends 1 B to 100 MiB through a session to an

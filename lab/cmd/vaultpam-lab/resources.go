@@ -1,6 +1,6 @@
 package main
 
-import "github.com/vaultpam/appliance/tests/controlplane"
+import "github.com/vaultpam/appliance/lab"
 
 func cmdResourcesAdd(env Env, args []string) error {
 	fs := newFlags(env, "resources add")
@@ -16,5 +16,5 @@ func cmdResourcesAdd(env Env, args []string) error {
 		return err
 	}
 	defer done()
-	return a.AddResource(controlplane.Resource{Name: *name, Address: *addr, Connector: *conn})
+	return a.AddResource(lab.Resource{Name: *name, Address: *addr, Connector: *conn})
 }

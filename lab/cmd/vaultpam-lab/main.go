@@ -1,5 +1,5 @@
-// Command vaultpam-lab runs the lab control plane (tests/controlplane) and
-// operates it: tokens, connectors, resources. See tests/controlplane/README.md.
+// Command vaultpam-lab runs the lab control plane (lab) and
+// operates it: tokens, connectors, resources. See lab/README.md.
 package main
 
 import (

@@ -11,8 +11,8 @@ import (
 
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/tunnel"
-	"github.com/vaultpam/appliance/tests/controlplane/broker"
-	"github.com/vaultpam/appliance/tests/controlplane/broker/brokertest"
+	"github.com/vaultpam/appliance/lab/broker"
+	"github.com/vaultpam/appliance/lab/broker/brokertest"
 )
 
 // freezer hands out connections whose traffic can be blocked, like a

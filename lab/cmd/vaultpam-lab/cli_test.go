@@ -14,7 +14,7 @@ import (
 	"github.com/vaultpam/appliance/connector/protocol"
 )
 
-func lab(t *testing.T, args ...string) (string, string, int) {
+func runLab(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := Main(context.Background(), Env{Stdout: &out, Stderr: &errb, Args: args})
@@ -56,7 +56,7 @@ func TestLabCommandsThroughServe(t *testing.T) {
 		t.Errorf("admin socket mode wrong: %v", fi)
 	}
 
-	out, errs, code := lab(t, "token", "create", "--state", dir, "--name", "dc1")
+	out, errs, code := runLab(t, "token", "create", "--state", dir, "--name", "dc1")
 	tok := strings.TrimSpace(out)
 	if code != 0 || len(tok) != 23 || strings.Count(tok, "-") != 3 {
 		t.Fatalf("token create = %q (%d) %s", out, code, errs)
@@ -73,7 +73,7 @@ func TestLabCommandsThroughServe(t *testing.T) {
 		t.Fatalf("enrol with the printed token: %v", err)
 	}
 
-	out, _, code = lab(t, "connectors", "--state", dir, "--json")
+	out, _, code = runLab(t, "connectors", "--state", dir, "--json")
 	var cs []map[string]any
 	if err := json.Unmarshal([]byte(out), &cs); err != nil || code != 0 || len(cs) != 1 {
 		t.Fatalf("connectors --json = %q: %v", out, err)
@@ -87,7 +87,7 @@ func TestLabCommandsThroughServe(t *testing.T) {
 		t.Errorf("connector = %v, want %s pending", cs[0], id.ConnectorID)
 	}
 
-	out, _, code = lab(t, "token", "recover", "--state", dir, "--connector", id.ConnectorID)
+	out, _, code = runLab(t, "token", "recover", "--state", dir, "--connector", id.ConnectorID)
 	if code != 0 {
 		t.Fatalf("token recover failed")
 	}
@@ -99,16 +99,16 @@ func TestLabCommandsThroughServe(t *testing.T) {
 		t.Errorf("old identity after recovery: WhoAmI = %v, want cert_revoked", err)
 	}
 
-	if _, errs, code := lab(t, "resources", "add", "--state", dir, "--name", "db", "--address", "127.0.0.1:5432", "--connector", id.ConnectorID); code != 0 {
+	if _, errs, code := runLab(t, "resources", "add", "--state", dir, "--name", "db", "--address", "127.0.0.1:5432", "--connector", id.ConnectorID); code != 0 {
 		t.Errorf("resources add: %d %s", code, errs)
 	}
-	if _, errs, code := lab(t, "resources", "add", "--state", dir, "--name", "db", "--address", "nope", "--connector", "conn-x"); code == 0 || !strings.Contains(errs, "HOST:PORT") || !strings.Contains(errs, "conn-x") {
+	if _, errs, code := runLab(t, "resources", "add", "--state", dir, "--name", "db", "--address", "nope", "--connector", "conn-x"); code == 0 || !strings.Contains(errs, "HOST:PORT") || !strings.Contains(errs, "conn-x") {
 		t.Errorf("bad resource accepted or not explained: %d %s", code, errs)
 	}
-	if _, _, code := lab(t, "revoke", "--state", dir, "--connector", id.ConnectorID); code != 0 {
+	if _, _, code := runLab(t, "revoke", "--state", dir, "--connector", id.ConnectorID); code != 0 {
 		t.Error("revoke failed")
 	}
-	out, _, _ = lab(t, "connectors", "--state", dir)
+	out, _, _ = runLab(t, "connectors", "--state", dir)
 	if !strings.Contains(out, "revoked") {
 		t.Errorf("connectors after revoke:\n%s", out)
 	}
@@ -117,7 +117,7 @@ func TestLabCommandsThroughServe(t *testing.T) {
 // Without a running serve, the commands use the state directory directly.
 func TestLabCommandsWithoutServe(t *testing.T) {
 	dir := t.TempDir()
-	out, errs, code := lab(t, "token", "create", "--state", dir, "--name", "dc1", "--ttl", "5m")
+	out, errs, code := runLab(t, "token", "create", "--state", dir, "--name", "dc1", "--ttl", "5m")
 	tok := strings.TrimSpace(out)
 	if code != 0 || len(tok) != 23 {
 		t.Fatalf("token create = %q %d %s", out, code, errs)
@@ -126,7 +126,7 @@ func TestLabCommandsWithoutServe(t *testing.T) {
 	if strings.Contains(string(st), tok) || strings.Contains(string(st), strings.ReplaceAll(tok, "-", "")) {
 		t.Error("token stored in clear")
 	}
-	out, _, code = lab(t, "connectors", "--state", dir, "--json")
+	out, _, code = runLab(t, "connectors", "--state", dir, "--json")
 	if code != 0 || strings.TrimSpace(out) != "[]" {
 		t.Errorf("connectors = %q", out)
 	}
@@ -134,7 +134,7 @@ func TestLabCommandsWithoutServe(t *testing.T) {
 
 func TestLabUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{}, {"nope"}, {"token", "create", "--state", t.TempDir()}, {"token", "recover", "--state", t.TempDir()}, {"serve"}, {"connectors"}} {
-		if _, errs, code := lab(t, args...); code != 2 || !strings.Contains(errs, "usage") {
+		if _, errs, code := runLab(t, args...); code != 2 || !strings.Contains(errs, "usage") {
 			t.Errorf("%q: exit %d\n%s", args, code, errs)
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"sync"
 
 	"github.com/vaultpam/appliance/connector/protocol"
-	"github.com/vaultpam/appliance/tests/controlplane/broker"
+	"github.com/vaultpam/appliance/lab/broker"
 )
 
 // ServerTLS returns the control plane's TLS config: TLS 1.3 only for the

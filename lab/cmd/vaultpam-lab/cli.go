@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vaultpam/appliance/tests/controlplane"
+	"github.com/vaultpam/appliance/lab"
 )
 
 // Env is the outside world of one invocation; tests fill it in.
@@ -101,14 +101,14 @@ func newFlags(env Env, name string) *flag.FlagSet {
 
 // admin reaches the state in dir: through a running serve if there is
 // one, else directly (taking the state lock). close releases it.
-func admin(dir string) (a controlplane.Admin, close func(), err error) {
+func admin(dir string) (a lab.Admin, close func(), err error) {
 	if dir == "" {
 		return nil, nil, usageError{"--state DIR is required"}
 	}
-	if c, err := controlplane.DialAdmin(dir); err == nil {
+	if c, err := lab.DialAdmin(dir); err == nil {
 		return c, func() {}, nil
 	}
-	au, err := controlplane.OpenAuthority(controlplane.DefaultConfig(dir))
+	au, err := lab.OpenAuthority(lab.DefaultAuthorityConfig(dir))
 	if err != nil {
 		return nil, nil, hinted{err, "if `vaultpam-lab serve` runs on this directory, its admin socket did not answer; restart it"}
 	}

@@ -1,4 +1,4 @@
-package controlplane
+package lab
 
 import (
 	"crypto/x509"
@@ -11,7 +11,7 @@ import (
 // included.
 type TestServer struct {
 	*Server
-	Lab       *Lab
+	Lab       *ControlPlane
 	Authority *Authority
 	StateDir  string
 	CAFile    string // PEM of the CA, for connector configs
@@ -19,26 +19,26 @@ type TestServer struct {
 }
 
 // TestOption adjusts a test server's config before it starts.
-type TestOption func(*LabConfig)
+type TestOption func(*Config)
 
 // WithNow sets the authority's clock.
 func WithNow(now func() time.Time) TestOption {
-	return func(c *LabConfig) { c.Authority.Now = now }
+	return func(c *Config) { c.Authority.Now = now }
 }
 
 // WithHeartbeat sets the heartbeat interval connectors are told to use.
 func WithHeartbeat(d time.Duration) TestOption {
-	return func(c *LabConfig) { c.HeartbeatInterval = d }
+	return func(c *Config) { c.HeartbeatInterval = d }
 }
 
 // WithCertTTL sets the lifetime of issued client certificates.
 func WithCertTTL(d time.Duration) TestOption {
-	return func(c *LabConfig) { c.Authority.CertTTL = d }
+	return func(c *Config) { c.Authority.CertTTL = d }
 }
 
 // WithListen sets the listen address (to restart on the same port).
 func WithListen(addr string) TestOption {
-	return func(c *LabConfig) { c.Listen = addr }
+	return func(c *Config) { c.Listen = addr }
 }
 
 // NewTest starts a lab control plane with a fresh state directory under
@@ -52,11 +52,11 @@ func NewTest(t testing.TB, opts ...TestOption) *TestServer {
 // plane on the state of a previous one.
 func NewTestAt(t testing.TB, dir string, opts ...TestOption) *TestServer {
 	t.Helper()
-	cfg := LabConfig{Authority: DefaultConfig(dir)}
+	cfg := Config{Authority: DefaultAuthorityConfig(dir)}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	l, err := NewLab(cfg)
+	l, err := New(cfg)
 	if err != nil {
 		t.Fatalf("starting lab control plane: %v", err)
 	}

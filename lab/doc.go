@@ -1,4 +1,4 @@
-// Package controlplane is the lab control plane: a small, real stand-in for
+// Package lab is the lab control plane: a small, real stand-in for
 // the VaultPAM control plane that tests and developers run on loopback.
 //
 // An Authority holds the enrolment state in a directory: a CA (ECDSA P-256,
@@ -13,5 +13,5 @@
 // certificate, the tunnel, handed to a TunnelHandler (the broker).
 //
 // NewTest starts one on 127.0.0.1:0 for a test. The vaultpam-lab command
-// (tests/cmd/vaultpam-lab) runs one as a process.
-package controlplane
+// (lab/cmd/vaultpam-lab) runs one as a process.
+package lab

@@ -1,4 +1,4 @@
-package controlplane
+package lab
 
 import (
 	"context"
@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/protocol"
-	"github.com/vaultpam/appliance/tests/controlplane/broker"
+	"github.com/vaultpam/appliance/lab/broker"
 )
 
-// LabConfig configures a Lab.
-type LabConfig struct {
-	Authority Config
+// Config configures a Lab.
+type Config struct {
+	Authority AuthorityConfig
 	// Listen is the TLS address; "" means 127.0.0.1:0.
 	Listen string
 	// HeartbeatInterval is what connectors are told; 0 means 10 s.
@@ -30,15 +30,15 @@ type LabConfig struct {
 // Lab is the whole lab control plane: the enrolment authority, the tunnel
 // broker and the one TLS listener serving both. Resources route sessions
 // to their connector through the broker.
-type Lab struct {
+type ControlPlane struct {
 	Authority *Authority
 	Broker    *broker.Broker
 	Server    *Server
 	log       *slog.Logger
 }
 
-// NewLab opens the state, starts the broker and listens.
-func NewLab(cfg LabConfig) (*Lab, error) {
+// New opens the state, starts the broker and listens.
+func New(cfg Config) (*ControlPlane, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -46,7 +46,7 @@ func NewLab(cfg LabConfig) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := newLabOn(a, cfg)
+	l, err := newOn(a, cfg)
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -54,7 +54,7 @@ func NewLab(cfg LabConfig) (*Lab, error) {
 	return l, nil
 }
 
-func newLabOn(a *Authority, cfg LabConfig) (*Lab, error) {
+func newOn(a *Authority, cfg Config) (*ControlPlane, error) {
 	bc := broker.DefaultConfig()
 	if cfg.HeartbeatInterval > 0 {
 		bc.HeartbeatInterval = cfg.HeartbeatInterval
@@ -75,7 +75,7 @@ func newLabOn(a *Authority, cfg LabConfig) (*Lab, error) {
 		b.Close()
 		return nil, err
 	}
-	l := &Lab{Authority: a, Broker: b, Server: srv, log: cfg.Logger}
+	l := &ControlPlane{Authority: a, Broker: b, Server: srv, log: cfg.Logger}
 	a.OnChange(func(c Connector) {
 		// A revocation or a recovery makes the certificates in use void:
 		// cut their tunnels so the broker checks the connector again.
@@ -93,11 +93,11 @@ type tunnelFunc func(context.Context, *tls.Conn) error
 func (f tunnelFunc) ServeTunnel(ctx context.Context, c *tls.Conn) { f(ctx, c) }
 
 // URL is the control plane URL.
-func (l *Lab) URL() string { return l.Server.URL() }
+func (l *ControlPlane) URL() string { return l.Server.URL() }
 
 // Close ends every tunnel and session, stops listening and releases the
 // state directory.
-func (l *Lab) Close() error {
+func (l *ControlPlane) Close() error {
 	l.Broker.Close()
 	err := l.Server.Close()
 	return errors.Join(err, l.Authority.Close())
@@ -106,7 +106,7 @@ func (l *Lab) Close() error {
 // Connect opens a session to resource name through its connector. Errors
 // are *broker.Error (connector offline, target not allowed, …) or say the
 // resource is unknown.
-func (l *Lab) Connect(ctx context.Context, name string) (*broker.Session, error) {
+func (l *ControlPlane) Connect(ctx context.Context, name string) (*broker.Session, error) {
 	r, ok := l.Authority.Resource(name)
 	if !ok {
 		return nil, fmt.Errorf("no resource %q (add it with `vaultpam-lab resources add`)", name)
@@ -189,6 +189,6 @@ func (a *Authority) Renew(id string, csr *x509.CertificateRequest) ([][]byte, er
 
 // AdminRoutes mounts the lab's routing on the admin socket: POST
 // /connect?resource=N opens a session (see connect.go).
-func (l *Lab) AdminRoutes(mux *http.ServeMux) {
+func (l *ControlPlane) AdminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /connect", l.serveConnect)
 }
