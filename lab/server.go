@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/transport"
 )
 
 // TunnelHandler takes over a TLS connection that selected the tunnel
@@ -90,7 +91,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, ln: tls.NewListener(protocol.BatchListener(ln), tcfg), conns: map[net.Conn]string{}}
+	s := &Server{cfg: cfg, ln: tls.NewListener(transport.BatchListener(ln), tcfg), conns: map[net.Conn]string{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hl = &chanListener{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
 	s.http = &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/transport"
 )
 
 // Session is one brokered session: a byte stream to a target inside the
@@ -243,7 +244,7 @@ func (s *Session) Read(p []byte) (int, error) {
 
 // maxFrame caps one yamux data frame, so a large Write does not hold the
 // tunnel's send loop (and the other sessions' frames) for long.
-const maxFrame = protocol.TunnelMaxFrame
+const maxFrame = transport.MaxDataFrame
 
 // Write writes bytes to the target.
 func (s *Session) Write(p []byte) (int, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/transport"
 )
 
 // tunnel is one connector's tunnel.
@@ -43,7 +44,7 @@ func (t *tunnel) activeSessions() int {
 func (t *tunnel) send(m protocol.TunnelMessage) error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
-	t.ctl.SetWriteDeadline(time.Now().Add(protocol.TunnelWriteTimeout))
+	t.ctl.SetWriteDeadline(time.Now().Add(transport.WriteTimeout))
 	defer t.ctl.SetWriteDeadline(time.Time{})
 	return protocol.WriteTunnelFrame(t.ctl, &m)
 }
@@ -67,8 +68,7 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 	if cs.NegotiatedProtocol != TunnelALPN {
 		return fmt.Errorf("connection negotiated ALPN %q, not the tunnel", cs.NegotiatedProtocol)
 	}
-	batch, _ := conn.NetConn().(*protocol.BatchConn) // see protocol.BatchListener
-	mux, err := yamux.Server(protocol.CoalescingConn(conn, batch), protocol.TunnelMuxConfig(nil))
+	mux, err := transport.Server(conn, transport.Under(conn)) // see transport.BatchListener
 	if err != nil {
 		return fmt.Errorf("starting yamux: %w", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"net"
 	"sync"
 
-	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/transport"
 	"github.com/vaultpam/appliance/lab/broker"
 )
 
@@ -48,7 +48,7 @@ func Serve(b *broker.Broker, addr string, tlsConf *tls.Config) (*Server, error) 
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		b.Serve(ctx, tls.NewListener(protocol.BatchListener(ln), tlsConf))
+		b.Serve(ctx, tls.NewListener(transport.BatchListener(ln), tlsConf))
 	}()
 	return s, nil
 }

@@ -1,4 +1,4 @@
-package protocol
+package transport
 
 import (
 	"bufio"
@@ -11,7 +11,7 @@ import (
 const batchReadSize = 128 << 10
 
 // BatchConn wraps the TCP connection under the tunnel's TLS layer to cut
-// system calls, the tunnel's largest cost on a fast path (tests/bench):
+// system calls, the tunnel's largest cost on a fast path (the tunnel benchmarks in tests/bench):
 //
 //   - Reads go through a buffer, so one read takes many TLS records off the
 //     socket instead of one record, or less, per call.

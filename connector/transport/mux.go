@@ -1,7 +1,8 @@
-package protocol
+package transport
 
 import (
 	"io"
+	"net"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -28,34 +29,54 @@ import (
 //     its FIN is reset after this, instead of leaking for 5 minutes.
 //   - AcceptBacklog 1024: session bursts are not refused by the mux.
 const (
-	// TunnelMaxFrame is the largest data frame either side writes: ~0.3 ms
+	// MaxDataFrame is the largest data frame either side writes: ~0.3 ms
 	// of encryption and one write system call on loopback (see BatchConn),
 	// so one bulk session never holds the send loop long. Smaller frames
 	// cost ~10% more CPU per MiB in tests/bench.
-	TunnelMaxFrame = 256 << 10
+	MaxDataFrame = 256 << 10
 
-	TunnelStreamWindow       = 512 << 10
-	TunnelKeepAlive          = 15 * time.Second
-	TunnelWriteTimeout       = 10 * time.Second
-	TunnelStreamOpenTimeout  = 10 * time.Second
-	TunnelStreamCloseTimeout = 30 * time.Second
-	TunnelAcceptBacklog      = 1024
+	StreamWindow       = 512 << 10
+	KeepAlive          = 15 * time.Second
+	WriteTimeout       = 10 * time.Second
+	StreamOpenTimeout  = 10 * time.Second
+	StreamCloseTimeout = 30 * time.Second
+	AcceptBacklog      = 1024
 )
 
-// TunnelMuxConfig returns the yamux configuration of the tunnel. Yamux's
+// MuxConfig returns the yamux configuration of the tunnel. Yamux's
 // own log lines go to logOutput (io.Discard when nil).
-func TunnelMuxConfig(logOutput io.Writer) *yamux.Config {
+func MuxConfig(logOutput io.Writer) *yamux.Config {
 	if logOutput == nil {
 		logOutput = io.Discard
 	}
 	return &yamux.Config{
-		AcceptBacklog:          TunnelAcceptBacklog,
+		AcceptBacklog:          AcceptBacklog,
 		EnableKeepAlive:        true,
-		KeepAliveInterval:      TunnelKeepAlive,
-		ConnectionWriteTimeout: TunnelWriteTimeout,
-		MaxStreamWindowSize:    TunnelStreamWindow,
-		StreamOpenTimeout:      TunnelStreamOpenTimeout,
-		StreamCloseTimeout:     TunnelStreamCloseTimeout,
+		KeepAliveInterval:      KeepAlive,
+		ConnectionWriteTimeout: WriteTimeout,
+		MaxStreamWindowSize:    StreamWindow,
+		StreamOpenTimeout:      StreamOpenTimeout,
+		StreamCloseTimeout:     StreamCloseTimeout,
 		LogOutput:              logOutput,
 	}
+}
+
+// Client starts the connector's side of the tunnel's yamux session over
+// conn, the TLS connection to the control plane (or a wrapper around it).
+// under is the BatchConn under conn's TLS layer (see NewBatchConn), or nil
+// when there is none; frames are then coalesced by copying.
+func Client(conn io.ReadWriteCloser, under *BatchConn) (*yamux.Session, error) {
+	return yamux.Client(CoalescingConn(conn, under), MuxConfig(nil))
+}
+
+// Server starts the control plane's side of the tunnel's yamux session over
+// conn; under is as for Client (BatchListener makes it).
+func Server(conn io.ReadWriteCloser, under *BatchConn) (*yamux.Session, error) {
+	return yamux.Server(CoalescingConn(conn, under), MuxConfig(nil))
+}
+
+// Under returns the BatchConn under a TLS connection's NetConn, or nil.
+func Under(tc interface{ NetConn() net.Conn }) *BatchConn {
+	b, _ := tc.NetConn().(*BatchConn)
+	return b
 }
