@@ -1,4 +1,4 @@
-package broker_test
+package tunnel_test
 
 import (
 	"bufio"
@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/vaultpam/appliance/connector/tunnel"
+	"github.com/vaultpam/appliance/lab/broker/brokertest"
 )
 
 // connectProxy is a minimal HTTP CONNECT proxy on loopback.
@@ -67,11 +68,11 @@ func (p *connectProxy) serve(c net.Conn) {
 // basic credentials and sessions work through it.
 func TestThroughProxy(t *testing.T) {
 	p := newConnectProxy(t)
-	l := newLab(t, labOpts{editCfg: func(c *tunnel.Config) {
+	h := brokertest.NewHarness(t, brokertest.Options{EditClient: func(c *tunnel.Config) {
 		c.Proxy = &url.URL{Scheme: "http", Host: p.addr, User: url.UserPassword("conn", "s3cret")}
 	}})
-	l.waitOnline()
-	s, err := l.b.Dial(context.Background(), "c1", l.echo.Addr)
+	h.WaitOnline()
+	s, err := h.Broker.Dial(context.Background(), "c1", h.Echo.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}

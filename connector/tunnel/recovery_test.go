@@ -1,4 +1,4 @@
-package broker_test
+package tunnel_test
 
 import (
 	"bytes"
@@ -27,19 +27,19 @@ func countDials(n *atomic.Int32) func(*tunnel.Config) {
 
 // expectNeedsRecovery checks that Run stopped with ErrNeedsRecovery after
 // one attempt and the state says so.
-func expectNeedsRecovery(t *testing.T, l *lab, dials *atomic.Int32) {
+func expectNeedsRecovery(t *testing.T, h *brokertest.Harness, dials *atomic.Int32) {
 	t.Helper()
 	var err error
 	select {
-	case err = <-l.runErr:
+	case err = <-h.RunErr:
 	case <-time.After(60 * time.Second):
 		t.Fatal("Run kept retrying a permanent failure")
 	}
-	l.runErr <- err // for cleanup
+	h.RunErr <- err // for cleanup
 	if !errors.Is(err, tunnel.ErrNeedsRecovery) {
 		t.Fatalf("Run = %v, want ErrNeedsRecovery", err)
 	}
-	st := l.client.Status()
+	st := h.Client.Status()
 	if st.State != tunnel.StateNeedsRecovery || st.Reason == "" {
 		t.Errorf("Status = %v %q, want needs_recovery with a reason", st.State, st.Reason)
 	}
@@ -54,34 +54,36 @@ func expectNeedsRecovery(t *testing.T, l *lab, dials *atomic.Int32) {
 
 func TestRevokedNeedsRecovery(t *testing.T) {
 	var dials atomic.Int32
-	l := newLab(t, labOpts{noRun: true, editCfg: countDials(&dials)})
-	l.reg.Revoke("c1")
-	l.run()
-	expectNeedsRecovery(t, l, &dials)
+	h := brokertest.NewHarness(t, brokertest.Options{NoRun: true, EditClient: countDials(&dials)})
+	h.Registry.Revoke("c1")
+	h.Run()
+	expectNeedsRecovery(t, h, &dials)
 }
 
 func TestUnknownConnectorNeedsRecovery(t *testing.T) {
 	var dials atomic.Int32
-	l := newLab(t, labOpts{noRun: true, editCfg: countDials(&dials)})
-	l.reg.Forget("c1")
-	l.run()
-	expectNeedsRecovery(t, l, &dials)
+	h := brokertest.NewHarness(t, brokertest.Options{NoRun: true, EditClient: countDials(&dials)})
+	h.Registry.Forget("c1")
+	h.Run()
+	expectNeedsRecovery(t, h, &dials)
 }
 
 // TestForeignClientCertNeedsRecovery: a certificate from another CA is
 // rejected in the TLS handshake.
 func TestForeignClientCertNeedsRecovery(t *testing.T) {
 	var dials atomic.Int32
-	l := newLab(t, labOpts{noRun: true, editCfg: countDials(&dials)})
+	h := brokertest.NewHarness(t, brokertest.Options{NoRun: true, EditClient: countDials(&dials)})
 	other, err := brokertest.NewPKI()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.cert, err = other.ClientCert("c1", time.Now().Add(-time.Minute), time.Hour); err != nil {
+	cert, err := other.ClientCert("c1", time.Now().Add(-time.Minute), time.Hour)
+	if err != nil {
 		t.Fatal(err)
 	}
-	l.run()
-	expectNeedsRecovery(t, l, &dials)
+	h.SetCert(cert)
+	h.Run()
+	expectNeedsRecovery(t, h, &dials)
 }
 
 // TestUnknownServerCANeedsRecovery: the control plane's certificate does
@@ -92,23 +94,24 @@ func TestUnknownServerCANeedsRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newLab(t, labOpts{noRun: true, editCfg: func(c *tunnel.Config) {
+	h := brokertest.NewHarness(t, brokertest.Options{NoRun: true, EditClient: func(c *tunnel.Config) {
 		countDials(&dials)(c)
 		c.RootCAs = other.Pool
 	}})
-	l.run()
-	expectNeedsRecovery(t, l, &dials)
+	h.Run()
+	expectNeedsRecovery(t, h, &dials)
 }
 
 func TestExpiredCertNeedsRecovery(t *testing.T) {
 	var dials atomic.Int32
-	l := newLab(t, labOpts{noRun: true, editCfg: countDials(&dials)})
-	var err error
-	if l.cert, err = l.pki.ClientCert("c1", time.Now().Add(-2*time.Hour), time.Hour); err != nil {
+	h := brokertest.NewHarness(t, brokertest.Options{NoRun: true, EditClient: countDials(&dials)})
+	cert, err := h.PKI.ClientCert("c1", time.Now().Add(-2*time.Hour), time.Hour)
+	if err != nil {
 		t.Fatal(err)
 	}
-	l.run()
-	expectNeedsRecovery(t, l, nil)
+	h.SetCert(cert)
+	h.Run()
+	expectNeedsRecovery(t, h, nil)
 	if dials.Load() != 0 {
 		t.Errorf("connection attempts = %d, want 0 (expired locally)", dials.Load())
 	}
@@ -119,17 +122,17 @@ func TestExpiredCertNeedsRecovery(t *testing.T) {
 // heartbeats carry the new expiry.
 func TestRenewal(t *testing.T) {
 	renewed := make(chan [][]byte, 1)
-	var l *lab
-	l = newLab(t, labOpts{interval: 300 * time.Millisecond, authority: true,
-		cert: func(p *brokertest.PKI) (tls.Certificate, error) {
+	var h *brokertest.Harness
+	h = brokertest.NewHarness(t, brokertest.Options{Interval: 300 * time.Millisecond, Authority: true,
+		Cert: func(p *brokertest.PKI) (tls.Certificate, error) {
 			return p.ClientCert("c1", time.Now().Add(-40*time.Minute), time.Hour)
 		},
-		editCfg: func(c *tunnel.Config) {
+		EditClient: func(c *tunnel.Config) {
 			c.Renewed = func(chain [][]byte) error {
-				l.mu.Lock()
-				l.cert.Certificate = chain
-				l.cert.Leaf, _ = x509.ParseCertificate(chain[0])
-				l.mu.Unlock()
+				cert := h.Cert()
+				cert.Certificate = chain
+				cert.Leaf, _ = x509.ParseCertificate(chain[0])
+				h.SetCert(cert)
 				select {
 				case renewed <- chain:
 				default:
@@ -137,9 +140,7 @@ func TestRenewal(t *testing.T) {
 				return nil
 			}
 		}})
-	l.mu.Lock()
-	old := l.cert
-	l.mu.Unlock()
+	old := h.Cert()
 	chain := <-renewed
 	leaf, err := x509.ParseCertificate(chain[0])
 	if err != nil {
@@ -156,8 +157,8 @@ func TestRenewal(t *testing.T) {
 	if !leaf.NotAfter.After(old.Leaf.NotAfter) {
 		t.Errorf("renewed certificate ends %v, not after the old one's %v", leaf.NotAfter, old.Leaf.NotAfter)
 	}
-	waitFor(t, "heartbeat with the new expiry", func() bool {
-		s, _ := l.b.Connector("c1")
+	brokertest.WaitFor(t, "heartbeat with the new expiry", func() bool {
+		s, _ := h.Broker.Connector("c1")
 		return s.CertNotAfter.Equal(leaf.NotAfter.UTC())
 	})
 }
@@ -167,22 +168,22 @@ func TestRenewal(t *testing.T) {
 // in needs_recovery.
 func TestRevokeWhileOnline(t *testing.T) {
 	var dials atomic.Int32
-	l := newLab(t, labOpts{editCfg: countDials(&dials)})
-	l.waitOnline()
-	l.reg.Revoke("c1")
-	if !l.b.Disconnect("c1", "certificate revoked") {
+	h := brokertest.NewHarness(t, brokertest.Options{EditClient: countDials(&dials)})
+	h.WaitOnline()
+	h.Registry.Revoke("c1")
+	if !h.Broker.Disconnect("c1", "certificate revoked") {
 		t.Fatal("Disconnect found no tunnel for c1")
 	}
-	if l.b.Disconnect("c1", "again") {
+	if h.Broker.Disconnect("c1", "again") {
 		t.Error("second Disconnect found a tunnel")
 	}
 	var err error
 	select {
-	case err = <-l.runErr:
+	case err = <-h.RunErr:
 	case <-time.After(60 * time.Second):
 		t.Fatal("Run kept retrying after revocation")
 	}
-	l.runErr <- err
+	h.RunErr <- err
 	if !errors.Is(err, tunnel.ErrNeedsRecovery) {
 		t.Fatalf("Run = %v, want ErrNeedsRecovery", err)
 	}
