@@ -1,7 +1,9 @@
-package ova
+package boot
 
 import (
+	"archive/tar"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -10,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vaultpam/appliance/appliance/ova"
+	"github.com/vaultpam/appliance/appliance/ovf"
 	"github.com/vaultpam/appliance/tests/qemu"
 )
 
@@ -31,7 +35,10 @@ func TestBootFromOVA(t *testing.T) {
 
 	dir := t.TempDir()
 	ovaPath := filepath.Join(dir, "appliance.ova")
-	res, err := BuildFile(context.Background(), ovaPath, diskPath, testConfig(t))
+	oc := ovf.DefaultConfig()
+	oc.Version, oc.FullVersion = "1.2.3", "1.2.3"
+	cfg := &ova.Config{Name: "vaultpam-connector-1.2.3", OVF: oc, ModTime: time.Unix(1767225600, 0), TempDir: t.TempDir()}
+	res, err := ova.BuildFile(context.Background(), ovaPath, diskPath, cfg)
 	if err != nil {
 		t.Fatalf("BuildFile: %v", err)
 	}
@@ -43,7 +50,7 @@ func TestBootFromOVA(t *testing.T) {
 	}
 	defer f.Close()
 	vmdkPath := filepath.Join(dir, "disk1.vmdk")
-	if err := extract(f, res.DiskName, vmdkPath); err != nil {
+	if err := extractMember(f, res.DiskName, vmdkPath); err != nil {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{
@@ -80,24 +87,28 @@ func TestBootFromOVA(t *testing.T) {
 	t.Logf("disk from the OVA reached multi-user %s after QEMU started", m.Since().Round(100*time.Millisecond))
 }
 
-// extract copies the OVA member name to path.
-func extract(ova io.Reader, name, path string) error {
-	for m, err := range members(ova) {
+// extractMember copies the OVA (tar) member name to path.
+func extractMember(r io.Reader, name, path string) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return fmt.Errorf("%s: %w", name, os.ErrNotExist)
+		}
 		if err != nil {
 			return err
 		}
-		if m.Name != name {
+		if h.Name != name {
 			continue
 		}
 		out, err := os.Create(path)
 		if err != nil {
 			return err
 		}
-		if _, err := io.Copy(out, m.Body); err != nil {
+		if _, err := io.Copy(out, tr); err != nil {
 			out.Close()
 			return err
 		}
 		return out.Close()
 	}
-	return os.ErrNotExist
 }

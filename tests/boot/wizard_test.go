@@ -1,7 +1,6 @@
-package main
+package boot
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -57,10 +56,10 @@ func TestBootWizardEnrols(t *testing.T) {
 
 	// A namespace where the lab listens on the guest-visible address.
 	ns := fmt.Sprintf("vpb%d", os.Getpid())
-	run(t, "ip", "netns", "add", ns)
+	mustRun(t, "ip", "netns", "add", ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	run(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	run(t, "ip", "-n", ns, "addr", "add", "10.0.2.100/32", "dev", "lo")
+	mustRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	mustRun(t, "ip", "-n", ns, "addr", "add", "10.0.2.100/32", "dev", "lo")
 	lab := startLabIn(t, ns, filepath.Join(dir, "lab"))
 	token, err := lab.Authority.CreateToken("boot-wizard", time.Hour)
 	if err != nil {
@@ -74,8 +73,8 @@ func TestBootWizardEnrols(t *testing.T) {
 	// The disk: a copy with the lab's CA on CONFIG, as an operator would
 	// place a private CA (the wizard uses /config/ca.pem when present).
 	img := filepath.Join(dir, "disk.raw")
-	run(t, "cp", "--sparse=always", disk, img)
-	writeConfigFile(t, img, man, "ca.pem", ca)
+	mustRun(t, "cp", "--sparse=always", disk, img)
+	writeConfigFiles(t, img, man, map[string]string{"ca.pem": string(ca)})
 
 	// QEMU runs inside the namespace; each guest connection to labAddr
 	// starts this test binary as a relay to the lab.
@@ -151,7 +150,7 @@ func TestBootWizardEnrols(t *testing.T) {
 		t.Errorf("screendump: %v", err)
 	} else if *update {
 		b, _ := os.ReadFile(shot)
-		os.WriteFile("../../docs/console-health-vga.png", b, 0o644)
+		os.WriteFile("../../firstboot/docs/console-health-vga.png", b, 0o644)
 	}
 }
 
@@ -195,35 +194,4 @@ func startLabIn(t *testing.T, ns, state string) *lab.ControlPlane {
 	}
 	t.Cleanup(func() { r.lab.Close() })
 	return r.lab
-}
-
-// writeConfigFile puts a file into the root of the disk's CONFIG partition
-// with debugfs, on an extracted copy written back in place.
-func writeConfigFile(t *testing.T, disk string, man *image.Manifest, name string, content []byte) {
-	t.Helper()
-	p, ok := man.Partition(image.LabelConfig)
-	if !ok {
-		t.Fatal("image.json has no VPAM-CONFIG partition")
-	}
-	f, err := os.OpenFile(disk, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	part := make([]byte, p.Size)
-	if _, err := f.ReadAt(part, p.Offset); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	img, src := filepath.Join(dir, "config.img"), filepath.Join(dir, name)
-	os.WriteFile(img, part, 0o644)
-	os.WriteFile(src, content, 0o644)
-	out, err := exec.Command("debugfs", "-w", "-R", fmt.Sprintf("write %s %s", src, name), img).CombinedOutput()
-	if err != nil || bytes.Contains(out, []byte("rror")) {
-		t.Fatalf("debugfs write %s: %v\n%s", name, err, out)
-	}
-	part, _ = os.ReadFile(img)
-	if _, err := f.WriteAt(part, p.Offset); err != nil {
-		t.Fatal(err)
-	}
 }
