@@ -64,8 +64,8 @@ type harness struct {
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the console runs in a network namespace this test creates")
+	if os.Geteuid() != 0 || testing.Short() {
+		t.Skip("needs root: the console runs in a network namespace this test creates (skipped by -short, as in make unit)")
 	}
 	for _, tool := range []string{"tmux", "ip"} {
 		if _, err := exec.LookPath(tool); err != nil {
