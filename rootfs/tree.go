@@ -174,6 +174,10 @@ func makeLinks(tree string) error {
 	return os.RemoveAll(filepath.Join(tree, "etc/systemd/system/getty.target.wants"))
 }
 
+// installBinaries installs each of Binaries found in BinDir into /usr/bin,
+// with the systemd units that start it (NAME.service and NAME-*.service in
+// BinDir: `make build` puts them there from beside the program's source,
+// e.g. connector/cmd/vaultpam-connector/vaultpam-connector.service).
 func installBinaries(o Options, tree string, res *Result) error {
 	for _, name := range Binaries {
 		src := filepath.Join(o.BinDir, name)
@@ -189,6 +193,17 @@ func installBinaries(o Options, tree string, res *Result) error {
 			return err
 		}
 		res.Installed = append(res.Installed, name)
+		units, _ := filepath.Glob(filepath.Join(o.BinDir, name+".service"))
+		more, _ := filepath.Glob(filepath.Join(o.BinDir, name+"-*.service"))
+		units = append(units, more...)
+		if len(units) == 0 {
+			return fmt.Errorf("no systemd unit for %s in %s (want %s.service or %s-*.service; make build copies them there)", name, o.BinDir, name, name)
+		}
+		for _, u := range units {
+			if err := copyFile(u, filepath.Join(tree, "usr/lib/systemd/system", filepath.Base(u))); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
