@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/atomicfile"
 )
 
 // Connector statuses in the registry (DESIGN.md §6.6).
@@ -84,7 +86,7 @@ func (s *state) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, "state.json"), append(b, '\n'), 0o600)
+	return atomicfile.WriteFile(filepath.Join(dir, "state.json"), append(b, '\n'), 0o600)
 }
 
 func (s *state) connector(id string) *Connector {
