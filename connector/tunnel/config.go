@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"net/url"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/backoff"
 )
 
 // Config is what a Client needs. Build it from DefaultConfig, fill in the
@@ -54,7 +56,7 @@ type Config struct {
 	// dialling a target.
 	DialTimeout time.Duration
 	// Backoff shapes the waits between connection attempts.
-	Backoff Backoff
+	Backoff backoff.Backoff
 	// RenewAfter is the fraction of the certificate's lifetime after which
 	// the connector asks for a new one (0.5 = half its lifetime); renewal
 	// is retried every heartbeat until it succeeds.
@@ -92,7 +94,7 @@ type Resolver interface {
 func DefaultConfig() Config {
 	return Config{
 		DialTimeout:              10 * time.Second,
-		Backoff:                  DefaultBackoff(),
+		Backoff:                  backoff.Default(),
 		RenewAfter:               0.5,
 		DefaultHeartbeatInterval: 10 * time.Second,
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/backoff"
+
 	"github.com/vaultpam/appliance/connector/tunnel"
 	"github.com/vaultpam/appliance/lab/broker"
 )
@@ -123,7 +125,7 @@ func NewHarness(t testing.TB, o Options) *Harness {
 	cfg.AllowedTargets = o.Allowed
 	cfg.Version = "test"
 	cfg.Logger = Logger()
-	cfg.Backoff = tunnel.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2}
+	cfg.Backoff = backoff.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2}
 	cfg.OnStatus = func(s tunnel.Status) {
 		h.mu.Lock()
 		h.states = append(h.states, s.State)
