@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/connector/transport"
 )
 
@@ -57,13 +58,13 @@ func (cn *conn) close() {
 // heartbeat builds the current heartbeat.
 func (cn *conn) heartbeat(seq uint64) protocol.TunnelHeartbeat {
 	c := cn.c
-	state := StateOnline.String()
+	now := state.Online
 	if c.isDraining() {
-		state = StateDraining.String()
+		now = state.Draining
 	}
 	return protocol.TunnelHeartbeat{
 		Seq:            seq,
-		State:          state,
+		State:          now.String(),
 		Version:        c.cfg.Version,
 		ActiveSessions: c.activeSessions(),
 		CertNotAfter:   time.Unix(0, c.certNotAfter.Load()).UTC(),
@@ -240,7 +241,7 @@ func (cn *conn) readControl() error {
 func (cn *conn) goAway() {
 	cn.mux.GoAway()
 	hb := cn.heartbeat(0)
-	hb.State = StateDraining.String()
+	hb.State = state.Draining.String()
 	if err := cn.send(protocol.TunnelMessage{Type: protocol.MsgDraining, Draining: &hb}); err != nil {
 		cn.c.log.Warn("telling the control plane we drain", "err", err)
 	}
