@@ -11,7 +11,7 @@ import (
 	"github.com/vaultpam/appliance/connector/atomicfile"
 )
 
-// Connector statuses in the registry (DESIGN.md §6.6).
+// Connector statuses in the registry (as `vaultpam-lab connectors --json` shows them).
 const (
 	StatusPending       = "pending"        // enrolled, never connected yet
 	StatusOnline        = "online"         // tunnel up, heartbeats arriving

@@ -1,5 +1,5 @@
 // Package agent is the connector daemon: it owns the runtime state machine
-// (DESIGN.md §5) and drives enrolment, the identity store and the tunnel.
+// (ARCHITECTURE.md, "Runtime") and drives enrolment, the identity store and the tunnel.
 //
 //	awaiting_token ─token→ enrolling ─ok→ connecting ─tunnel up→ online
 //	needs_recovery ─token→ enrolling ─bad token→ back where it came from

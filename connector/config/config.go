@@ -25,7 +25,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Config is the connector configuration (DESIGN.md §5).
+// Config is the connector configuration (ARCHITECTURE.md, "Configuration and identity").
 type Config struct {
 	// ControlPlaneURL is https://HOST[:PORT] of the control plane. Required.
 	ControlPlaneURL string `yaml:"control_plane_url"`

@@ -4,7 +4,7 @@ import (
 	"time"
 )
 
-// The tunnel (DESIGN.md §6.3–6.5). The connector dials the control plane's
+// The tunnel (ARCHITECTURE.md, "Protocol", 3–5). The connector dials the control plane's
 // one TLS listener with ALPN "vaultpam-tunnel/1", TLS 1.3 only, presenting
 // its client certificate, and runs a yamux session on top (yamux client
 // side = connector). Two kinds of yamux streams then exist:

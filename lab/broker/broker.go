@@ -50,7 +50,7 @@ type Config struct {
 	Rand   io.Reader // session IDs; nil means crypto/rand
 }
 
-// DefaultConfig returns the defaults of DESIGN.md §6: heartbeat every 10 s,
+// DefaultConfig returns the defaults of ARCHITECTURE.md, "Protocol": heartbeat every 10 s,
 // Offline after 3 missed.
 func DefaultConfig() Config {
 	return Config{
