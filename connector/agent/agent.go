@@ -116,6 +116,13 @@ func New(opt Options) (*Agent, error) {
 	case err == nil:
 		a.id, a.state = id, state.Connecting
 		a.reason = "identity loaded"
+	case errors.Is(err, identity.ErrExpired) || errors.Is(err, identity.ErrNotYetValid):
+		// This machine's clock is not the judge: it may be wrong. The
+		// control plane decides (WhoAmI, then the tunnel's hello); only its
+		// refusal leads to needs_recovery.
+		a.id, a.state = id, state.Connecting
+		a.reason = "by this machine's clock (" + opt.Now().UTC().Format(time.RFC3339) + ") the client " + err.Error() +
+			"; asking the control plane, which decides (if this clock is wrong, set it right: NTP)"
 	case errors.Is(err, identity.ErrNotFound) && opt.Mode.Durable:
 		a.state = state.AwaitingToken // no reason: nothing went wrong
 		a.hint = "enter the enrolment token from the dashboard (Connectors → Add)"
@@ -139,10 +146,6 @@ func New(opt Options) (*Agent, error) {
 
 func identityProblem(err error) (reason, hint string) {
 	switch {
-	case errors.Is(err, identity.ErrExpired):
-		return "client certificate expired: " + err.Error(), "create a recovery token for this connector in the dashboard and enter it on the console"
-	case errors.Is(err, identity.ErrNotYetValid):
-		return "client certificate " + err.Error(), "set the clock (NTP), then restart the connector"
 	case errors.Is(err, identity.ErrKeyMismatch):
 		return "stored private key does not match the stored certificate", "create a recovery token for this connector in the dashboard and enter it on the console"
 	case errors.Is(err, identity.ErrCorrupt):

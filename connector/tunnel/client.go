@@ -14,6 +14,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/state"
+	"github.com/vaultpam/appliance/connector/tlsreason"
 	"github.com/vaultpam/appliance/connector/transport"
 )
 
@@ -28,6 +29,7 @@ type Client struct {
 
 	certNotAfter  atomic.Int64 // unix nanos of the current certificate
 	certNotBefore atomic.Int64
+	certSHA256    atomicString // protocol.CertFingerprint of the current certificate
 
 	mu       sync.Mutex
 	status   Status
@@ -88,6 +90,7 @@ func (c *Client) setState(s state.State, reason string, edit func(*Status)) {
 	}
 	c.status.State = s
 	c.status.Reason = reason
+	c.status.Hint = ""
 	if edit != nil {
 		edit(&c.status)
 	}
@@ -135,13 +138,17 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		delay := c.cfg.Backoff.Delay(attempt, c.rand)
 		attempt++
-		reason := "tunnel lost"
+		reason, hint := "tunnel lost", ""
 		if err != nil {
 			reason = err.Error()
 		}
+		var te *tlsreason.Error
+		if errors.As(err, &te) {
+			hint = te.Hint
+		}
 		c.log.Warn("tunnel down, retrying", "err", reason, "retry_in", delay)
 		next := c.now().Add(delay)
-		c.setState(state.Reconnecting, reason, func(s *Status) { s.Attempt = attempt; s.NextRetry = next })
+		c.setState(state.Reconnecting, reason, func(s *Status) { s.Attempt = attempt; s.NextRetry = next; s.Hint = hint })
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -289,3 +296,13 @@ func (r *recordConn) err() error {
 	defer r.mu.Unlock()
 	return r.readErr
 }
+
+// atomicString is a string safe for concurrent use.
+type atomicString struct{ v atomic.Value }
+
+func (a *atomicString) Load() string {
+	s, _ := a.v.Load().(string)
+	return s
+}
+
+func (a *atomicString) Store(s string) { a.v.Store(s) }

@@ -163,6 +163,7 @@ func (e *env) startTunnel() (path, error) {
 	}
 	bc := broker.DefaultConfig()
 	bc.Registry = &broker.MemoryRegistry{}
+	bc.ClientCAs = pki.Pool
 	b, err := broker.New(bc)
 	if err != nil {
 		return path{}, err

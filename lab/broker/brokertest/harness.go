@@ -30,15 +30,16 @@ type Harness struct {
 	Server   *Server
 	Echo     *Echo
 	Client   *tunnel.Client
-	TLS      *tls.Config // the control plane's
+	TLS      *tls.Config // the control plane's at start; SetServerTLS changes it
 	// RunErr receives the client's Run result once. A test that takes it
 	// puts a value back, so the cleanup does not wait for a second one.
 	RunErr chan error
 
-	mu     sync.Mutex
-	cert   tls.Certificate
-	states []state.State
-	ends   []broker.SessionEnd
+	mu        sync.Mutex
+	cert      tls.Certificate
+	serverTLS *tls.Config
+	states    []state.State
+	ends      []broker.SessionEnd
 }
 
 // Options shape a Harness. The zero value is a broker with a 10 s heartbeat
@@ -81,6 +82,7 @@ func NewHarness(t testing.TB, o Options) *Harness {
 	bc := broker.DefaultConfig()
 	bc.HeartbeatInterval = o.Interval
 	bc.Registry = h.Registry
+	bc.ClientCAs = pki.Pool
 	bc.Logger = Logger()
 	bc.OnSessionEnd = func(e broker.SessionEnd) {
 		h.mu.Lock()
@@ -99,7 +101,15 @@ func NewHarness(t testing.TB, o Options) *Harness {
 	if h.TLS, err = pki.ServerTLS(); err != nil {
 		t.Fatal(err)
 	}
-	if h.Server, err = Serve(h.Broker, "127.0.0.1:0", h.TLS); err != nil {
+	h.serverTLS = h.TLS
+	// Every handshake takes the current config, so a test can swap the
+	// control plane's certificate (expired, wrong name…) and back.
+	live := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.serverTLS, nil
+	}}
+	if h.Server, err = Serve(h.Broker, "127.0.0.1:0", live); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Server.Close() })
@@ -169,6 +179,14 @@ func (h *Harness) Cert() tls.Certificate {
 func (h *Harness) SetCert(c tls.Certificate) {
 	h.mu.Lock()
 	h.cert = c
+	h.mu.Unlock()
+}
+
+// SetServerTLS replaces the control plane's TLS config for the next
+// handshakes (established tunnels keep theirs).
+func (h *Harness) SetServerTLS(c *tls.Config) {
+	h.mu.Lock()
+	h.serverTLS = c
 	h.mu.Unlock()
 }
 
