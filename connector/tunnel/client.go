@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/allowlist"
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/connector/tlsreason"
@@ -23,7 +24,7 @@ import (
 // cancelling Run's context. Its methods are safe for concurrent use.
 type Client struct {
 	cfg   Config
-	allow *Allowlist
+	allow *allowlist.List
 	log   *slog.Logger
 	rand  io.Reader
 
@@ -45,7 +46,7 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("tunnel config: %w", err)
 	}
-	allow, _ := ParseAllowlist(cfg.AllowedTargets)
+	allow, _ := allowlist.Parse(cfg.AllowedTargets)
 	c := &Client{
 		cfg:      cfg,
 		allow:    allow,

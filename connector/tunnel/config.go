@@ -9,10 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/url"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/allowlist"
 	"github.com/vaultpam/appliance/connector/backoff"
 )
 
@@ -43,9 +43,10 @@ type Config struct {
 	// as Proxy-Authorization basic credentials and never logged.
 	Proxy *url.URL
 
-	// AllowedTargets is the allow-list of targets (config allowed_targets):
-	// CIDRs ("10.20.0.0/16"), single IPs, and host:port entries
-	// ("db.internal:5432", "10.0.0.5:22"). Empty allows every target.
+	// AllowedTargets is the allow-list of targets (config allowed_targets,
+	// parsed by package allowlist): CIDRs ("10.20.0.0/16"), single IPs,
+	// and host:port entries ("db.internal:5432", "10.0.0.5:22"). Empty
+	// allows every target.
 	AllowedTargets []string
 
 	// Name and Version are sent in the hello and heartbeats.
@@ -85,9 +86,7 @@ type Config struct {
 }
 
 // Resolver resolves a target host name to IP addresses.
-type Resolver interface {
-	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
-}
+type Resolver = allowlist.Resolver
 
 // DefaultConfig returns a Config with every setting that has a sensible
 // default filled in; Address and Certificate are still empty.
@@ -117,8 +116,8 @@ func (c *Config) Validate() error {
 	if c.Proxy != nil && c.Proxy.Host == "" {
 		errs = append(errs, errors.New("proxy URL has no host"))
 	}
-	if _, err := ParseAllowlist(c.AllowedTargets); err != nil {
-		errs = append(errs, err)
+	if _, err := allowlist.Parse(c.AllowedTargets); err != nil {
+		errs = append(errs, fmt.Errorf("allowed_targets: %w", err))
 	}
 	if c.DialTimeout <= 0 {
 		errs = append(errs, errors.New("dial timeout must be positive"))
