@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/allowlist"
 	"github.com/vaultpam/appliance/connector/config"
 	"github.com/vaultpam/appliance/connector/identity"
 	"github.com/vaultpam/appliance/connector/localapi"
@@ -60,6 +61,10 @@ type Options struct {
 	// RetryDelay returns the wait before retry attempt n (from 0) after a
 	// network failure; nil means jittered exponential backoff, 1 s to 30 s.
 	RetryDelay func(n int) time.Duration
+	// LocalAddrs reads the appliance's own addresses for the target policy
+	// in the status; nil means allowlist.InterfaceAddrs. (The tunnel reads
+	// them itself for every session.)
+	LocalAddrs allowlist.LocalAddrs
 }
 
 // Agent is the connector daemon. Create it with New, run it with Run.
@@ -238,6 +243,7 @@ func (a *Agent) Status() localapi.Status {
 		LastHeartbeat: a.link.LastHeartbeat, HeartbeatInterval: localapi.Duration(a.link.HeartbeatInterval),
 		TunnelRTT: localapi.Duration(a.link.RTT), ActiveSessions: a.link.ActiveSessions,
 	}
+	st.AllowedTargets = targetPolicy(a.opt.Config.AllowedTargets, a.opt.LocalAddrs)
 	if a.id != nil {
 		st.ConnectorID = a.id.ConnectorID
 		if len(a.id.Chain) > 0 {
@@ -290,4 +296,15 @@ func (a *Agent) SubmitToken(ctx context.Context, token string) error {
 	a.transition(state.Enrolling, "token received; presenting it to the control plane", "")
 	a.tokens <- canon
 	return nil
+}
+
+// targetPolicy describes allowed_targets and the default deny set for the
+// status JSON.
+func targetPolicy(entries []string, locals allowlist.LocalAddrs) *localapi.TargetPolicy {
+	d := allowlist.Describe(entries, locals)
+	tp := &localapi.TargetPolicy{All: len(d.Entries) == 0, Entries: d.Entries, Summary: d.Summary}
+	for _, r := range d.Denied {
+		tp.Denied = append(tp.Denied, localapi.DeniedRange{Range: r.Range.String(), What: r.What})
+	}
+	return tp
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -185,5 +186,36 @@ func TestUnverifiableControlPlaneIsRetried(t *testing.T) {
 				t.Errorf("%d connectors at the control plane, want 1", n)
 			}
 		})
+	}
+}
+
+// The status JSON carries the effective target policy, the appliance's
+// current addresses included, for the health screen.
+func TestStatusShowsTargetPolicy(t *testing.T) {
+	cp := lab.NewTest(t)
+	locals := func() ([]netip.Prefix, error) { return []netip.Prefix{netip.MustParsePrefix("192.0.2.10/24")}, nil }
+	for _, entries := range [][]string{nil, {"10.20.0.0/16", "db.internal:5432"}} {
+		r := launch(t, Options{
+			Config: config.Config{ControlPlaneURL: cp.URL(), ConnectorName: "dc1", AllowedTargets: entries}, Store: &identity.Mem{}, Mode: durable,
+			Enroller: &enrol.Client{URL: cp.URL(), RootCAs: cp.CAPool}, LocalAddrs: locals,
+		})
+		tp := r.Status().AllowedTargets
+		if tp == nil {
+			t.Fatal("status has no allowed_targets")
+		}
+		var ranges []string
+		for _, d := range tp.Denied {
+			ranges = append(ranges, d.Range+" "+d.What)
+		}
+		all := strings.Join(ranges, "\n")
+		for _, want := range []string{"127.0.0.0/8 loopback", "169.254.0.0/16 link-local (incl. the metadata service 169.254.169.254)", "192.0.2.10/32 this appliance's own address", "192.0.2.255/32 broadcast"} {
+			if !strings.Contains(all, want) {
+				t.Errorf("denied ranges lack %q:\n%s", want, all)
+			}
+		}
+		if tp.All != (len(entries) == 0) || len(tp.Entries) != len(entries) || tp.Summary == "" {
+			t.Errorf("allowed_targets %v → %+v", entries, tp)
+		}
+		r.stop()
 	}
 }

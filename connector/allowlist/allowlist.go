@@ -1,5 +1,7 @@
 // Package allowlist is the connector's allowed_targets: the one parser of
-// its entries and the check of a session's target against them. Package
+// its entries, the default deny set (loopback, link-local, multicast,
+// broadcast and the appliance's own addresses, refused even with no list)
+// and the check of a session's target against both. Package
 // config validates the configuration with Parse, so an entry the tunnel
 // would refuse is refused at load, before a token is used; package tunnel
 // enforces the list with Resolve.
@@ -32,7 +34,8 @@ import (
 )
 
 // List is a parsed allowed_targets. The zero value (and an empty list)
-// allows every target. A List is immutable and safe for concurrent use.
+// allows every target outside the default deny set (deny.go). A List is
+// immutable and safe for concurrent use.
 //
 // A target given by name is allowed when the name:port entry matches —
 // then every address the name resolves to is dialled (the name is
@@ -215,9 +218,17 @@ func Quote(s string) string {
 }
 
 // Resolve checks target (host:port) and returns the addresses to dial, in
-// order. A refusal is a *protocol.SessionError with code not_allowed,
-// bad_request or resolve_failed. r nil means net.DefaultResolver.
-func (l *List) Resolve(ctx context.Context, r Resolver, target string) ([]netip.AddrPort, error) {
+// order. r nil means net.DefaultResolver; locals (the appliance's own
+// addresses, read now) nil means InterfaceAddrs. A refusal is a
+// *protocol.SessionError with code not_allowed, bad_request or
+// resolve_failed.
+//
+// An address in the default deny set (DenySet) is refused unless an IP or
+// CIDR entry that lies wholly inside the deny set names it (127.0.0.1:5432,
+// 169.254.169.254); a host name entry or a broader CIDR never allows it.
+// Every other address is allowed when the list is empty, or when an entry
+// allows it.
+func (l *List) Resolve(ctx context.Context, r Resolver, locals LocalAddrs, target string) ([]netip.AddrPort, error) {
 	host, port, err := splitTarget(target)
 	if err != nil {
 		if errors.Is(err, errNoPort) {
@@ -225,13 +236,30 @@ func (l *List) Resolve(ctx context.Context, r Resolver, target string) ([]netip.
 		}
 		return nil, &protocol.SessionError{Code: protocol.ReasonBadRequest, Message: fmt.Sprintf("target %s: %v", Quote(target), err)}
 	}
+	deny, err := DenySet(locals)
+	if err != nil {
+		return nil, &protocol.SessionError{Code: protocol.ReasonNotAllowed,
+			Message: fmt.Sprintf("%v; refusing the session rather than risk reaching the appliance itself", err)}
+	}
+	// check says whether ap may be dialled, and if it is denied by
+	// default, what it is.
+	check := func(ap netip.AddrPort, byName bool) (bool, string) {
+		if ds := deniedBy(deny, ap.Addr()); len(ds) > 0 {
+			return l.allowsDenied(deny, ap), whatOf(ds)
+		}
+		return byName || l.allowsAddr(ap), ""
+	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		ap := netip.AddrPortFrom(ip.Unmap(), port)
-		if !l.allowsAddr(ap) {
+		switch ok, what := check(ap, false); {
+		case ok:
+			return []netip.AddrPort{ap}, nil
+		case what != "":
 			return nil, &protocol.SessionError{Code: protocol.ReasonNotAllowed,
-				Message: fmt.Sprintf("target %s is not in this connector's allowed_targets", ap)}
+				Message: fmt.Sprintf("target %s is %s, which this connector refuses by default; an allowed_targets entry naming it (%s) allows it", ap, what, ap)}
 		}
-		return []netip.AddrPort{ap}, nil
+		return nil, &protocol.SessionError{Code: protocol.ReasonNotAllowed,
+			Message: fmt.Sprintf("target %s is not in this connector's allowed_targets", ap)}
 	}
 	byName := l.all() || l.names[nameKey(host, port)]
 	if !byName && len(l.prefixes) == 0 && len(l.addrs) == 0 {
@@ -247,15 +275,24 @@ func (l *List) Resolve(ctx context.Context, r Resolver, target string) ([]netip.
 			Message: fmt.Sprintf("resolving %s: %v", host, err)}
 	}
 	var out []netip.AddrPort
+	var denied []string
 	for _, ip := range ips {
 		ap := netip.AddrPortFrom(ip.Unmap(), port)
-		if byName || l.allowsAddr(ap) {
+		ok, what := check(ap, byName)
+		switch {
+		case ok:
 			out = append(out, ap)
+		case what != "":
+			denied = append(denied, ap.Addr().String()+" ("+what+")")
 		}
 	}
-	if len(out) == 0 {
+	switch {
+	case len(out) > 0:
+		return out, nil
+	case len(denied) > 0:
 		return nil, &protocol.SessionError{Code: protocol.ReasonNotAllowed,
-			Message: fmt.Sprintf("target %s resolves to %v, none of them in this connector's allowed_targets", target, ips)}
+			Message: fmt.Sprintf("target %s resolves to %s, refused by default; only an IP entry in allowed_targets naming the address allows it, a host name never does", target, strings.Join(denied, ", "))}
 	}
-	return out, nil
+	return nil, &protocol.SessionError{Code: protocol.ReasonNotAllowed,
+		Message: fmt.Sprintf("target %s resolves to %v, none of them in this connector's allowed_targets", target, ips)}
 }

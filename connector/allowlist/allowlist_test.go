@@ -12,6 +12,9 @@ import (
 	"github.com/vaultpam/appliance/connector/protocol"
 )
 
+// noLocals is a machine without addresses of its own.
+func noLocals() ([]netip.Prefix, error) { return nil, nil }
+
 type fakeResolver map[string][]netip.Addr
 
 func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
@@ -54,7 +57,7 @@ func TestAllowlist(t *testing.T) {
 		{"10.20.1.2:0", nil, protocol.ReasonBadRequest},
 		{"bad host:80", nil, protocol.ReasonBadRequest},
 	} {
-		got, err := a.Resolve(context.Background(), res, tc.target)
+		got, err := a.Resolve(context.Background(), res, noLocals, tc.target)
 		var se *protocol.SessionError
 		switch {
 		case tc.code == "" && err != nil:
@@ -78,7 +81,7 @@ func TestAllowlistEmptyAllowsAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := a.Resolve(context.Background(), fakeResolver{"h": {netip.MustParseAddr("203.0.113.1")}}, "h:22")
+	got, err := a.Resolve(context.Background(), fakeResolver{"h": {netip.MustParseAddr("203.0.113.1")}}, noLocals, "h:22")
 	if err != nil || len(got) != 1 {
 		t.Fatalf("Resolve with no allow-list = %v, %v; want allowed", got, err)
 	}

@@ -46,7 +46,8 @@ type Config struct {
 	// AllowedTargets is the allow-list of targets (config allowed_targets,
 	// parsed by package allowlist): CIDRs ("10.20.0.0/16"), single IPs,
 	// and host:port entries ("db.internal:5432", "10.0.0.5:22"). Empty
-	// allows every target.
+	// allows every target outside the default deny set (loopback,
+	// link-local, multicast, broadcast, the appliance's own addresses).
 	AllowedTargets []string
 
 	// Name and Version are sent in the hello and heartbeats.
@@ -72,6 +73,11 @@ type Config struct {
 	DialControlPlane func(ctx context.Context, network, addr string) (net.Conn, error)
 	DialTarget       func(ctx context.Context, network, addr string) (net.Conn, error)
 	Resolver         Resolver
+	// LocalAddrs returns the appliance's own addresses, which sessions may
+	// not reach unless allowed_targets names them (package allowlist,
+	// the default deny set); it is called for every session. Nil means
+	// allowlist.InterfaceAddrs.
+	LocalAddrs allowlist.LocalAddrs
 
 	// OnStatus is called with the new status on every state change, from
 	// the Client's goroutine; it must not block for long. May be nil.

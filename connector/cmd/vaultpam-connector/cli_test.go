@@ -134,7 +134,7 @@ func TestRunEnrolsAndServesStatus(t *testing.T) {
 	if st.ConnectorID == "" || st.Reason != "" || st.CertNotAfter.IsZero() || st.HeartbeatInterval == 0 {
 		t.Errorf("online status = %+v", st)
 	}
-	for _, want := range []string{"State:", "Online", st.ConnectorID, "Autonomous restart", "Last heartbeat:"} {
+	for _, want := range []string{"State:", "Online", st.ConnectorID, "Autonomous restart", "Last heartbeat:", "Targets:", "any private or public address; refused: loopback"} {
 		if !strings.Contains(human.String(), want) {
 			t.Errorf("human status lacks %q:\n%s", want, human.String())
 		}

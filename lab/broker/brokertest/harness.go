@@ -43,11 +43,17 @@ type Harness struct {
 }
 
 // Options shape a Harness. The zero value is a broker with a 10 s heartbeat
-// and a running client with a valid one-hour certificate, allowing every
-// target.
+// and a running client with a valid one-hour certificate, allowing the
+// loopback echo target (allowed_targets ["127.0.0.1"]).
 type Options struct {
 	Interval time.Duration // heartbeat interval; 0 means 10 s
-	Allowed  []string      // the client's allowed_targets
+	// Allowed is the client's allowed_targets; nil means ["127.0.0.1"]
+	// (loopback is in the default deny set: the echo target must be
+	// named), unless DefaultPolicy.
+	Allowed []string
+	// DefaultPolicy runs the client with no allowed_targets at all: the
+	// default deny set alone (the loopback echo target is refused).
+	DefaultPolicy bool
 	// EditClient and EditBroker change the configurations before start.
 	EditClient func(*tunnel.Config)
 	EditBroker func(*broker.Config)
@@ -134,6 +140,9 @@ func NewHarness(t testing.TB, o Options) *Harness {
 		return &c, nil
 	}
 	cfg.AllowedTargets = o.Allowed
+	if o.Allowed == nil && !o.DefaultPolicy {
+		cfg.AllowedTargets = []string{"127.0.0.1"}
+	}
 	cfg.Version = "test"
 	cfg.Logger = Logger()
 	cfg.Backoff = backoff.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2}
