@@ -57,7 +57,8 @@ type Client struct {
 func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
 	rt := c.Transport
 	if rt == nil {
-		tc := &tls.Config{RootCAs: c.RootCAs, NextProtos: []string{protocol.ALPNHTTP}, MinVersion: tls.VersionTLS12, Time: c.now}
+		// TLS 1.3 only, as for the tunnel.
+		tc := &tls.Config{RootCAs: c.RootCAs, NextProtos: []string{protocol.ALPNHTTP}, MinVersion: tls.VersionTLS13, Time: c.now}
 		if cert != nil {
 			tc.Certificates = []tls.Certificate{*cert}
 		}
@@ -67,7 +68,10 @@ func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
 		}
 		rt = tr
 	}
-	return &http.Client{Transport: rt, Timeout: 30 * time.Second}
+	return &http.Client{Transport: rt, Timeout: 30 * time.Second,
+		// Never follow a redirect: a 307 to http:// or to another host
+		// would carry the token (or the CSR) there. do reports it.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // Enrol presents token (as typed; it is normalised here) and returns the
@@ -189,6 +193,10 @@ func (c *Client) do(hc *http.Client, req *http.Request, out any) error {
 	if err != nil {
 		return fmt.Errorf("reading control plane answer: %w", err)
 	}
+	if resp.StatusCode/100 == 3 {
+		return fmt.Errorf("control plane %s answered %s with a redirect to %s; redirects are never followed, so the token cannot be sent elsewhere: set control_plane_url to the address that answers itself",
+			c.URL, resp.Status, redirectTarget(resp.Header.Get("Location")))
+	}
 	if resp.StatusCode/100 != 2 {
 		var e protocol.ErrorResponse
 		if json.Unmarshal(b, &e) != nil || e.Code == "" {
@@ -212,4 +220,14 @@ func hostPort(raw string) string {
 		return net.JoinHostPort(u.Hostname(), "443")
 	}
 	return u.Host
+}
+
+// redirectTarget names where a redirect points, scheme and host only (its
+// path, query or user-info could carry anything).
+func redirectTarget(loc string) string {
+	u, err := url.Parse(loc)
+	if err != nil || u.Host == "" {
+		return "another path"
+	}
+	return u.Scheme + "://" + u.Host
 }

@@ -32,16 +32,15 @@ const (
 
 func cmdRun(ctx context.Context, env Env, args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	tokenFile := fs.String("token-file", "", "read the enrolment or recovery token from this file")
 	cfgPath := fs.String("config", envOr(env, config.EnvConfig, defaultConfigPath), "config file (PAM_AGENT_CONFIG); \"\" for environment only")
 	dataDir := fs.String("data-dir", envOr(env, config.EnvDataDir, defaultDataDir), "identity directory (PAM_AGENT_DATA_DIR)")
 	socket := fs.String("socket", envOr(env, config.EnvSocket, localapi.DefaultSocket), "local API socket (PAM_AGENT_SOCKET)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, env.Stderr); err != nil {
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
-		fail(env.Stderr, fmt.Errorf("unexpected argument %q", fs.Arg(0)), "tokens are never passed as arguments: use PAM_ENROLMENT_TOKEN, --token-file or the console")
+		fail(env.Stderr, errors.New("unexpected argument (not repeated here: it could be a token)"), "tokens are never passed as arguments: use PAM_ENROLMENT_TOKEN, --token-file or the console")
 		return exitUsage
 	}
 

@@ -15,10 +15,9 @@ import (
 
 func cmdStatus(ctx context.Context, env Env, args []string) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	asJSON := fs.Bool("json", false, "print the status JSON")
 	socket := fs.String("socket", envOr(env, config.EnvSocket, localapi.DefaultSocket), "local API socket")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, env.Stderr); err != nil {
 		return exitUsage
 	}
 	st, err := localapi.NewClient(*socket).Status(ctx)
