@@ -103,8 +103,8 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 	}
 	opt := agent.Options{
 		Config: cfg, Store: &identity.Dir{Path: *dataDir}, Mode: mode, DataDir: *dataDir,
-		Enroller: &enrol.Client{URL: strings.TrimRight(cfg.ControlPlaneURL, "/"), RootCAs: roots, Proxy: proxy, Name: cfg.ConnectorName},
-		Token:    token, Version: version, Notify: notify, Logger: log,
+		Enroller: &enrol.Client{URL: strings.TrimRight(cfg.ControlPlaneURL, "/"), RootCAs: roots, Proxy: proxy, Name: cfg.ConnectorName, Step: env.Step},
+		Token:    token, Version: version, Notify: notify, Logger: log, Step: env.Step,
 	}
 	opt.Link = newLinkFactory(cfg, roots, proxy, log)
 	ag, err := agent.New(opt)
