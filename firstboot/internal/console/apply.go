@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/vaultpam/appliance/connector/localapi"
-	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
 )
 
@@ -156,21 +155,6 @@ func (v *applyView) draw(a *App) page {
 		p.help = "Enter health screen"
 	}
 	return p
-}
-
-func canonical(typed string) string {
-	c, _ := protocol.ParseToken(typed)
-	return c
-}
-
-func clipText(s string, n int) string {
-	if n <= 3 {
-		return ""
-	}
-	if len(s) > n {
-		return s[:n-3] + "..."
-	}
-	return s
 }
 
 func (v *applyView) key(a *App, k screen.Key) {

@@ -62,7 +62,7 @@ type applyRun struct {
 	handedOver func()
 	// progress updates the running step's detail.
 	progress func(detail string)
-	probe    *diag.Probe // what the checks found so far; nil before the first
+	probe    *diag.Probe      // what the checks found so far; nil before the first
 	online   *localapi.Status // the connector's status once enrolled
 }
 

@@ -119,15 +119,6 @@ func imageInfo(root string) string {
 	return fmt.Sprintf("%s, slot %s", firstOf(version, "unknown version"), slot)
 }
 
-func firstOf(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
 // verityState reads the root hash from the kernel command line and the
 // device-mapper verity status (V verified so far, C corruption seen).
 func verityState(ctx context.Context, env *Env) string {
