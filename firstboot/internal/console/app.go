@@ -118,10 +118,21 @@ func (a *App) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 	return nil
 }
 
-// start picks the first screen: the health screen when the appliance is
+// start picks the first screen: where an unattended setup stopped (until
+// an operator acts on it), the health screen when the appliance is
 // configured, else the wizard (or, when another console holds the wizard,
 // a screen that follows its progress).
 func (a *App) start() {
+	if rec, busy := otherHolder(a.env.Root); busy && a.lock == nil {
+		// Also when the other console's setup has written the settings
+		// already: this one shows how it ends.
+		a.show(&waitingView{rec: rec})
+		return
+	}
+	if rec := readRecord(a.env.Root); rec.stoppedUnattended() {
+		a.show(&stoppedView{rec: rec})
+		return
+	}
 	if settings.Configured(a.env.Root) {
 		a.showHealth()
 		return

@@ -1,8 +1,10 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
@@ -54,12 +56,17 @@ func (w *wizard) apply(a *App) {
 func (v *applyView) set(a *App, i int, st stepState, detail string) {
 	a.post(func() {
 		v.lines[i] = stepLine{st, detail}
-		var lines []string
-		for j, l := range v.lines {
-			lines = append(lines, l.state.mark()+" "+v.steps[j].title)
-		}
-		a.progress(lines...)
+		v.report(a)
 	})
+}
+
+// report writes the step lines into the setup record.
+func (v *applyView) report(a *App) {
+	var lines []string
+	for j, l := range v.lines {
+		lines = append(lines, l.state.mark()+" "+v.steps[j].title)
+	}
+	a.progress(lines...)
 }
 
 // failAt marks step i failed and the steps after it skipped; after a
@@ -77,6 +84,49 @@ func (v *applyView) failAt(a *App, i int, f *stepFailure) {
 			}
 		}
 		v.running, v.fail = false, f
+		v.report(a)
+		v.stopped(a, i)
+	})
+}
+
+// stopped tells the other console where setup stopped. An unattended
+// setup then gives up the lock, and both consoles show the stopped screen:
+// nobody is here to press a key, and nothing retries by itself.
+func (v *applyView) stopped(a *App, i int) {
+	a.lock.failed(v.steps[i].title, v.fail)
+	if !v.w.auto {
+		return // the operator here decides: E, R, C or T
+	}
+	var rec setupRecord
+	if a.lock != nil {
+		rec = a.lock.rec
+	}
+	a.releaseLock()
+	a.show(&stoppedView{rec: rec})
+}
+
+// finished ends a run that succeeded: the lock goes (the other console
+// shows the health screen now), and so does this console, at once after an
+// unattended setup, else when the operator presses Enter or after
+// Env.DoneTimeout (an operator who walked away).
+func (v *applyView) finished(a *App) {
+	a.releaseLock()
+	if v.w.auto {
+		a.showHealth()
+		return
+	}
+	d := a.env.DoneTimeout
+	goDo(a, func(ctx context.Context) bool {
+		select {
+		case <-time.After(d):
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}, func(bool) {
+		if a.cur == view(v) {
+			a.showHealth()
+		}
 	})
 }
 
@@ -86,8 +136,15 @@ func (v *applyView) run(a *App, first int) {
 		v.lines[i] = stepLine{}
 	}
 	v.running, v.fail = true, nil
+	a.lock.resume()
+	root, auto := a.env.Root, v.w.auto
 	r := &applyRun{env: a.env, s: v.w.s, token: v.w.token,
-		handedOver: func() { a.post(func() { v.w.token = "" }) }}
+		handOver: func() {
+			if auto {
+				setOVFMark(root, true) // before it leaves: the OVF token is never sent twice
+			}
+			a.post(func() { v.w.token = "" })
+		}}
 	steps := v.steps
 	go func() {
 		defer r.close()
@@ -112,6 +169,7 @@ func (v *applyView) run(a *App, first int) {
 			if v.done == nil {
 				v.done = &localapi.Status{} // network only: nothing enrolled
 			}
+			v.finished(a)
 		})
 	}()
 }
@@ -148,13 +206,18 @@ func (v *applyView) draw(a *App) page {
 		}
 	case v.done != nil && v.w.networkOnly:
 		p.msg = "Network settings applied."
-		p.help = "Enter health screen"
+		p.help = v.doneHelp(a)
 	case v.done != nil:
 		p.body = append(p.body, blank(), bold(fmt.Sprintf("  Enrolled: %s is Online (ID %s).", firstOf(v.done.ConnectorName, v.w.s.ConnectorName), v.done.ConnectorID)))
 		p.msg = "Setup is complete. The token was handed over and is not stored."
-		p.help = "Enter health screen"
+		p.help = v.doneHelp(a)
 	}
 	return p
+}
+
+// doneHelp is the key help of the final screen.
+func (v *applyView) doneHelp(a *App) string {
+	return fmt.Sprintf("Enter health screen (shown by itself after %d s)", int(a.env.DoneTimeout.Seconds()))
 }
 
 func (v *applyView) key(a *App, k screen.Key) {
@@ -163,8 +226,6 @@ func (v *applyView) key(a *App, k screen.Key) {
 	}
 	if v.done != nil {
 		if k.Kind == screen.KeyEnter {
-			a.lock.release()
-			a.lock = nil
 			a.showHealth()
 		}
 		return

@@ -40,6 +40,7 @@ func (c CLI) Main(ctx context.Context) int {
 		addrWait = fs.Duration("address-timeout", 60*time.Second, "how long to wait for an address after applying network settings")
 		step     = fs.Duration("step-timeout", 5*time.Second, "timeout of each diagnostic step")
 		enrol    = fs.Duration("enrol-timeout", 2*time.Minute, "how long to wait for the connector to be Online")
+		doneWait = fs.Duration("done-timeout", DefaultDoneTimeout, "how long the final setup screen waits for Enter before it shows the health screen")
 	)
 	fs.StringVar(&env.Root, "root", "/", "root directory holding config/, data/, run/, etc/, proc/")
 	fs.StringVar(&env.TTY, "tty", "", "this console's name shown to the other console (default: the terminal's name)")
@@ -57,7 +58,7 @@ func (c CLI) Main(ctx context.Context) int {
 	env.Repaint = c.Repaint
 	env.Connector = localapi.NewClient(*socket)
 	env.Run = ExecRunner{BinDir: *binDir}
-	env.AddressTimeout, env.StepTimeout, env.EnrolTimeout = *addrWait, *step, *enrol
+	env.AddressTimeout, env.StepTimeout, env.EnrolTimeout, env.DoneTimeout = *addrWait, *step, *enrol, *doneWait
 	env.OVF = ovfenv.Sources{File: *ovfFile}
 	if *ovfFile == "" {
 		env.OVF.Tools = env.Run

@@ -50,6 +50,10 @@ func (r ExecRunner) Output(ctx context.Context, name string, args ...string) ([]
 	return out, nil
 }
 
+// DefaultDoneTimeout is how long the final screen of a setup an operator
+// ran waits for Enter before it shows the health screen by itself.
+const DefaultDoneTimeout = 60 * time.Second
+
 // Env is the outside world of the console.
 type Env struct {
 	Root      string // prefix for /config, /data, /run, /etc, /proc; "/" on the appliance
@@ -66,6 +70,10 @@ type Env struct {
 	AddressTimeout time.Duration // waiting for an address after apply
 	StepTimeout    time.Duration // each diagnostic step
 	EnrolTimeout   time.Duration // waiting for the connector to be Online
+	// DoneTimeout is how long the "Setup is complete" screen waits for
+	// Enter before it shows the health screen by itself (the operator
+	// walked away); DefaultDoneTimeout when zero.
+	DoneTimeout time.Duration
 	// Repaint: each value received repaints the whole screen, like Ctrl-L.
 	// The command sends SIGWINCH here: the terminal was resized, or another
 	// program wrote on it (the boot report on the serial console does, and
@@ -100,6 +108,9 @@ func (e *Env) defaults() {
 	}
 	if e.EnrolTimeout == 0 {
 		e.EnrolTimeout = 2 * time.Minute
+	}
+	if e.DoneTimeout == 0 {
+		e.DoneTimeout = DefaultDoneTimeout
 	}
 }
 

@@ -93,8 +93,7 @@ func (v *linksView) key(a *App, k screen.Key) {
 		v.w.s.Interface = v.links[v.sel].Name
 		v.w.gotoNetwork(a)
 	case screen.KeyEsc:
-		a.lock.release()
-		a.lock = nil
+		a.releaseLock()
 		if v.w.networkOnly {
 			a.showHealth()
 		} else {

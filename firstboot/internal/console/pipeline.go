@@ -57,9 +57,9 @@ type applyRun struct {
 	env   Env
 	s     settings.Settings
 	token string // canonical; "" when there is none to hand over
-	// handedOver is called once the token has left for the connector,
-	// whatever the answer: it is never sent again.
-	handedOver func()
+	// handOver is called just before the token leaves for the connector:
+	// whatever the answer, it is never sent again.
+	handOver func()
 	// progress updates the running step's detail.
 	progress func(detail string)
 	probe    *diag.Probe      // what the checks found so far; nil before the first

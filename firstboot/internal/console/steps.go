@@ -107,9 +107,10 @@ func tokenStep() step {
 		if r.token == "" {
 			return "", &stepFailure{kind: failToken, msg: "Token: the token was already handed over; enrolment needs a new one", hint: "press T to type a new token"}
 		}
-		err := r.env.Connector.SubmitToken(ctx, r.token)
+		token := r.token
 		r.token = ""
-		r.handedOver() // handed over: forget it, whatever the answer
+		r.handOver()
+		err := r.env.Connector.SubmitToken(ctx, token)
 		if err != nil {
 			msg, hint := apiError(err)
 			return "", &stepFailure{kind: failToken, msg: "Token: " + msg, hint: hint}

@@ -27,16 +27,15 @@ func (v *welcomeView) tick(a *App) {
 	case settings.Configured(a.env.Root):
 		a.start() // set up from the other console meanwhile
 	default:
-		if _, busy := otherHolder(a.env.Root); busy {
-			holder, progress := readProgress(a.env.Root)
-			a.show(&waitingView{holder: holder, progress: progress})
+		if rec, busy := otherHolder(a.env.Root); busy {
+			a.show(&waitingView{rec: rec})
 		}
 	}
 }
 
 func (v *welcomeView) key(a *App, k screen.Key) {
 	if k.Kind == screen.KeyEnter && a.takeLock() {
-		a.progress("Started setup")
+		a.lock.start(a.env.TTY, false, "Started setup")
 		v.w.gotoLinks(a)
 	}
 }

@@ -19,6 +19,10 @@ type wizard struct {
 	networkOnly bool   // edit network from the health screen: no control plane, no token
 	ovfSource   string // where deployment settings came from, "" if none
 	unattended  bool   // skip steps whose answers are already valid
+	// auto: applying the OVF environment with nobody at the console. A
+	// failure then stops on both consoles (stoppedView) and nothing is
+	// retried by itself.
+	auto bool
 }
 
 // startWizard begins the wizard. The wizard lock is taken only when an
@@ -33,35 +37,50 @@ func (a *App) startWizard(networkOnly bool) {
 		w.s = settings.Load(a.env.Root)
 		w.networkOnly = true
 		if a.takeLock() {
+			a.lock.start(a.env.TTY, false, "Starting setup")
 			w.gotoLinks(a)
 		}
 		return
 	}
 	a.show(&messageView{title: "Setup", lines: []string{"Looking for deployment settings (OVF environment)..."}})
+	a.readOVF(func(r ovfResult) { w.begin(a, r) })
+}
+
+// readOVF reads the OVF environment in the background and calls then with
+// what it found.
+func (a *App) readOVF(then func(ovfResult)) {
 	goDo(a, func(ctx context.Context) ovfResult {
 		ctx, cancel := context.WithTimeout(ctx, 10*a.env.StepTimeout)
 		defer cancel()
 		env, src, err := a.env.OVF.Load(ctx)
 		return ovfResult{env, src, err}
-	}, func(r ovfResult) { w.begin(a, r) })
+	}, then)
 }
 
 // takeLock takes the wizard lock, or shows who holds it and returns false.
+// It writes no setup record: the caller checks what the last one left,
+// then starts its own (a.lock.start).
 func (a *App) takeLock() bool {
 	if a.lock != nil {
 		return true
 	}
-	l, holder, progress, err := tryLock(a.env.Root, a.env.TTY)
+	l, holder, err := tryLock(a.env.Root)
 	switch {
 	case err != nil:
 		a.show(&messageView{title: "Setup", lines: []string{"error: " + err.Error(), "hint: /run must be writable"}, next: func(a *App) { a.start() }})
 		return false
 	case l == nil:
-		a.show(&waitingView{holder: holder, progress: progress})
+		a.show(&waitingView{rec: holder})
 		return false
 	}
 	a.lock = l
 	return true
+}
+
+// releaseLock gives up the wizard lock, if held.
+func (a *App) releaseLock() {
+	a.lock.release()
+	a.lock = nil
 }
 
 type ovfResult struct {
@@ -73,6 +92,17 @@ type ovfResult struct {
 // begin applies the OVF environment (if any) and goes to the first step
 // that needs an answer — or straight to apply when nothing is missing.
 func (w *wizard) begin(a *App, r ovfResult) {
+	w.fromOVF(a, r)
+	if w.unattended && w.s.Validate() == nil && w.token != "" {
+		w.applyOVF(a)
+		return
+	}
+	a.show(&welcomeView{w: w})
+}
+
+// fromOVF fills the answers from the OVF environment read into r (if it
+// was found), the token too, unless it was already handed over this boot.
+func (w *wizard) fromOVF(a *App, r ovfResult) {
 	if w.s.Hostname == "" {
 		w.s.Hostname = "vaultpam-connector"
 	}
@@ -88,26 +118,49 @@ func (w *wizard) begin(a *App, r ovfResult) {
 	if w.s.ConnectorName == "" && w.unattended {
 		w.s.ConnectorName = w.s.Hostname
 	}
+	if _, sent := ovfMark(a.env.Root); sent {
+		tok = ""
+	}
 	if tok != "" {
 		if c, err := protocol.ParseToken(tok); err == nil {
 			w.token = c
 		}
 	}
-	if w.unattended && w.s.Validate() == nil && w.token != "" {
-		if a.takeLock() {
-			a.progress("Applying the OVF settings")
-			w.apply(a)
-		}
+}
+
+// applyOVF applies a complete OVF environment with nobody at the console:
+// once a boot, by whichever console takes the lock first. The other one
+// follows (waitingView). Under the lock it checks what an earlier attempt
+// left: a configured appliance, a stopped unattended setup, or an attempt
+// an operator has taken over since; then it does not apply again.
+func (w *wizard) applyOVF(a *App) {
+	if !a.takeLock() {
 		return
 	}
-	a.show(&welcomeView{w: w})
+	root := a.env.Root
+	if readRecord(root).stoppedUnattended() || settings.Configured(root) {
+		a.releaseLock()
+		a.start()
+		return
+	}
+	if attempted, _ := ovfMark(root); attempted {
+		a.releaseLock()
+		a.show(&welcomeView{w: w})
+		return
+	}
+	if err := setOVFMark(root, false); err != nil {
+		a.releaseLock()
+		a.show(&messageView{title: "Setup", lines: []string{"error: recording the unattended setup: " + err.Error(), "hint: /run must be writable"}})
+		return
+	}
+	w.auto = true
+	a.lock.start(a.env.TTY, true, "Applying the OVF settings")
+	w.apply(a)
 }
 
 // progress tells the other console what this one is doing.
 func (a *App) progress(lines ...string) {
-	if a.lock != nil {
-		a.lock.write(a.env.TTY, lines)
-	}
+	a.lock.write(lines)
 }
 
 func (w *wizard) stepTitle(n int, what string) string {
