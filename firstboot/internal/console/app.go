@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
@@ -44,6 +45,7 @@ type App struct {
 	quit   bool
 	health *health
 	probes Probes
+	size   screen.Size // the frame's: the terminal's, at least 80×24
 }
 
 // New returns an app over env.
@@ -51,7 +53,17 @@ func New(env Env) *App {
 	env.defaults()
 	a := &App{env: env, posts: make(chan func(), 64), probes: env.Probes}
 	a.probes.defaults(&a.env)
+	a.resize()
 	return a
+}
+
+// resize lays the screens out for the terminal's size now.
+func (a *App) resize() {
+	var s screen.Size
+	if a.env.Size != nil {
+		s = a.env.Size()
+	}
+	a.size = screen.Fit(s)
 }
 
 // post runs fn on the app's goroutine (from background work). It never
@@ -106,6 +118,7 @@ func (a *App) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 			}
 			a.cur.key(a, k)
 		case <-a.env.Repaint:
+			a.resize()
 			r.Invalidate()
 		case fn := <-a.posts:
 			fn()
@@ -140,17 +153,24 @@ func (a *App) start() {
 	a.startWizard(false)
 }
 
+// frame lays the current view out: the title bar on the first row and the
+// key help on the last, both across the whole width; the body and the
+// message in a column at most maxTextCols wide, centred.
 func (a *App) frame() *screen.Frame {
 	p := a.cur.draw(a)
-	var f screen.Frame
+	f := screen.NewFrame(a.size)
+	cols, rows := a.size.Cols, a.size.Rows
+	margin := strings.Repeat(" ", a.margin())
+	bar := func(left, right string) screen.Span {
+		return screen.Span{Text: screen.Pad(margin+left, cols-len(right)-len(margin)) + right + margin, Attr: screen.Reverse}
+	}
 	title := " VaultPAM Connector"
 	if p.title != "" {
 		title += " - " + p.title
 	}
-	right := fmt.Sprintf("%s ", a.env.TTY)
-	f.Add(screen.Span{Text: screen.Pad(title, screen.Cols-len(right)) + right, Attr: screen.Reverse})
+	f.Add(bar(title, a.env.TTY+" "))
 	f.Blank()
-	msg := screen.WrapText(p.msg, screen.Cols-2)
+	msg := screen.WrapText(p.msg, a.width()-2)
 	if p.msg == "" {
 		msg = nil
 	}
@@ -158,17 +178,15 @@ func (a *App) frame() *screen.Frame {
 		msg = msg[:2]
 	}
 	for _, l := range p.body {
-		if f.Len() >= screen.Rows-1-len(msg) {
+		if f.Len() >= rows-1-len(msg) {
 			break
 		}
-		f.Add(l...)
+		f.Add(append(screen.Line{{Text: margin}}, l...)...)
 	}
-	f.Fill(screen.Rows - 1 - len(msg))
+	f.Fill(rows - 1 - len(msg))
 	for _, l := range msg {
-		f.Add(screen.Span{Text: " " + l, Attr: screen.Bold})
+		f.Add(screen.Span{Text: margin + " " + l, Attr: screen.Bold})
 	}
-	f.Add(screen.Span{Text: screen.Pad(" "+p.help, screen.Cols), Attr: screen.Reverse})
-	return &f
+	f.Add(bar(" "+p.help, ""))
+	return f
 }
-
-// Body-building helpers.

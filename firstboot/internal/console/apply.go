@@ -183,17 +183,17 @@ func (v *applyView) draw(a *App) page {
 		if l.state == stepFailed {
 			d = ""
 		}
-		body = append(body, screen.Line{{Text: line}, {Text: " " + clipText(d, screen.Cols-len(line)-2)}})
+		body = append(body, screen.Line{{Text: line}, {Text: " " + clipText(d, a.width()-len(line)-2)}})
 	}
 	p := page{title: "Applying settings", body: body, help: "Please wait"}
 	switch {
 	case v.fail != nil:
 		p.body = append(p.body, blank())
-		for _, l := range screen.WrapText(v.fail.msg, screen.Cols-4) {
+		for _, l := range screen.WrapText(v.fail.msg, a.width()-4) {
 			p.body = append(p.body, bold("  "+l))
 		}
 		if v.fail.hint != "" {
-			p.body = append(p.body, wrap(2, "hint: "+v.fail.hint)...)
+			p.body = append(p.body, a.wrap(2, "hint: "+v.fail.hint)...)
 		}
 		p.msg = "Setup stopped at the failed step."
 		switch v.fail.kind {

@@ -56,6 +56,12 @@ func (c CLI) Main(ctx context.Context) int {
 		env.TTY = ttyName(c.Stdin)
 	}
 	env.Repaint = c.Repaint
+	if f, ok := c.Stdout.(*os.File); ok {
+		env.Size = func() screen.Size {
+			s, _ := screen.TermSize(f) // unknown (a serial line): 80×24
+			return s
+		}
+	}
 	env.Connector = localapi.NewClient(*socket)
 	env.Run = ExecRunner{BinDir: *binDir}
 	env.AddressTimeout, env.StepTimeout, env.EnrolTimeout, env.DoneTimeout = *addrWait, *step, *enrol, *doneWait

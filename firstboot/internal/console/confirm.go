@@ -17,7 +17,7 @@ type confirmView struct {
 
 func (v *confirmView) draw(a *App) page {
 	body := []screen.Line{bold("  " + v.what + "?"), blank()}
-	body = append(body, wrap(2, v.note)...)
+	body = append(body, a.wrap(2, v.note)...)
 	p := page{title: "Confirm", body: body, msg: v.err, help: "Y yes  N or Esc no"}
 	if v.sent {
 		p.msg, p.help = v.what+": requested.", "Please wait"

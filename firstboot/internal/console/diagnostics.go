@@ -42,7 +42,7 @@ func (v *diagView) draw(a *App) page {
 		case !r.OK:
 			st = stepFailed
 		}
-		body = append(body, text(fmt.Sprintf("  %s %s", st.mark(), clipText(r.Message, screen.Cols-10))))
+		body = append(body, text(fmt.Sprintf("  %s %s", st.mark(), clipText(r.Message, a.width()-10))))
 	}
 	p := page{title: "Diagnostics", body: body, help: "R run again  N edit network  Esc back"}
 	switch f, bad := diag.Failed(v.results); {
@@ -50,7 +50,7 @@ func (v *diagView) draw(a *App) page {
 		p.msg, p.help = "Running...", "Please wait"
 	case bad:
 		body = append(body, blank())
-		for _, l := range screen.WrapText(f.Message, screen.Cols-4) {
+		for _, l := range screen.WrapText(f.Message, a.width()-4) {
 			body = append(body, bold("  "+l))
 		}
 		p.body = body

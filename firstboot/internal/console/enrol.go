@@ -71,14 +71,14 @@ func (v *enrolView) draw(a *App) page {
 		title = "Recover"
 	}
 	p := page{title: title}
-	p.body = append(p.body, wrap(2, "Use this to recover a connector whose identity is lost or revoked, or to enrol it again. "+
+	p.body = append(p.body, a.wrap(2, "Use this to recover a connector whose identity is lost or revoked, or to enrol it again. "+
 		"In the VaultPAM dashboard open Connectors, select this connector and choose Recover: it shows a recovery token "+
 		"(20 characters, valid for 1 hour, works once). The connector keeps its ID, so the resources that route through it "+
 		"keep working; its old certificate is revoked. A new connector needs a token from Connectors -> Add Connector instead.")...)
 	p.body = append(p.body, blank())
 	switch v.phase {
 	case 0:
-		p.body = append(p.body, v.f.lines()...)
+		p.body = append(p.body, v.f.lines(a)...)
 		p.msg = v.f.message()
 		p.help = "Enter submit  Backspace erase  Ctrl-U clear  Esc back"
 	case 1:
@@ -90,7 +90,7 @@ func (v *enrolView) draw(a *App) page {
 	case 3:
 		p.body = append(p.body, bold("  Failed: "+v.msg))
 		if v.hint != "" {
-			p.body = append(p.body, wrap(2, "hint: "+v.hint)...)
+			p.body = append(p.body, a.wrap(2, "hint: "+v.hint)...)
 		}
 		p.help = "T try another token  Esc health screen"
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/firstboot/internal/netinfo"
 	"github.com/vaultpam/appliance/firstboot/internal/ovfenv"
+	"github.com/vaultpam/appliance/firstboot/internal/screen"
 	"github.com/vaultpam/appliance/firstboot/internal/settings"
 )
 
@@ -79,6 +80,10 @@ type Env struct {
 	// program wrote on it (the boot report on the serial console does, and
 	// then signals the console).
 	Repaint <-chan os.Signal
+	// Size returns the terminal's size; the screens are laid out for it
+	// (at least 80×24) at start and after each Repaint. nil or a zero
+	// size means 80×24.
+	Size func() screen.Size
 }
 
 func (e *Env) defaults() {

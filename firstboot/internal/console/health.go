@@ -29,8 +29,8 @@ func (v *healthView) draw(a *App) page {
 	switch {
 	case h.stErr != nil && st.State == "":
 		body = append(body, screen.Line{{Text: "  " + screen.Pad("State", 21)}, {Text: " Connector not running ", Attr: screen.Bold | screen.Reverse}})
-		body = append(body, kvWrap("Why", h.stErr.Error())...)
-		body = append(body, kvWrap("What to do", "the connector starts once /config/connector.yaml exists; L shows its logs")...)
+		body = append(body, a.kvWrap("Why", h.stErr.Error())...)
+		body = append(body, a.kvWrap("What to do", "the connector starts once /config/connector.yaml exists; L shows its logs")...)
 	case st.State == "":
 		body = append(body, kv("State", "reading status..."))
 	default:
@@ -41,10 +41,10 @@ func (v *healthView) draw(a *App) page {
 		}
 		body = append(body, line)
 		if st.Reason != "" {
-			body = append(body, kvWrap("Why", st.Reason)...)
+			body = append(body, a.kvWrap("Why", st.Reason)...)
 		}
 		if st.Hint != "" {
-			body = append(body, kvWrap("What to do", st.Hint)...)
+			body = append(body, a.kvWrap("What to do", st.Hint)...)
 		}
 		if h.stErr != nil {
 			body = append(body, kv("", "(status is "+ago(now, h.stAt)+": "+h.stErr.Error()+")"))

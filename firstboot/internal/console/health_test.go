@@ -74,8 +74,14 @@ func configuredRoot(t *testing.T) string {
 // every background source has reported.
 func healthScreen(t *testing.T, st localapi.Status, err error) (*App, string) {
 	t.Helper()
+	return healthScreenSized(t, st, err, screen.Size{})
+}
+
+// healthScreenSized is healthScreen on a terminal of size sz.
+func healthScreenSized(t *testing.T, st localapi.Status, err error, sz screen.Size) (*App, string) {
+	t.Helper()
 	a := New(Env{Root: configuredRoot(t), TTY: "tty1", Connector: &fakeStatus{st: st, err: err}, Net: fakeNet{},
-		Now: func() time.Time { return now }, Probes: fixedProbes()})
+		Now: func() time.Time { return now }, Probes: fixedProbes(), Size: func() screen.Size { return sz }})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	a.ctx = ctx
@@ -148,12 +154,27 @@ func TestHealthStates(t *testing.T) {
 	enrolling := base
 	enrolling.State, enrolling.ConnectorID = localapi.StateEnrolling, ""
 
+	awaiting := base
+	awaiting.State, awaiting.ConnectorID, awaiting.ConnectorName = localapi.StateAwaitingToken, "", ""
+	awaiting.Hint = "press R and type the enrolment token from the dashboard (Connectors -> Add Connector)"
+
+	connecting := base
+	connecting.State, connecting.Since = localapi.StateConnecting, now.Add(-3*time.Second)
+	connecting.CertNotAfter = now.Add(30 * 24 * time.Hour)
+
+	draining := online
+	draining.State, draining.Since, draining.ActiveSessions = localapi.StateDraining, now.Add(-5*time.Second), 2
+	draining.Reason = "shutting down: finishing 2 sessions, new sessions go to other connectors"
+
 	for _, tc := range []struct {
 		name string
 		st   localapi.Status
 		err  error
 		want string
 	}{
+		{"health-awaiting-token", awaiting, nil, " Waiting for token"},
+		{"health-connecting", connecting, nil, " Connecting "},
+		{"health-draining", draining, nil, " Draining "},
 		{"health-online", online, nil, " Online "},
 		{"health-offline", offline, nil, "Offline (reconnecting)"},
 		{"health-enrolling", enrolling, nil, "Enrolling"},
@@ -165,6 +186,61 @@ func TestHealthStates(t *testing.T) {
 			_, got := healthScreen(t, tc.st, tc.err)
 			if !strings.Contains(got, tc.want) {
 				t.Errorf("screen lacks %q:\n%s", tc.want, got)
+			}
+			golden(t, tc.name, got)
+		})
+	}
+	// Every state the connector reports has its golden screen above.
+	for _, st := range []string{localapi.StateAwaitingToken, localapi.StateEnrolling, localapi.StateConnecting, localapi.StateOnline,
+		localapi.StateReconnecting, localapi.StateNeedsRecovery, localapi.StateDraining} {
+		name := "health-" + strings.ReplaceAll(st, "_", "-")
+		switch st {
+		case localapi.StateReconnecting:
+			name = "health-offline"
+		case localapi.StateNeedsRecovery:
+			name = "health-needs-recovery-guided"
+		}
+		if _, err := os.Stat(filepath.Join("testdata", name+".golden")); err != nil {
+			t.Errorf("state %s has no golden health screen: %v", st, err)
+		}
+	}
+}
+
+// TestLayoutSizes: the screens use the terminal's real size, never less
+// than 80×24: the bars span the width, the body is a centred column of at
+// most 100 characters, the key help sits on the last row. A terminal
+// smaller than 80×24 gets the 80×24 layout.
+func TestLayoutSizes(t *testing.T) {
+	st := localapi.Status{State: localapi.StateOnline, Since: now.Add(-2 * time.Hour), Mode: localapi.ModeAutonomousRestart,
+		DataDir: "/data", DataDurable: true, ConnectorID: "conn-7f3a", ConnectorName: "dc1-connector-1",
+		ControlPlane: "https://cp.example.com", Version: "0.1.0", LastHeartbeat: now.Add(-4 * time.Second),
+		HeartbeatInterval: localapi.Duration(10 * time.Second), CertNotAfter: now.Add(30 * 24 * time.Hour),
+		Reason: "tunnel up since the last restart of the control plane; heartbeats are answered within the interval"}
+	for _, tc := range []struct {
+		name     string
+		term     screen.Size
+		cols     int
+		rows     int
+		helpLine string
+	}{
+		{"layout-85x32", screen.Size{Cols: 85, Rows: 32}, 85, 32, " R re-enrol"},
+		{"layout-120x33", screen.Size{Cols: 120, Rows: 33}, 120, 33, "           R re-enrol"},
+		{"layout-small-70x20", screen.Size{Cols: 70, Rows: 20}, 80, 24, " R re-enrol"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, got := healthScreenSized(t, st, nil, tc.term)
+			if a.size != (screen.Size{Cols: tc.cols, Rows: tc.rows}) {
+				t.Errorf("layout size for a %s terminal = %s, want %dx%d", tc.term, a.size, tc.cols, tc.rows)
+			}
+			lines := a.frame().Lines()
+			if len(lines) != tc.rows {
+				t.Fatalf("frame has %d rows, want %d", len(lines), tc.rows)
+			}
+			if n := len([]rune(lines[0].Text())); n != tc.cols {
+				t.Errorf("title bar is %d wide, want %d", n, tc.cols)
+			}
+			if last := lines[tc.rows-1].Text(); !strings.HasPrefix(last, tc.helpLine) || len(last) != tc.cols {
+				t.Errorf("last row = %q, want the key help across %d columns", last, tc.cols)
 			}
 			golden(t, tc.name, got)
 		})

@@ -17,9 +17,20 @@ func bold(s string) screen.Line { return screen.Line{{Text: s, Attr: screen.Bold
 
 func blank() screen.Line { return nil }
 
-func wrap(indent int, s string) []screen.Line {
+// maxTextCols is the widest the body's text column gets on a wide
+// terminal; the column is centred.
+const maxTextCols = 100
+
+// width is the body's text width.
+func (a *App) width() int { return min(a.size.Cols, maxTextCols) }
+
+// margin is the blank space left of the body's column.
+func (a *App) margin() int { return (a.size.Cols - a.width()) / 2 }
+
+// wrap breaks s into lines of the body's width after indent spaces.
+func (a *App) wrap(indent int, s string) []screen.Line {
 	var out []screen.Line
-	for _, l := range screen.WrapText(s, screen.Cols-indent-2) {
+	for _, l := range screen.WrapText(s, a.width()-indent-2) {
 		out = append(out, text(strings.Repeat(" ", indent)+l))
 	}
 	return out
@@ -31,9 +42,9 @@ func kv(label, value string) screen.Line {
 }
 
 // kvWrap is kv with the value wrapped under itself.
-func kvWrap(label, value string) []screen.Line {
+func (a *App) kvWrap(label, value string) []screen.Line {
 	var out []screen.Line
-	for i, l := range screen.WrapText(value, screen.Cols-26) {
+	for i, l := range screen.WrapText(value, a.width()-26) {
 		if i == 0 {
 			out = append(out, kv(label, l))
 		} else {

@@ -52,7 +52,7 @@ func (v *linksView) draw(a *App) page {
 	if !v.init {
 		v.refresh(a)
 	}
-	body := wrap(2, "Choose the network card that reaches the control plane. State is live: connect the VM's network now if it shows no carrier.")
+	body := a.wrap(2, "Choose the network card that reaches the control plane. State is live: connect the VM's network now if it shows no carrier.")
 	body = append(body, blank(), bold("    Card        MAC address         State        Addresses"))
 	for i, l := range v.links {
 		var addrs []string

@@ -9,15 +9,15 @@ import (
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
 )
 
-// logsView shows the connector's recent journal, scrollable.
+// logsView shows the connector's recent journal, scrollable. Long entries
+// continue on the next rows, indented; the rows follow the screen's width
+// and the page its height.
 type logsView struct {
-	lines   []string
+	entries []string
 	err     string
 	loading bool
-	top     int
+	top     int // first row shown
 }
-
-const logPage = screen.Rows - 5
 
 func newLogsView(a *App) *logsView {
 	v := &logsView{loading: true}
@@ -38,22 +38,11 @@ func (v *logsView) load(a *App) {
 		if r.err != nil {
 			v.err = "error: reading the journal: " + r.err.Error()
 		}
-		v.lines = nil
-		for _, l := range strings.Split(strings.TrimRight(r.out, "\n"), "\n") {
-			// Long journal lines continue on the next rows, indented.
-			r := []rune(strings.ReplaceAll(l, "\t", " "))
-			for first := true; len(r) > 0; first = false {
-				w := screen.Cols
-				prefix := ""
-				if !first {
-					w, prefix = screen.Cols-4, "    "
-				}
-				n := min(w, len(r))
-				v.lines = append(v.lines, prefix+string(r[:n]))
-				r = r[n:]
-			}
+		v.entries = nil
+		if out := strings.TrimRight(r.out, "\n"); out != "" {
+			v.entries = strings.Split(out, "\n")
 		}
-		v.top = max(0, len(v.lines)-logPage) // newest at the bottom, in view
+		v.top = max(0, len(v.rows(a))-v.page(a)) // newest at the bottom, in view
 	})
 }
 
@@ -62,25 +51,51 @@ type logsResult struct {
 	err error
 }
 
+// page is how many rows of the journal fit on the screen.
+func (v *logsView) page(a *App) int { return a.size.Rows - 5 }
+
+// rows are the entries broken at the screen's width.
+func (v *logsView) rows(a *App) []string {
+	width := a.width()
+	var out []string
+	for _, e := range v.entries {
+		r := []rune(strings.ReplaceAll(e, "\t", " "))
+		for first := true; len(r) > 0; first = false {
+			w, prefix := width, ""
+			if !first {
+				w, prefix = width-4, "    "
+			}
+			n := min(w, len(r))
+			out = append(out, prefix+string(r[:n]))
+			r = r[n:]
+		}
+	}
+	return out
+}
+
 func (v *logsView) draw(a *App) page {
+	rows, n := v.rows(a), v.page(a)
+	top := min(v.top, max(0, len(rows)-n))
 	var body []screen.Line
-	for i := v.top; i < len(v.lines) && i < v.top+logPage; i++ {
-		body = append(body, text(v.lines[i]))
+	for i := top; i < len(rows) && i < top+n; i++ {
+		body = append(body, text(rows[i]))
 	}
 	msg := v.err
 	switch {
 	case v.loading:
 		msg = "Reading the journal..."
-	case msg == "" && len(v.lines) == 0:
+	case msg == "" && len(rows) == 0:
 		msg = "The journal has no entries for vaultpam-connector."
 	case msg == "":
-		msg = fmt.Sprintf("Rows %d-%d of %d (last 200 entries, newest at the bottom)", v.top+1, min(v.top+logPage, len(v.lines)), len(v.lines))
+		msg = fmt.Sprintf("Rows %d-%d of %d (last 200 entries, newest at the bottom)", top+1, min(top+n, len(rows)), len(rows))
 	}
 	return page{title: "Connector logs", body: body, msg: msg, help: "Up/Down PgUp/PgDn scroll  R reload  Esc back"}
 }
 
 func (v *logsView) key(a *App, k screen.Key) {
-	maxTop := max(0, len(v.lines)-logPage)
+	n := v.page(a)
+	maxTop := max(0, len(v.rows(a))-n)
+	v.top = min(v.top, maxTop)
 	switch k.Kind {
 	case screen.KeyEsc:
 		a.showHealth()
@@ -89,9 +104,9 @@ func (v *logsView) key(a *App, k screen.Key) {
 	case screen.KeyDown:
 		v.top = min(maxTop, v.top+1)
 	case screen.KeyPgUp:
-		v.top = max(0, v.top-logPage)
+		v.top = max(0, v.top-n)
 	case screen.KeyPgDown:
-		v.top = min(maxTop, v.top+logPage)
+		v.top = min(maxTop, v.top+n)
 	case screen.KeyRune:
 		if k.Rune == 'r' || k.Rune == 'R' {
 			v.load(a)

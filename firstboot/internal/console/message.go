@@ -12,7 +12,7 @@ type messageView struct {
 func (v *messageView) draw(a *App) page {
 	var body []screen.Line
 	for _, l := range v.lines {
-		body = append(body, wrap(2, l)...)
+		body = append(body, a.wrap(2, l)...)
 	}
 	help := ""
 	if v.next != nil {

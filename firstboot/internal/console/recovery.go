@@ -28,22 +28,22 @@ func recoveryPage(a *App) page {
 	}
 	name := firstOf(st.ConnectorName, h.set.ConnectorName, "this connector")
 	body := []screen.Line{screen.Line{{Text: "  " + screen.Pad("State", 21)}, {Text: " Needs recovery ", Attr: screen.Bold | screen.Reverse}}, blank(), bold("  What happened")}
-	body = append(body, wrap(4, happened)...)
+	body = append(body, a.wrap(4, happened)...)
 	body = append(body, blank(), bold("  What to do"))
 	which := name
 	if st.ConnectorID != "" {
 		which = fmt.Sprintf("%s (ID %s)", name, st.ConnectorID)
 	}
-	body = append(body, wrap(4, fmt.Sprintf("1. In the VaultPAM dashboard open Connectors, select %s and choose Recover.", which))...)
-	body = append(body, wrap(4, "2. Type the recovery token below. The connector keeps its ID and its resources; the old certificate is revoked.")...)
+	body = append(body, a.wrap(4, fmt.Sprintf("1. In the VaultPAM dashboard open Connectors, select %s and choose Recover.", which))...)
+	body = append(body, a.wrap(4, "2. Type the recovery token below. The connector keeps its ID and its resources; the old certificate is revoked.")...)
 	if st.Mode == localapi.ModeGuidedRecovery {
-		body = append(body, wrap(4, "3. To survive restarts on its own, give the VM a persistent DATA disk.")...)
+		body = append(body, a.wrap(4, "3. To survive restarts on its own, give the VM a persistent DATA disk.")...)
 	}
 	body = append(body, blank())
 	p := page{title: "Needs recovery", body: body}
 	switch v := h.recovery; v.phase {
 	case 0:
-		p.body = append(p.body, v.f.lines()...)
+		p.body = append(p.body, v.f.lines(a)...)
 		p.msg = v.f.message()
 		p.help = "Enter submit  Ctrl-U clear  Esc health screen"
 	default:

@@ -33,14 +33,14 @@ func (v *stoppedView) draw(a *App) page {
 		body = append(body, text("    "+p))
 	}
 	body = append(body, blank())
-	for _, l := range screen.WrapText(r.Message, screen.Cols-4) {
+	for _, l := range screen.WrapText(r.Message, a.width()-4) {
 		body = append(body, bold("  "+l))
 	}
 	if r.Hint != "" {
-		body = append(body, wrap(2, "hint: "+r.Hint)...)
+		body = append(body, a.wrap(2, "hint: "+r.Hint)...)
 	}
 	body = append(body, blank())
-	body = append(body, wrap(2, "Nothing is retried by itself. E shows the settings to change them (and asks for a "+
+	body = append(body, a.wrap(2, "Nothing is retried by itself. E shows the settings to change them (and asks for a "+
 		"new token if the OVF one was handed over), R applies them again.")...)
 	help := "E edit settings  R retry"
 	if settings.Configured(a.env.Root) {

@@ -42,13 +42,13 @@ func (v *waitingView) draw(a *App) page {
 	}
 	if v.rec.Phase == phaseFailed {
 		body = append(body, blank())
-		for _, l := range screen.WrapText(v.rec.Message, screen.Cols-4) {
+		for _, l := range screen.WrapText(v.rec.Message, a.width()-4) {
 			body = append(body, bold("  "+l))
 		}
 		if v.rec.Hint != "" {
-			body = append(body, wrap(2, "hint: "+v.rec.Hint)...)
+			body = append(body, a.wrap(2, "hint: "+v.rec.Hint)...)
 		}
-		body = append(body, wrap(2, "The operator on "+holder+" can edit the settings or retry there.")...)
+		body = append(body, a.wrap(2, "The operator on "+holder+" can edit the settings or retry there.")...)
 	}
 	return page{title: "Setup", body: body, help: "Waiting for " + holder}
 }

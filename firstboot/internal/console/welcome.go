@@ -9,14 +9,14 @@ import (
 type welcomeView struct{ w *wizard }
 
 func (v *welcomeView) draw(a *App) page {
-	body := wrap(2, "This VaultPAM Connector appliance is not set up yet. The next screens ask for its network "+
+	body := a.wrap(2, "This VaultPAM Connector appliance is not set up yet. The next screens ask for its network "+
 		"settings, the VaultPAM control plane it connects out to, and an enrolment token from the VaultPAM "+
 		"dashboard (Connectors -> Add Connector).")
 	body = append(body, blank())
-	body = append(body, wrap(2, "Keys: Enter goes on, Esc goes back, Up/Down move between fields. No mouse is needed.")...)
+	body = append(body, a.wrap(2, "Keys: Enter goes on, Esc goes back, Up/Down move between fields. No mouse is needed.")...)
 	if v.w.ovfSource != "" {
 		body = append(body, blank())
-		body = append(body, wrap(2, "Deployment settings were found in the OVF environment ("+v.w.ovfSource+"); "+
+		body = append(body, a.wrap(2, "Deployment settings were found in the OVF environment ("+v.w.ovfSource+"); "+
 			"only what is missing or invalid is asked.")...)
 	}
 	return page{title: "Welcome", body: body, help: "Enter begin setup"}
