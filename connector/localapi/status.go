@@ -57,6 +57,9 @@ type Status struct {
 	HeartbeatInterval Duration  `json:"heartbeat_interval,omitzero"`
 	TunnelRTT         Duration  `json:"tunnel_rtt,omitzero"`
 	ActiveSessions    int       `json:"active_sessions"`
+	// Image is the appliance's image and update status (from the updater);
+	// absent where there is no updater (containers, native packages).
+	Image *Image `json:"image,omitempty"`
 	Since             time.Time `json:"since,omitzero"` // when State was entered
 }
 
