@@ -21,7 +21,7 @@ export GOTOOLCHAIN := go1.26.10
 
 # Go modules (ARCHITECTURE.md, "Modules"): the runtime at the root, the
 # build side in modules of its own; go.work ties them for development.
-MODULES  := . appliance packer signing tests
+MODULES  := . appliance packer signing tests update
 ALLPKGS  := ./... $(patsubst %,./%/...,$(filter-out .,$(MODULES)))
 # What `make unit` runs: everything but the cross-cutting tests in tests/.
 UNITPKGS := ./... $(patsubst %,./%/...,$(filter-out . tests,$(MODULES)))

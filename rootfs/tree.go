@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/vaultpam/appliance/rootfs/command"
 )
 
 // links are the /etc entries that must vary per deployment or per boot on a
@@ -52,7 +54,7 @@ func customise(ctx context.Context, o Options, tarball, tree string, res *Result
 	if err := os.MkdirAll(tree, 0o755); err != nil {
 		return err
 	}
-	if err := run(ctx, nil, "tar", "--numeric-owner", "-xpf", tarball, "-C", tree); err != nil {
+	if _, err := command.Run(ctx, nil, nil, "tar", "--numeric-owner", "-xpf", tarball, "-C", tree); err != nil {
 		return fmt.Errorf("unpacking the package stage: %w", err)
 	}
 	if err := takeBoot(o, tree, res); err != nil {
@@ -90,7 +92,7 @@ func customise(ctx context.Context, o Options, tarball, tree string, res *Result
 		return err
 	}
 	env := []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", o.SourceDateEpoch)}
-	if err := run(ctx, env, "chroot", tree, "systemd-sysusers"); err != nil {
+	if _, err := command.Run(ctx, env, nil, "chroot", tree, "systemd-sysusers"); err != nil {
 		return fmt.Errorf("creating system users: %w", err)
 	}
 	for _, f := range []string{"passwd-", "group-", "shadow-", "gshadow-"} {

@@ -11,6 +11,7 @@ require (
 	github.com/sigstore/sigstore/pkg/signature/kms/azure v1.10.8
 	github.com/sigstore/sigstore/pkg/signature/kms/gcp v1.10.8
 	github.com/sigstore/sigstore/pkg/signature/kms/hashivault v1.10.8
+	github.com/vaultpam/appliance v0.0.0-00010101000000-000000000000
 	github.com/vaultpam/appliance/appliance v0.0.0-00010101000000-000000000000
 	golang.org/x/crypto v0.57.0
 	google.golang.org/protobuf v1.36.11

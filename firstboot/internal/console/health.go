@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
 	"github.com/vaultpam/appliance/firstboot/internal/settings"
 )
@@ -20,7 +21,7 @@ func (v *healthView) tick(a *App) { a.health.refresh(a) }
 
 func (v *healthView) draw(a *App) page {
 	h := a.health
-	if h.st.State == localapi.StateNeedsRecovery && h.dismissed != h.st.State {
+	if h.st.State == state.NeedsRecovery.String() && h.dismissed != h.st.State {
 		return recoveryPage(a)
 	}
 	now := a.env.Now()
@@ -34,7 +35,7 @@ func (v *healthView) draw(a *App) page {
 	case st.State == "":
 		body = append(body, kv("State", "reading status..."))
 	default:
-		label := localapi.Label(st.State)
+		label := state.LabelOf(st.State)
 		line := screen.Line{{Text: "  " + screen.Pad("State", 21)}, {Text: " " + label + " ", Attr: screen.Bold | screen.Reverse}}
 		if !st.Since.IsZero() {
 			line = append(line, screen.Span{Text: "  for " + strings.TrimSuffix(ago(now, st.Since), " ago")})
@@ -110,7 +111,7 @@ func (v *healthView) draw(a *App) page {
 
 func (v *healthView) key(a *App, k screen.Key) {
 	h := a.health
-	if h.st.State == localapi.StateNeedsRecovery && h.dismissed != h.st.State {
+	if h.st.State == state.NeedsRecovery.String() && h.dismissed != h.st.State {
 		recoveryKey(a, k)
 		return
 	}

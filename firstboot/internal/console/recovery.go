@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
 )
 
@@ -62,7 +63,7 @@ func recoveryKey(a *App, k screen.Key) {
 	}
 	switch {
 	case v.phase == 0 && k.Kind == screen.KeyEsc:
-		h.dismissed = localapi.StateNeedsRecovery
+		h.dismissed = state.NeedsRecovery.String()
 	case v.phase == 0:
 		v.f.key(a, k)
 	case v.phase == 1:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/firstboot/internal/diag"
 	"github.com/vaultpam/appliance/firstboot/internal/netinfo"
 	"github.com/vaultpam/appliance/firstboot/internal/settings"
@@ -121,10 +122,10 @@ func tokenStep() step {
 
 func enrolStep() step {
 	return step{title: "Enrolment", run: func(ctx context.Context, r *applyRun) (string, error) {
-		st, err := waitOnline(ctx, r.env, func(st localapi.Status) { r.progress(localapi.Label(st.State)) })
+		st, err := waitOnline(ctx, r.env, func(st localapi.Status) { r.progress(state.LabelOf(st.State)) })
 		if err != nil {
 			kind, hint := failOther, st.Hint
-			if st.State == localapi.StateAwaitingToken || st.State == localapi.StateNeedsRecovery {
+			if st.State == state.AwaitingToken.String() || st.State == state.NeedsRecovery.String() {
 				kind = failToken
 				if hint == "" {
 					hint = "press T to type a new token"
@@ -203,18 +204,18 @@ func waitOnline(ctx context.Context, env Env, progress func(localapi.Status)) (l
 			last = st
 			progress(st)
 			switch {
-			case st.State == localapi.StateOnline:
+			case st.State == state.Online.String():
 				return st, nil
-			case st.State == localapi.StateNeedsRecovery,
-				st.State == localapi.StateAwaitingToken && st.Reason != "":
-				return st, errors.New(orDefault(st.Reason, localapi.Label(st.State)))
+			case st.State == state.NeedsRecovery.String(),
+				st.State == state.AwaitingToken.String() && st.Reason != "":
+				return st, errors.New(orDefault(st.Reason, state.LabelOf(st.State)))
 			}
 		}
 		select {
 		case <-ctx.Done():
 			why := "no answer from the connector"
 			if last.State != "" {
-				why = "still " + localapi.Label(last.State)
+				why = "still " + state.LabelOf(last.State)
 				if last.Reason != "" {
 					why += ": " + last.Reason
 				}
