@@ -148,11 +148,20 @@ func TestWizardFailingDiagnostic(t *testing.T) {
 	rep := []string{port, "PORT"}
 	const s = "d"
 	h.start(s, "tty1", "--ovf-env", "/nonexistent/ovf-env.xml")
+	h.waitFor(s, "Enter begin setup")
+	h.startOn("serial", "ttyS0", serial, "--ovf-env", "/nonexistent/ovf-env.xml")
 	h.answerStatic(s, "https://cp.example.test:"+port, goodToken)
 	scr := h.waitFor(s, "Setup stopped at the failed step")
 	h.golden("wizard-7-dns-fails", scr, rep...)
 	if !strings.Contains(scr, "DNS: cp.example.test does not resolve via 192.0.2.53") {
 		t.Errorf("failure does not name the DNS step and server:\n%s", scr)
+	}
+	// The other console, following, shows where and why it stopped.
+	scr = h.waitFor("serial", "Setup on tty1 stopped at the failed step: DNS.")
+	for _, want := range []string{"DNS: cp.example.test does not resolve", "hint: press E to go back", "The operator on tty1 can edit"} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("the other console lacks %q:\n%s", want, scr)
+		}
 	}
 	if n := len(h.fake.Submits()); n != 0 {
 		t.Errorf("token handed over %d times after a failed diagnostic, want 0", n)
@@ -167,6 +176,7 @@ func TestWizardFailingDiagnostic(t *testing.T) {
 	h.waitFor(s, "Nothing has been changed yet")
 	h.keys(s, "Enter")
 	h.waitFor(s, "Setup is complete")
+	h.waitFor("serial", "State                 Online")
 	if diff := cmp.Diff([]string{goodToken}, h.fake.Submits()); diff != "" {
 		t.Errorf("tokens handed to the connector (-want +got):\n%s", diff)
 	}
