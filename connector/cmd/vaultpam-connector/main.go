@@ -20,4 +20,3 @@ func main() {
 	defer stop()
 	os.Exit(Main(ctx, Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Args: os.Args[1:], Getenv: os.Getenv, Unsetenv: os.Unsetenv}))
 }
-
