@@ -45,7 +45,7 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 
 	// The token is read first and its variables removed, so it cannot
 	// leak into anything this process starts or reports (token.go).
-	token, err := startToken(env, *tokenFile)
+	token, err := startToken(env, *tokenFile, flagSet(fs, "token-file"))
 	if err != nil {
 		fail(env.Stderr, err, "")
 		return exitUsage

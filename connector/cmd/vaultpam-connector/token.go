@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -92,7 +93,11 @@ func hideTokenFromEnviron(args, environ []string) error {
 // PAM_ENROLMENT_TOKEN (in-process callers that never re-exec). The
 // variables that carry the token are removed from the environment; a file
 // is only read. "" means no token.
-func startToken(env Env, file string) (string, error) {
+//
+// A missing file is an error when mustExist (--token-file given), and no
+// token otherwise: PAM_ENROLMENT_TOKEN_FILE names an optional Kubernetes
+// Secret, which may be deleted once the connector has its identity.
+func startToken(env Env, file string, mustExist bool) (string, error) {
 	var token string
 	if fd := env.Getenv(envTokenFD); fd != "" {
 		env.Unsetenv(envTokenFD)
@@ -114,10 +119,15 @@ func startToken(env Env, file string) (string, error) {
 	}
 	if file != "" {
 		b, err := readTokenFile(file)
+		if errors.Is(err, fs.ErrNotExist) && !mustExist {
+			return token, nil
+		}
 		if err != nil {
 			return "", err
 		}
-		token = b
+		if b != "" {
+			token = b
+		}
 	}
 	return token, nil
 }

@@ -35,14 +35,20 @@ func TestTokenFileFromEnvironment(t *testing.T) {
 	}
 }
 
+// --token-file names a file that must be there; PAM_ENROLMENT_TOKEN_FILE
+// an optional Secret that may be gone (deleted after enrolment): the
+// connector then starts and waits for a token.
 func TestTokenFileMissing(t *testing.T) {
 	cp := controlplane.NewTest(t)
+	absent := filepath.Join(t.TempDir(), "absent")
 	var out syncBuf
-	getenv, unset := mapEnv(map[string]string{"PAM_ENROLMENT_TOKEN_FILE": filepath.Join(t.TempDir(), "absent"), "PAM_CONTROL_PLANE_URL": cp.URL()})
-	c := Main(context.Background(), Env{Stdout: &out, Stderr: &out, Args: []string{"run", "--config", ""}, Getenv: getenv, Unsetenv: unset, Notify: func(string) {}})
+	getenv, unset := mapEnv(map[string]string{"PAM_CONTROL_PLANE_URL": cp.URL()})
+	c := Main(context.Background(), Env{Stdout: &out, Stderr: &out, Args: []string{"run", "--config", "", "--token-file", absent}, Getenv: getenv, Unsetenv: unset, Notify: func(string) {}})
 	if c != exitUsage || !strings.Contains(out.String(), "reading token file") || !strings.Contains(out.String(), "absent") {
-		t.Errorf("exit %d:\n%s", c, out.String())
+		t.Errorf("--token-file absent: exit %d:\n%s", c, out.String())
 	}
+	d := startDaemon(t, cp, map[string]string{"PAM_ENROLMENT_TOKEN_FILE": absent})
+	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })
 }
 
 // The hand-over pipe of the re-exec, in-process: the token is read from
@@ -61,7 +67,7 @@ func TestStartTokenFromPipe(t *testing.T) {
 	}
 	envm := map[string]string{envTokenFD: strconv.Itoa(fd)}
 	getenv, unset := mapEnv(envm)
-	tok, err := startToken(Env{Getenv: getenv, Unsetenv: unset}, "")
+	tok, err := startToken(Env{Getenv: getenv, Unsetenv: unset}, "", false)
 	if err != nil || tok != "ABCDE-FGHJK-MNPQR-STVW0" {
 		t.Fatalf("startToken = %q, %v", tok, err)
 	}
@@ -72,7 +78,7 @@ func TestStartTokenFromPipe(t *testing.T) {
 		t.Errorf("descriptor %d still open after reading the token", fd)
 	}
 	getenv, unset = mapEnv(map[string]string{envTokenFD: "1"})
-	if _, err := startToken(Env{Getenv: getenv, Unsetenv: unset}, ""); err == nil || !strings.Contains(err.Error(), "not an inherited file descriptor") {
+	if _, err := startToken(Env{Getenv: getenv, Unsetenv: unset}, "", false); err == nil || !strings.Contains(err.Error(), "not an inherited file descriptor") {
 		t.Errorf("fd 1 accepted: %v", err)
 	}
 }
