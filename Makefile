@@ -17,7 +17,8 @@ export GOFLAGS ?= -buildvcs=false
 # Debian packages the build and the tests use (DESIGN.md §3).
 DEB_PACKAGES := mmdebstrap squashfs-tools erofs-utils cryptsetup-bin dosfstools mtools \
 	systemd-boot-efi ovmf qemu-system-x86 qemu-utils fdisk e2fsprogs binutils zstd \
-	openssh-server openssh-client dnsmasq-base iproute2 tmux ca-certificates
+	openssh-server openssh-client dnsmasq-base iproute2 tmux ca-certificates \
+	podman runc rpm socat
 
 # What the tests find through the environment; each test skips with a reason
 # when its tool or artifact is missing.
@@ -27,7 +28,8 @@ export VAULTPAM_PACKER := $(TOOLS)/packer
 export VAULTPAM_DISK   := $(BUILD)/disk.raw
 export VAULTPAM_BUILD  := $(BUILD)
 
-TESTPKGS ?= ./...
+# The runtime module and the nested build modules of go.work (deploy/).
+TESTPKGS ?= ./... ./deploy/...
 # staticcheck, pinned, built from the Go module proxy by `make lint`.
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
@@ -35,10 +37,13 @@ COMMANDS := connector/cmd/vaultpam-connector firstboot/cmd/vaultpam-console \
 	tests/cmd/vaultpam-lab packer/cmd/packer-plugin-vaultpam appliance/cmd/vaultpam-image \
 	signing/cmd/vaultpam-sign
 
-.PHONY: help deps build tools image ova lint test bench e2e clean
+# The connector's hardened unit, shared by the appliance and the DEB/RPM.
+CONNECTOR_UNIT := rootfs/overlay/usr/lib/systemd/system/vaultpam-connector.service
+
+.PHONY: help deps build tools image ova packages lint test bench e2e clean
 
 help: ## list the targets
-	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
 
 deps: $(BUILD)/.deps ## install the Debian packages the build and the tests need (as root)
 $(BUILD)/.deps: Makefile
@@ -57,10 +62,10 @@ build: ## build the Go binaries into bin/
 tools: $(TOOLS)/packer $(TOOLS)/cosign ## build pinned Packer and cosign from the Go module proxy into bin/tools/
 $(TOOLS)/packer: packer/tools/go.mod packer/tools/go.sum
 	@mkdir -p $(TOOLS)
-	cd packer/tools && $(GO) build -trimpath -o $@ github.com/hashicorp/packer
+	cd packer/tools && GOWORK=off $(GO) build -trimpath -o $@ github.com/hashicorp/packer
 $(TOOLS)/cosign: signing/tools/go.mod
 	@mkdir -p $(TOOLS)
-	cd signing/tools && $(GO) build -trimpath -o $@ github.com/sigstore/cosign/v2/cmd/cosign
+	cd signing/tools && GOWORK=off $(GO) build -trimpath -o $@ github.com/sigstore/cosign/v2/cmd/cosign
 
 image: deps build ## build the raw disk image build/disk.raw (package stage cached)
 	$(BIN)/vaultpam-image build --bin $(BIN) --out $(BUILD) --version $(VERSION)
@@ -72,9 +77,16 @@ ova: deps build tools ## build the signed OVA into dist/ with Packer
 	$(TOOLS)/packer build -force -color=false \
 	  -var version=$(VERSION) -var bin_dir=$(BIN) -var build_dir=$(BUILD) -var dist_dir=$(DIST) packer/
 
+packages: deps ## build the DEB, the RPM and the container image (OCI tarball) into dist/, signed
+	@mkdir -p $(BUILD)/packages
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" \
+	  -o $(BUILD)/packages/vaultpam-connector ./connector/cmd/vaultpam-connector
+	$(GO) run ./deploy/cmd/vaultpam-packages build --connector $(BUILD)/packages/vaultpam-connector \
+	  --unit $(CONNECTOR_UNIT) --version $(VERSION) --dist $(DIST)
+
 lint: ## go vet and staticcheck over the whole tree (staticcheck pinned, from the Go module proxy)
-	$(GO) vet ./...
-	$(GO) run $(STATICCHECK) ./...
+	$(GO) vet $(TESTPKGS)
+	$(GO) run $(STATICCHECK) $(TESTPKGS)
 
 test: deps build tools image lint ## run every test (unit, integration, image, boot) after lint; installs what it needs
 	@echo "go test ./... (full log in build/test.log)"
