@@ -84,6 +84,7 @@ func connectorBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
+		os.Chmod(dir, 0o755) // other users run it too (TestEnrolSocketPermission)
 		builtBin = filepath.Join(dir, "vaultpam-connector")
 		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
 		if err != nil {

@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"github.com/vaultpam/appliance/connector/config"
@@ -41,7 +43,11 @@ func cmdEnrol(ctx context.Context, env Env, args []string) int {
 	c := localapi.NewClient(*socket)
 	before, err := c.Status(ctx)
 	if err != nil {
-		fail(env.Stderr, err, "start the connector first (systemctl enable --now vaultpam-connector), or set PAM_AGENT_SOCKET to its socket")
+		hint := "start the connector first (systemctl enable --now vaultpam-connector), or set PAM_AGENT_SOCKET to its socket"
+		if errors.Is(err, iofs.ErrPermission) {
+			hint = "the socket is for root and the vaultpam group: run it with sudo, or as a member of that group"
+		}
+		fail(env.Stderr, err, hint)
 		return exitError
 	}
 	fmt.Fprintf(env.Stdout, "Connector %s: %s (%s)\n", nameOr(before), before.StateLabel, localapi.ModeLabel(before.Mode))
@@ -147,33 +153,42 @@ func readToken(ctx context.Context, env Env) (string, error) {
 	return line, nil
 }
 
-// readHidden prompts on tty and reads one line with echo off. Ctrl-C
-// (ctx ending) restores the terminal before returning.
+// readHidden prompts on tty and reads one line with echo off. Echo goes
+// off before the prompt is shown, so nothing typed after the prompt
+// appears, however fast (a paste). Ctrl-C (ctx ending) restores the
+// terminal before returning.
 func readHidden(ctx context.Context, tty *os.File) (string, error) {
 	fd := int(tty.Fd())
-	old, err := term.GetState(fd)
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {
 		return "", fmt.Errorf("reading the terminal's settings: %w", err)
 	}
+	hidden := *old
+	hidden.Lflag &^= unix.ECHO
+	hidden.Lflag |= unix.ICANON | unix.ISIG
+	hidden.Iflag |= unix.ICRNL
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &hidden); err != nil {
+		return "", fmt.Errorf("turning the terminal's echo off: %w", err)
+	}
+	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
 	fmt.Fprint(tty, "Enrolment token (input hidden): ")
 	type result struct {
-		b   []byte
-		err error
+		line string
+		err  error
 	}
 	done := make(chan result, 1)
 	go func() {
-		b, err := term.ReadPassword(fd)
-		done <- result{b, err}
+		line, err := bufio.NewReader(io.LimitReader(tty, maxToken+1)).ReadString('\n')
+		done <- result{line, err}
 	}()
 	select {
 	case r := <-done:
 		fmt.Fprintln(tty)
-		if r.err != nil {
+		if r.err != nil && r.line == "" {
 			return "", fmt.Errorf("reading the token: %w", r.err)
 		}
-		return string(r.b), nil
+		return r.line, nil
 	case <-ctx.Done():
-		term.Restore(fd, old)
 		fmt.Fprintln(tty)
 		return "", errors.New("interrupted")
 	}

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -91,6 +94,26 @@ func TestEnrolUsage(t *testing.T) {
 	code, _, errb = runEnrol(t, "/nonexistent.sock", "")
 	if code != exitError || !strings.Contains(errb, "not reachable") || !strings.Contains(errb, "hint: start the connector") {
 		t.Errorf("no daemon: exit %d\n%s", code, errb)
+	}
+}
+
+// A user outside the socket's group gets told so, not "start the
+// connector".
+func TestEnrolSocketPermission(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run enrol as another user")
+	}
+	cp := controlplane.NewTest(t)
+	d := startDaemon(t, cp, nil)
+	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })
+	os.Chmod(filepath.Dir(d.dir), 0o755) // so the socket itself refuses, not the path to it
+	os.Chmod(d.dir, 0o755)
+	cmd := exec.Command(connectorBinary(t), "enrol", "--socket", d.sock)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "permission denied") || !strings.Contains(string(out), "hint: the socket is for root and the vaultpam group") {
+		t.Errorf("enrol as nobody: %v\n%s", err, out)
 	}
 }
 
