@@ -221,3 +221,28 @@ func TestPodmanGuidedRecovery(t *testing.T) {
 		t.Errorf("lab says %s is %q after recovery", id, s)
 	}
 }
+
+// Both halves of the tarball load: the OCI layout (oci-archive:, what
+// podman load and docker load ≥ 25 read) and Docker's manifest.json
+// (docker-archive:, the format of docker save and older docker load). Both
+// give the same image: the same config digest, the image ID.
+func TestPodmanReadsOCIAndDockerArchive(t *testing.T) {
+	p := shapetest.NewPodman(t)
+	c := testConfig(t)
+	res, err := WriteArchive(c, filepath.Join(t.TempDir(), FileName(c.Version)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := Image(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := img.ConfigName()
+	for _, transport := range []string{"oci-archive:", "docker-archive:"} {
+		id := p.Must(t, "pull", "-q", transport+res.Path)
+		if !strings.HasPrefix(cfg.Hex, id) && id != cfg.Hex {
+			t.Errorf("podman pull %s: image ID %s, want the config digest %s", transport, id, cfg.Hex)
+		}
+		p.Must(t, "rmi", "-f", id)
+	}
+}
