@@ -21,7 +21,7 @@ import (
 	"github.com/vaultpam/appliance/connector/identity"
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
-	"github.com/vaultpam/appliance/tests/controlplane"
+	"github.com/vaultpam/appliance/lab"
 )
 
 var durable = identity.Mode{Name: identity.ModeAutonomousRestart, Durable: true, FSType: "0xef53"}
@@ -34,7 +34,7 @@ type run struct {
 	done   chan error
 }
 
-func start(t *testing.T, cp *controlplane.TestServer, store identity.Store, mode identity.Mode, token string) *run {
+func start(t *testing.T, cp *lab.TestServer, store identity.Store, mode identity.Mode, token string) *run {
 	t.Helper()
 	return launch(t, Options{
 		Config:   config.Config{ControlPlaneURL: cp.URL(), ConnectorName: "dc1", DrainTimeout: config.Duration(time.Second)},
@@ -93,7 +93,7 @@ func (r *run) submit(t *testing.T, tok string) error {
 	return r.SubmitToken(context.Background(), tok)
 }
 
-func newToken(t *testing.T, cp *controlplane.TestServer) string {
+func newToken(t *testing.T, cp *lab.TestServer) string {
 	t.Helper()
 	tok, err := cp.Authority.CreateToken("dc1", 0)
 	if err != nil {
@@ -124,7 +124,7 @@ func TestTransitionTable(t *testing.T) {
 // Fresh data dir + token → identity on disk; restart → same ID, no
 // re-enrolment even though the token is still in the environment.
 func TestEnrolThenRestart(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	dir := t.TempDir()
 	tok := newToken(t, cp)
 
@@ -172,8 +172,8 @@ func TestEnrolThenRestart(t *testing.T) {
 // connector needs recovery with its config intact, the consumed token is
 // not looped on, and a recovery token brings back the same connector ID.
 func TestGuidedRecoveryOnTmpfs(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs data directory needs root")
+	if os.Geteuid() != 0 || testing.Short() {
+		t.Skip("mounting a tmpfs data directory needs root (and is skipped by -short, as in make unit)")
 	}
 	dir := t.TempDir()
 	mount := func() {
@@ -187,7 +187,7 @@ func TestGuidedRecoveryOnTmpfs(t *testing.T) {
 	if err != nil || mode.Name != identity.ModeGuidedRecovery {
 		t.Fatalf("DetectMode(tmpfs) = %+v, %v", mode, err)
 	}
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	tok := newToken(t, cp)
 
 	r1 := start(t, cp, &identity.Dir{Path: dir}, mode, tok)
@@ -240,7 +240,7 @@ func TestTokenProblemsKeepWaiting(t *testing.T) {
 		t time.Time
 	}{t: time.Now()}
 	now := func() time.Time { clk.Lock(); defer clk.Unlock(); return clk.t }
-	cp := controlplane.NewTest(t, controlplane.WithNow(now))
+	cp := lab.NewTest(t, lab.WithNow(now))
 	store := &identity.Mem{}
 	r := start(t, cp, store, durable, "")
 	if st := r.Status(); st.State != localapi.StateAwaitingToken || st.Reason != "" || st.Hint == "" {
@@ -296,7 +296,7 @@ func TestTokenProblemsKeepWaiting(t *testing.T) {
 // A revoked certificate leads to needs_recovery with cert_revoked; a
 // recovery token restores the same ID.
 func TestRevokedCertificate(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	store := &identity.Dir{Path: t.TempDir()}
 	r1 := start(t, cp, store, durable, newToken(t, cp))
 	r1.waitFor(t, Connecting)
@@ -321,7 +321,7 @@ func TestRevokedCertificate(t *testing.T) {
 // Damaged identities: each gives needs_recovery with its own reason, and
 // the config and the damaged file are kept.
 func TestDamagedIdentity(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	for _, tc := range []struct {
 		name   string
 		damage func(t *testing.T, dir string, id *identity.Identity)
@@ -368,7 +368,7 @@ func TestDamagedIdentity(t *testing.T) {
 }
 
 func TestSubmitWhenNotWaiting(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	r := start(t, cp, &identity.Mem{}, durable, newToken(t, cp))
 	r.waitFor(t, Connecting)
 	r.cancel()
@@ -421,7 +421,7 @@ func TestWatchdogPings(t *testing.T) {
 // control plane is back on the same address.
 func TestEnrolRetriesUntilControlPlaneIsBack(t *testing.T) {
 	dir := t.TempDir()
-	cp := controlplane.NewTestAt(t, dir)
+	cp := lab.NewTestAt(t, dir)
 	tok := newToken(t, cp)
 	addr, pool := cp.Addr().String(), cp.CAPool
 	url := cp.URL()
@@ -437,7 +437,7 @@ func TestEnrolRetriesUntilControlPlaneIsBack(t *testing.T) {
 			break
 		}
 	}
-	controlplane.NewTestAt(t, dir, controlplane.WithListen(addr))
+	lab.NewTestAt(t, dir, lab.WithListen(addr))
 	r.waitFor(t, Connecting)
 	if r.Status().ConnectorID == "" {
 		t.Error("no connector ID after the retried enrolment")

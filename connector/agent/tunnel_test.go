@@ -15,8 +15,8 @@ import (
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/tunnel"
-	"github.com/vaultpam/appliance/tests/controlplane"
-	"github.com/vaultpam/appliance/tests/controlplane/broker"
+	"github.com/vaultpam/appliance/lab"
+	"github.com/vaultpam/appliance/lab/broker"
 )
 
 func echoServer(t *testing.T) string {
@@ -42,7 +42,7 @@ func echoServer(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startWithTunnel(t *testing.T, cp *controlplane.TestServer, allowed []string) *run {
+func startWithTunnel(t *testing.T, cp *lab.TestServer, allowed []string) *run {
 	t.Helper()
 	tc := tunnel.DefaultConfig()
 	tc.Address = cp.Addr().String()
@@ -75,14 +75,14 @@ func roundTrip(t *testing.T, c net.Conn, msg string) {
 // target outside allowed_targets with the reason reaching the caller, and
 // drain on shutdown: no new sessions, the open one finishes.
 func TestOnlineSessionsAndDrain(t *testing.T) {
-	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(time.Second)) // slow enough for a loaded CI machine
+	cp := lab.NewTest(t, lab.WithHeartbeat(time.Second)) // slow enough for a loaded CI machine
 	echo := echoServer(t)
 	r := startWithTunnel(t, cp, []string{echo})
 	r.waitFor(t, Online)
 	id := r.Status().ConnectorID
 
-	cp.Authority.AddResource(controlplane.Resource{Name: "echo", Address: echo, Connector: id})
-	cp.Authority.AddResource(controlplane.Resource{Name: "other", Address: "127.0.0.1:9", Connector: id})
+	cp.Authority.AddResource(lab.Resource{Name: "echo", Address: echo, Connector: id})
+	cp.Authority.AddResource(lab.Resource{Name: "other", Address: "127.0.0.1:9", Connector: id})
 	ctx := context.Background()
 	s, err := cp.Lab.Connect(ctx, "echo")
 	if err != nil {
@@ -100,7 +100,7 @@ func TestOnlineSessionsAndDrain(t *testing.T) {
 	for {
 		st := r.Status()
 		c, _ := cp.Authority.Connector(id)
-		if st.ActiveSessions == 1 && !st.LastHeartbeat.IsZero() && c.Status == controlplane.StatusOnline && !c.LastHeartbeat.IsZero() {
+		if st.ActiveSessions == 1 && !st.LastHeartbeat.IsZero() && c.Status == lab.StatusOnline && !c.LastHeartbeat.IsZero() {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -138,7 +138,7 @@ func TestOnlineSessionsAndDrain(t *testing.T) {
 // certificate for good, the connector goes to needs_recovery (no retry
 // loop), and a recovery token brings it back online with the same ID.
 func TestRevokedWhileOnline(t *testing.T) {
-	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(time.Second)) // slow enough for a loaded CI machine
+	cp := lab.NewTest(t, lab.WithHeartbeat(time.Second)) // slow enough for a loaded CI machine
 	r := startWithTunnel(t, cp, nil)
 	r.waitFor(t, Online)
 	id := r.Status().ConnectorID
@@ -163,7 +163,7 @@ func TestRevokedWhileOnline(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, _ := cp.Authority.Connector(id)
-		if c.Status == controlplane.StatusOnline {
+		if c.Status == lab.StatusOnline {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -176,7 +176,7 @@ func TestRevokedWhileOnline(t *testing.T) {
 // A short-lived certificate is renewed over the tunnel before half its
 // lifetime: the new one is on disk with the same key, the tunnel stays up.
 func TestCertificateRenewal(t *testing.T) {
-	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(500*time.Millisecond), controlplane.WithCertTTL(6*time.Second))
+	cp := lab.NewTest(t, lab.WithHeartbeat(500*time.Millisecond), lab.WithCertTTL(6*time.Second))
 	dir := t.TempDir()
 	tc := tunnel.DefaultConfig()
 	tc.Address = cp.Addr().String()
@@ -223,7 +223,7 @@ func TestCertificateRenewal(t *testing.T) {
 // nothing and the refusal comes back at once; a recovery token replaces
 // the certificate (same ID) and the tunnel comes back with it.
 func TestReenrolWhileOnline(t *testing.T) {
-	cp := controlplane.NewTest(t, controlplane.WithHeartbeat(time.Second)) // slow enough for a loaded CI machine
+	cp := lab.NewTest(t, lab.WithHeartbeat(time.Second)) // slow enough for a loaded CI machine
 	r := startWithTunnel(t, cp, nil)
 	r.waitFor(t, Online)
 	first := r.Identity()

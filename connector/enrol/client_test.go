@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/vaultpam/appliance/connector/protocol"
-	"github.com/vaultpam/appliance/tests/controlplane"
+	"github.com/vaultpam/appliance/lab"
 )
 
 // loseFinish delivers requests but loses the first answer to the finish
@@ -39,7 +39,7 @@ func (l *loseFinish) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestLostFinishAnswerIsRetriedIdempotently(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	tr := &loseFinish{rt: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cp.CAPool}}}
 	c := &Client{URL: cp.URL(), Name: "dc1", Transport: tr}
@@ -59,7 +59,7 @@ func TestLostFinishAnswerIsRetriedIdempotently(t *testing.T) {
 }
 
 func TestErrorsAreTypedWithHints(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	c := &Client{URL: cp.URL(), RootCAs: cp.CAPool}
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	if _, err := c.Enrol(context.Background(), tok); err != nil {

@@ -26,7 +26,7 @@ import (
 //     when its source reaches EOF.
 //
 // A frame is a 4-byte big-endian length followed by that many bytes of JSON;
-// frames larger than MaxTunnelFrame are refused.
+// frames larger than MaxMessageFrame are refused.
 
 // TunnelVersion is the version of these messages, sent in Hello. A control
 // plane refuses a Hello with a version it does not speak.

@@ -7,10 +7,10 @@ import (
 	"io"
 )
 
-// MaxTunnelFrame bounds one frame on the control stream or a session
+// MaxMessageFrame bounds one frame on the control stream or a session
 // header: a certificate chain fits easily, a hostile peer cannot make the
 // other side allocate much.
-const MaxTunnelFrame = 64 << 10
+const MaxMessageFrame = 64 << 10
 
 // WriteTunnelFrame writes v as one frame (4-byte big-endian length, JSON)
 // in a single Write, so concurrent writers must still serialise calls.
@@ -19,8 +19,8 @@ func WriteTunnelFrame(w io.Writer, v any) error {
 	if err != nil {
 		return fmt.Errorf("encoding tunnel frame: %w", err)
 	}
-	if len(body) > MaxTunnelFrame {
-		return fmt.Errorf("tunnel frame of %d bytes exceeds %d", len(body), MaxTunnelFrame)
+	if len(body) > MaxMessageFrame {
+		return fmt.Errorf("tunnel frame of %d bytes exceeds %d", len(body), MaxMessageFrame)
 	}
 	buf := make([]byte, 4+len(body))
 	binary.BigEndian.PutUint32(buf, uint32(len(body)))
@@ -43,8 +43,8 @@ func ReadTunnelFrame(r io.Reader, v any) error {
 		return fmt.Errorf("reading tunnel frame: %w", err)
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
-	if n > MaxTunnelFrame {
-		return fmt.Errorf("tunnel frame of %d bytes exceeds %d", n, MaxTunnelFrame)
+	if n > MaxMessageFrame {
+		return fmt.Errorf("tunnel frame of %d bytes exceeds %d", n, MaxMessageFrame)
 	}
 	body := make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {

@@ -34,12 +34,12 @@ func TestTunnelFrameRoundTrip(t *testing.T) {
 
 func TestTunnelFrameLimits(t *testing.T) {
 	var hdr [4]byte
-	binary.BigEndian.PutUint32(hdr[:], MaxTunnelFrame+1)
+	binary.BigEndian.PutUint32(hdr[:], MaxMessageFrame+1)
 	var m TunnelMessage
 	if err := ReadTunnelFrame(bytes.NewReader(hdr[:]), &m); err == nil || !strings.Contains(err.Error(), "exceeds") {
 		t.Errorf("ReadTunnelFrame of an oversized frame = %v, want an exceeds error", err)
 	}
-	big := SessionEnd{Detail: strings.Repeat("x", MaxTunnelFrame)}
+	big := SessionEnd{Detail: strings.Repeat("x", MaxMessageFrame)}
 	if err := WriteTunnelFrame(io.Discard, &big); err == nil {
 		t.Error("WriteTunnelFrame of an oversized message = nil")
 	}

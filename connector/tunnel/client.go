@@ -12,9 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/transport"
 )
 
 // Client keeps the connector's tunnel to the control plane up. Create it
@@ -167,8 +166,7 @@ func (c *Client) connectAndServe(ctx context.Context) (up bool, err error) {
 		return false, err
 	}
 	rc := &recordConn{Conn: tc}
-	batch, _ := tc.NetConn().(*protocol.BatchConn)
-	mux, err := yamux.Client(protocol.CoalescingConn(rc, batch), protocol.TunnelMuxConfig(nil))
+	mux, err := transport.Client(rc, transport.Under(tc))
 	if err != nil {
 		tc.Close()
 		return false, fmt.Errorf("starting yamux: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/transport"
 )
 
 // conn is one tunnel connection: the yamux session and its control stream.
@@ -43,7 +44,7 @@ type ackMsg struct {
 func (cn *conn) send(m protocol.TunnelMessage) error {
 	cn.wmu.Lock()
 	defer cn.wmu.Unlock()
-	cn.ctl.SetWriteDeadline(time.Now().Add(protocol.TunnelWriteTimeout))
+	cn.ctl.SetWriteDeadline(time.Now().Add(transport.WriteTimeout))
 	defer cn.ctl.SetWriteDeadline(time.Time{})
 	return protocol.WriteTunnelFrame(cn.ctl, &m)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/transport"
 )
 
 // tunnelALPN selects the tunnel on the control plane's TLS listener.
@@ -59,7 +60,7 @@ func (c *Client) dialTLS(ctx context.Context) (*tls.Conn, error) {
 	if serverName == "" {
 		serverName, _, _ = net.SplitHostPort(c.cfg.Address)
 	}
-	tc := tls.Client(protocol.NewBatchConn(raw), &tls.Config{
+	tc := tls.Client(transport.NewBatchConn(raw), &tls.Config{
 		ServerName: serverName,
 		RootCAs:    c.cfg.RootCAs,
 		MinVersion: tls.VersionTLS13,

@@ -13,6 +13,6 @@
 // grace period, then the tunnel closes.
 //
 // The wire messages live in connector/protocol (tunnel*.go); the control
-// plane's side is tests/controlplane/broker. README.md in this directory
+// plane's side is lab/broker. README.md in this directory
 // explains the protocol, the yamux settings and how to wire a Client.
 package tunnel

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/transport"
 )
 
 // accept serves the session streams the control plane opens.
@@ -116,7 +117,7 @@ func (c *Client) endAll(reason protocol.Reason, detail string) {
 
 // refuse answers a session header with a typed error and closes the stream.
 func (cn *conn) refuse(st *yamux.Stream, id string, e *protocol.SessionError) {
-	st.SetWriteDeadline(time.Now().Add(protocol.TunnelWriteTimeout))
+	st.SetWriteDeadline(time.Now().Add(transport.WriteTimeout))
 	protocol.WriteTunnelFrame(st, &protocol.SessionReply{Error: e})
 	st.Close()
 	cn.c.log.Info("session refused", "session", id, "reason", e.Code, "detail", e.Message)
@@ -177,7 +178,7 @@ func (cn *conn) serveSession(ctx context.Context, st *yamux.Stream) {
 	// as the session's end (else it counts the session as cut by the
 	// tunnel loss, connector_offline).
 	defer c.unregister(r)
-	st.SetWriteDeadline(time.Now().Add(protocol.TunnelWriteTimeout))
+	st.SetWriteDeadline(time.Now().Add(transport.WriteTimeout))
 	if err := protocol.WriteTunnelFrame(st, &protocol.SessionReply{OK: true}); err != nil {
 		target.Close()
 		st.Close()
@@ -275,11 +276,11 @@ func fmtAddrs(as []netip.AddrPort) string {
 // buffer; a session moving data switches to a pooled large one and gives
 // it back once reads get small again, so 1,000 idle sessions cost little
 // memory and a bulk stream moves a whole frame per read: one write system
-// call to the target per protocol.TunnelMaxFrame, and frames that size back
+// call to the target per transport.MaxDataFrame, and frames that size back
 // through the tunnel.
 const (
 	smallBuf = 2 << 10
-	largeBuf = protocol.TunnelMaxFrame
+	largeBuf = transport.MaxDataFrame
 )
 
 var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}

@@ -23,8 +23,8 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/tunnel"
-	"github.com/vaultpam/appliance/tests/controlplane/broker"
-	"github.com/vaultpam/appliance/tests/controlplane/broker/brokertest"
+	"github.com/vaultpam/appliance/lab/broker"
+	"github.com/vaultpam/appliance/lab/broker/brokertest"
 )
 
 // conn is a session as the benchmarks use it: a net.Conn with half-close.

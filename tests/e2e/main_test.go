@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	for _, pkg := range []string{"connector/cmd/vaultpam-connector", "tests/cmd/vaultpam-lab"} {
+	for _, pkg := range []string{"connector/cmd/vaultpam-connector", "lab/cmd/vaultpam-lab"} {
 		cmd := exec.Command("go", "build", "-o", dir, "github.com/vaultpam/appliance/"+pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
-	"github.com/vaultpam/appliance/tests/controlplane"
+	"github.com/vaultpam/appliance/lab"
 )
 
 // syncBuf is a bytes.Buffer safe for the daemon's log goroutines.
@@ -92,7 +92,7 @@ func TestStatusWithoutDaemon(t *testing.T) {
 // The daemon in-process: token from the environment (removed and never
 // logged), identity on disk, status over the socket in both forms.
 func TestRunEnrolsAndServesStatus(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "connector.yaml")
@@ -160,7 +160,7 @@ func TestRunEnrolsAndServesStatus(t *testing.T) {
 // A token file with a typo: the connector refuses it locally (before any
 // network traffic), keeps waiting and says why.
 func TestTokenFileWithTypo(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	bad := []byte(protocol.FormatToken(tok))
 	bad[0] = map[bool]byte{true: 'A', false: 'B'}[bad[0] != 'A']
@@ -201,7 +201,7 @@ func TestEnvironmentOnlyConfig(t *testing.T) {
 	if _, err := os.Stat(defaultConfigPath); err == nil {
 		t.Skipf("%s exists on this machine; the environment-only fallback needs it absent", defaultConfigPath)
 	}
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "c.sock")
 	getenv, unset := mapEnv(map[string]string{"PAM_CONTROL_PLANE_URL": cp.URL(), "PAM_CONTROL_PLANE_CA_FILE": cp.CAFile,

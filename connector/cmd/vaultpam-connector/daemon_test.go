@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
-	"github.com/vaultpam/appliance/tests/controlplane"
+	"github.com/vaultpam/appliance/lab"
 )
 
 // testDaemon is a `vaultpam-connector run` started in-process by a test.
@@ -23,7 +23,7 @@ type testDaemon struct {
 
 // startDaemon runs the daemon in-process against cp with a config file in
 // a fresh directory; extra adds or overrides environment variables.
-func startDaemon(t *testing.T, cp *controlplane.TestServer, extra map[string]string, args ...string) *testDaemon {
+func startDaemon(t *testing.T, cp *lab.TestServer, extra map[string]string, args ...string) *testDaemon {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "connector.yaml")

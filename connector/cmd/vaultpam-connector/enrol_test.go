@@ -17,7 +17,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
-	"github.com/vaultpam/appliance/tests/controlplane"
+	"github.com/vaultpam/appliance/lab"
 )
 
 func runEnrol(t *testing.T, sock, stdin string, args ...string) (int, string, string) {
@@ -32,7 +32,7 @@ func runEnrol(t *testing.T, sock, stdin string, args ...string) (int, string, st
 // `enrol` reads it from standard input (a script piping it), hands it over
 // and follows the status until Online.
 func TestEnrolPipedToken(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	d := startDaemon(t, cp, nil)
 	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })
@@ -55,7 +55,7 @@ func TestEnrolPipedToken(t *testing.T) {
 // A typo is caught locally: nothing reaches the connector, which keeps
 // waiting without a reason.
 func TestEnrolTypoCaughtLocally(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	d := startDaemon(t, cp, nil)
 	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })
@@ -76,7 +76,7 @@ func TestEnrolTypoCaughtLocally(t *testing.T) {
 // A token the control plane refuses (unknown here): enrol reports the
 // connector's reason and hint and exits 1.
 func TestEnrolRefused(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	d := startDaemon(t, cp, nil)
 	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })
 	unknown, _ := protocol.NewToken(nil)
@@ -103,7 +103,7 @@ func TestEnrolSocketPermission(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run enrol as another user")
 	}
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	d := startDaemon(t, cp, nil)
 	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })
 	os.Chmod(filepath.Dir(d.dir), 0o755) // so the socket itself refuses, not the path to it
@@ -122,7 +122,7 @@ func TestEnrolSocketPermission(t *testing.T) {
 // connector ends Online.
 func TestEnrolPromptOnTerminal(t *testing.T) {
 	bin := connectorBinary(t)
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	d := startDaemon(t, cp, nil)
 	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })
@@ -182,7 +182,7 @@ func waitScreen(t *testing.T, ch chan string, all *strings.Builder, re *regexp.R
 
 // status --check: the exec probes of the Kubernetes manifests.
 func TestStatusCheck(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	d := startDaemon(t, cp, nil)
 	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })

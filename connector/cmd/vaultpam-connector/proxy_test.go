@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
-	"github.com/vaultpam/appliance/tests/controlplane"
+	"github.com/vaultpam/appliance/lab"
 )
 
 // connectProxy is a minimal HTTP CONNECT proxy on loopback that counts
@@ -60,7 +60,7 @@ func connectProxy(t *testing.T) (addr string, tunnels, open *atomic.Int32) {
 
 // proxy_url is used for enrolment and for the tunnel alike.
 func TestProxyForEnrolmentAndTunnel(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	proxy, tunnels, open := connectProxy(t)
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	dir := t.TempDir()

@@ -12,13 +12,13 @@ import (
 
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
-	"github.com/vaultpam/appliance/tests/controlplane"
+	"github.com/vaultpam/appliance/lab"
 )
 
 // PAM_ENROLMENT_TOKEN_FILE (a mounted Kubernetes Secret): read once, the
 // connector enrols, the file is left as it was.
 func TestTokenFileFromEnvironment(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	tf := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tf, []byte(protocol.FormatToken(tok)+"\n"), 0o400)
@@ -39,7 +39,7 @@ func TestTokenFileFromEnvironment(t *testing.T) {
 // an optional Secret that may be gone (deleted after enrolment): the
 // connector then starts and waits for a token.
 func TestTokenFileMissing(t *testing.T) {
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	absent := filepath.Join(t.TempDir(), "absent")
 	var out syncBuf
 	getenv, unset := mapEnv(map[string]string{"PAM_CONTROL_PLANE_URL": cp.URL()})
@@ -88,7 +88,7 @@ func TestStartTokenFromPipe(t *testing.T) {
 // read for as long as the daemon runs), not only from os.Environ.
 func TestTokenGoneFromProcEnviron(t *testing.T) {
 	bin := connectorBinary(t)
-	cp := controlplane.NewTest(t)
+	cp := lab.NewTest(t)
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "connector.yaml")

@@ -27,6 +27,9 @@ type Podman struct {
 // NewPodman skips t when podman cannot run containers here and says why.
 func NewPodman(t testing.TB) *Podman {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs containers (-short: make unit skips them, make test runs them)")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("podman tests run rootful: run them as root (make test does)")
 	}

@@ -19,7 +19,7 @@ import (
 // Packages of the runtime module the tests build.
 const (
 	ConnectorPkg = "github.com/vaultpam/appliance/connector/cmd/vaultpam-connector"
-	LabPkg       = "github.com/vaultpam/appliance/tests/cmd/vaultpam-lab"
+	LabPkg       = "github.com/vaultpam/appliance/lab/cmd/vaultpam-lab"
 )
 
 var (

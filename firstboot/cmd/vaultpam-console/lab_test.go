@@ -15,7 +15,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/vaultpam/appliance/connector/localapi"
-	"github.com/vaultpam/appliance/tests/controlplane"
+	"github.com/vaultpam/appliance/lab"
 )
 
 var (
@@ -42,10 +42,10 @@ func buildConnector(t *testing.T) string {
 
 // labIn runs the lab control plane inside the harness namespace at addr
 // ("127.0.0.1:0" for any port) on state dir.
-func (h *harness) labIn(addr, state string) *controlplane.Lab {
+func (h *harness) labIn(addr, state string) *lab.ControlPlane {
 	h.t.Helper()
 	type result struct {
-		lab *controlplane.Lab
+		lab *lab.ControlPlane
 		err error
 	}
 	ch := make(chan result, 1)
@@ -72,7 +72,7 @@ func (h *harness) labIn(addr, state string) *controlplane.Lab {
 				runtime.UnlockOSThread()
 			}
 		}()
-		lab, err := controlplane.NewLab(controlplane.LabConfig{Authority: controlplane.DefaultConfig(state), Listen: addr,
+		lab, err := lab.New(lab.Config{Authority: lab.DefaultAuthorityConfig(state), Listen: addr,
 			HeartbeatInterval: time.Second})
 		ch <- result{lab, err}
 	}()
