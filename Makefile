@@ -55,7 +55,8 @@ VULNDB      := $(BUILD)/vulndb-$(VULNDB_VER)
 #                transparency log is skipped; we verify with keys, never
 #                certificates, and the fix exists only in cosign v3.
 #   GO-2026-5932 golang.org/x/crypto/openpgp is deprecated (linked by cosign,
-#                never called for our keys); the fix is not released yet.
+#                never called for our keys, and by nfpm's PGP package signing in
+#                deploy/, which we do not use); the fix is not released yet.
 VULN_ACCEPTED_BUILD := GO-2026-4529 GO-2026-5932
 
 COMMANDS := connector/cmd/vaultpam-connector firstboot/cmd/vaultpam-console \
