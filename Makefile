@@ -21,7 +21,7 @@ export GOTOOLCHAIN := go1.26.10
 
 # Go modules (ARCHITECTURE.md, "Modules"): the runtime at the root, the
 # build side in modules of its own; go.work ties them for development.
-MODULES  := . appliance packer signing tests deploy
+MODULES  := . appliance packer signing tests update deploy
 ALLPKGS  := ./... $(patsubst %,./%/...,$(filter-out .,$(MODULES)))
 # What `make unit` runs: everything but the cross-cutting tests in tests/.
 UNITPKGS := ./... $(patsubst %,./%/...,$(filter-out . tests,$(MODULES)))
@@ -64,7 +64,7 @@ COMMANDS := connector/cmd/vaultpam-connector firstboot/cmd/vaultpam-console \
 	signing/cmd/vaultpam-sign
 
 # The connector's hardened unit, shared by the appliance and the DEB/RPM.
-CONNECTOR_UNIT := rootfs/overlay/usr/lib/systemd/system/vaultpam-connector.service
+CONNECTOR_UNIT := connector/cmd/vaultpam-connector/vaultpam-connector.service
 
 .PHONY: help deps build tools image ova packages lint unit test bench e2e clean
 
@@ -84,6 +84,8 @@ build: ## build the Go binaries into bin/
 	for c in $(COMMANDS); do \
 	  if [ -d $$c ]; then $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/ ./$$c; fi; \
 	done
+	@# The systemd units that start a program live beside its source; the image takes them from bin/.
+	cp connector/cmd/vaultpam-connector/*.service firstboot/cmd/vaultpam-console/*.service $(BIN)/
 
 tools: $(TOOLS)/packer $(TOOLS)/cosign ## build pinned Packer and cosign from the Go module proxy into bin/tools/
 $(TOOLS)/packer: packer/tools/go.mod packer/tools/go.sum

@@ -91,38 +91,6 @@ func TestWriteFSModes(t *testing.T) {
 	}
 }
 
-// TestOverlayUnits checks the unit files keep the contracts other
-// components rely on.
-func TestOverlayUnits(t *testing.T) {
-	read := func(p string) string {
-		data, err := files.ReadFile("overlay/" + p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(data)
-	}
-	conn := read("usr/lib/systemd/system/vaultpam-connector.service")
-	for _, want := range []string{"Type=notify", "WatchdogSec=", "Restart=always", "User=vaultpam", "ProtectSystem=strict",
-		"NoNewPrivileges=yes", "ReadWritePaths=/data", "RuntimeDirectory=vaultpam", "ConditionPathExists=/config/connector.yaml",
-		"PAM_AGENT_CONFIG=/config/connector.yaml", "PAM_AGENT_DATA_DIR=/data", "PAM_AGENT_SOCKET=/run/vaultpam/connector.sock",
-		"ExecStart=/usr/bin/vaultpam-connector run"} {
-		if !strings.Contains(conn, want) {
-			t.Errorf("vaultpam-connector.service lacks %q", want)
-		}
-	}
-	for unit, want := range map[string][]string{
-		"vaultpam-console-tty1.service":   {"TTYPath=/dev/tty1", "TERM=linux", "StandardInput=tty", "Restart=always", "ExecStart=/usr/bin/vaultpam-console"},
-		"vaultpam-console-serial.service": {"TTYPath=/dev/ttyS0", "TERM=vt220", "StandardInput=tty", "Restart=always", "ExecStart=/usr/bin/vaultpam-console"},
-	} {
-		text := read("usr/lib/systemd/system/" + unit)
-		for _, w := range want {
-			if !strings.Contains(text, w) {
-				t.Errorf("%s lacks %q", unit, w)
-			}
-		}
-	}
-}
-
 // TestBuildReproducible builds the root twice from the same inputs (the
 // cached package stage of `make image`, the same binaries) and compares the
 // image bytes. It needs root and skips unless the package stage is cached.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/vaultpam/appliance/rootfs/command"
 )
 
 // links are the /etc entries that must vary per deployment or per boot on a
@@ -52,7 +54,7 @@ func customise(ctx context.Context, o Options, tarball, tree string, res *Result
 	if err := os.MkdirAll(tree, 0o755); err != nil {
 		return err
 	}
-	if err := run(ctx, nil, "tar", "--numeric-owner", "-xpf", tarball, "-C", tree); err != nil {
+	if _, err := command.Run(ctx, nil, nil, "tar", "--numeric-owner", "-xpf", tarball, "-C", tree); err != nil {
 		return fmt.Errorf("unpacking the package stage: %w", err)
 	}
 	if err := takeBoot(o, tree, res); err != nil {
@@ -90,7 +92,7 @@ func customise(ctx context.Context, o Options, tarball, tree string, res *Result
 		return err
 	}
 	env := []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", o.SourceDateEpoch)}
-	if err := run(ctx, env, "chroot", tree, "systemd-sysusers"); err != nil {
+	if _, err := command.Run(ctx, env, nil, "chroot", tree, "systemd-sysusers"); err != nil {
 		return fmt.Errorf("creating system users: %w", err)
 	}
 	for _, f := range []string{"passwd-", "group-", "shadow-", "gshadow-"} {
@@ -174,6 +176,10 @@ func makeLinks(tree string) error {
 	return os.RemoveAll(filepath.Join(tree, "etc/systemd/system/getty.target.wants"))
 }
 
+// installBinaries installs each of Binaries found in BinDir into /usr/bin,
+// with the systemd units that start it (NAME.service and NAME-*.service in
+// BinDir: `make build` puts them there from beside the program's source,
+// e.g. connector/cmd/vaultpam-connector/vaultpam-connector.service).
 func installBinaries(o Options, tree string, res *Result) error {
 	for _, name := range Binaries {
 		src := filepath.Join(o.BinDir, name)
@@ -189,6 +195,17 @@ func installBinaries(o Options, tree string, res *Result) error {
 			return err
 		}
 		res.Installed = append(res.Installed, name)
+		units, _ := filepath.Glob(filepath.Join(o.BinDir, name+".service"))
+		more, _ := filepath.Glob(filepath.Join(o.BinDir, name+"-*.service"))
+		units = append(units, more...)
+		if len(units) == 0 {
+			return fmt.Errorf("no systemd unit for %s in %s (want %s.service or %s-*.service; make build copies them there)", name, o.BinDir, name, name)
+		}
+		for _, u := range units {
+			if err := copyFile(u, filepath.Join(tree, "usr/lib/systemd/system", filepath.Base(u))); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

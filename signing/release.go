@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/atomicfile"
+
 	"github.com/vaultpam/appliance/signing/sbom"
 )
 
@@ -189,7 +191,7 @@ func SignRelease(ctx context.Context, cfg ReleaseConfig) (*Release, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := writeFileAtomic(filepath.Join(stage, sbomName), doc, 0o644); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(stage, sbomName), doc, 0o644); err != nil {
 			return nil, fmt.Errorf("writing SBOM: %w", err)
 		}
 		staged = append(staged, sbomName)
@@ -214,14 +216,14 @@ func SignRelease(ctx context.Context, cfg ReleaseConfig) (*Release, error) {
 			fmt.Fprintf(warn, "WARNING: not listed in %s: %s\n", SumsFile, l)
 		}
 	}
-	if err := writeFileAtomic(filepath.Join(stage, PublicKeyFile), rel.PublicKeyPEM, 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(stage, PublicKeyFile), rel.PublicKeyPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("writing public key: %w", err)
 	}
 	staged = append(staged, PublicKeyFile)
 	if sums[PublicKeyFile], err = DigestFile(filepath.Join(stage, PublicKeyFile)); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(stage, SumsFile), sums.Marshal(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(stage, SumsFile), sums.Marshal(), 0o644); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", SumsFile, err)
 	}
 	d, err := DigestFile(filepath.Join(stage, SumsFile))
@@ -232,7 +234,7 @@ func SignRelease(ctx context.Context, cfg ReleaseConfig) (*Release, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(stage, SumsFile+SigSuffix), sig.Base64(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(stage, SumsFile+SigSuffix), sig.Base64(), 0o644); err != nil {
 		return nil, fmt.Errorf("writing %s%s: %w", SumsFile, SigSuffix, err)
 	}
 	staged = append(staged, SumsFile, SumsFile+SigSuffix) // the signature goes in last

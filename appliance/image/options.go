@@ -1,7 +1,7 @@
 // Package image assembles the appliance's bootable raw disk: it builds the
 // root file system (package rootfs), its dm-verity hash tree, a unified
 // kernel image (UKI) carrying the root hash, the ESP with systemd-boot, the
-// CONFIG and DATA file systems, and lays them out in a GPT (DESIGN.md §4).
+// CONFIG and DATA file systems, and lays them out in a GPT (ARCHITECTURE.md, "The disk").
 // Everything is derived from the content and SOURCE_DATE_EPOCH: no random
 // UUIDs, no timestamps of the build machine. No loop devices, no mounts.
 package image

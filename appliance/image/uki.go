@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/vaultpam/appliance/rootfs/command"
 )
 
 // Section addresses of the UKI, as the systemd-boot-efi stub expects them
-// (measured in DESIGN.md §3).
+// (tried with Debian's linuxx64.efi.stub from systemd-boot-efi under OVMF).
 var ukiSections = []struct{ name, vma string }{
 	{".osrel", "0x20000"},
 	{".cmdline", "0x30000"},
@@ -52,7 +54,7 @@ func buildUKI(ctx context.Context, o Options, kernel, initrd, osrel, cmdline, ou
 	}
 	args = append(args, o.StubPath, out)
 	os.Remove(out)
-	if _, err := run(ctx, nil, nil, "objcopy", args...); err != nil {
+	if _, err := command.Run(ctx, nil, nil, "objcopy", args...); err != nil {
 		return fmt.Errorf("building the UKI: %w", err)
 	}
 	return stampPE(out, o.Rootfs.SourceDateEpoch)

@@ -6,6 +6,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"github.com/vaultpam/appliance/rootfs/command"
 )
 
 var rootHashRE = regexp.MustCompile(`(?m)^Root hash:\s+([0-9a-f]{64})\s*$`)
@@ -20,7 +22,7 @@ func formatVerity(ctx context.Context, data, hashPath, dataSHA256 string) (strin
 	}
 	salt := dataSHA256 // 32 bytes of hex
 	uuid := strings.ToLower(derivedUUID(dataSHA256, "verity"))
-	out, err := run(ctx, nil, nil, "veritysetup", "format",
+	out, err := command.Run(ctx, nil, nil, "veritysetup", "format",
 		"--hash=sha256", "--data-block-size=4096", "--hash-block-size=4096",
 		"--salt="+salt, "--uuid="+uuid, data, hashPath)
 	if err != nil {

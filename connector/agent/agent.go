@@ -1,5 +1,5 @@
 // Package agent is the connector daemon: it owns the runtime state machine
-// (DESIGN.md §5) and drives enrolment, the identity store and the tunnel.
+// (ARCHITECTURE.md, "Runtime") and drives enrolment, the identity store and the tunnel.
 //
 //	awaiting_token ─token→ enrolling ─ok→ connecting ─tunnel up→ online
 //	needs_recovery ─token→ enrolling ─bad token→ back where it came from
@@ -25,6 +25,7 @@ import (
 	"github.com/vaultpam/appliance/connector/identity"
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 )
 
 // Enroller is what the agent needs from the enrolment client
@@ -50,6 +51,9 @@ type Options struct {
 	// identity exists.
 	Token   string
 	Version string
+	// Updates are the appliance's image updates; nil where there are none
+	// (containers, native packages).
+	Updates Updates
 	// Notify receives sd_notify lines ("READY=1", "STATUS=…"); nil drops them.
 	Notify func(string)
 	// OnTransition is called after every state change; nil means none.
@@ -68,7 +72,7 @@ type Agent struct {
 	tokens chan string
 
 	mu         sync.Mutex
-	state      State
+	state      state.State
 	reason     string
 	hint       string
 	since      time.Time
@@ -77,8 +81,10 @@ type Agent struct {
 	cur        Link                // the running tunnel, nil when none
 	burnt      map[[32]byte]string // tokens that must not be tried again → code
 	history    []Transition
-	waiting    State  // where to go back to after a failed enrolment
-	waitingWhy string // and why it was there (kept in front of a refusal)
+	waiting    state.State // where to go back to after a failed enrolment
+	waitingWhy string      // and why it was there (kept in front of a refusal)
+
+	rebooting bool // drained for an update's reboot: stay Draining until stopped
 
 	submitMu sync.Mutex    // serialises SubmitToken
 	relink   chan struct{} // a re-enrolment replaced the identity: restart the tunnel
@@ -113,22 +119,22 @@ func New(opt Options) (*Agent, error) {
 	id, err := opt.Store.Load()
 	switch {
 	case err == nil:
-		a.id, a.state = id, Connecting
+		a.id, a.state = id, state.Connecting
 		a.reason = "identity loaded"
 	case errors.Is(err, identity.ErrNotFound) && opt.Mode.Durable:
-		a.state = AwaitingToken // no reason: nothing went wrong
+		a.state = state.AwaitingToken // no reason: nothing went wrong
 		a.hint = "enter the enrolment token from the dashboard (Connectors → Add)"
 	case errors.Is(err, identity.ErrNotFound):
-		a.state = NeedsRecovery
+		a.state = state.NeedsRecovery
 		a.reason = fmt.Sprintf("no identity in %s, which is %s and does not survive a restart", opt.DataDir, opt.Mode.FSType)
 		a.hint = "enter a recovery token (dashboard: Connectors → the connector → Recover), or an enrolment token for a new connector; give the connector a durable data volume to avoid this"
 	default:
 		a.id = id // may be nil (corrupt); kept for the connector ID
-		a.state = NeedsRecovery
+		a.state = state.NeedsRecovery
 		a.reason, a.hint = identityProblem(err)
 	}
 	a.waiting = a.state
-	if a.state == Connecting && opt.Token != "" {
+	if a.state == state.Connecting && opt.Token != "" {
 		a.log.Info("identity present; the enrolment token given at start is not used", "connector", a.id.ConnectorID)
 		opt.Token = ""
 	}
@@ -153,7 +159,7 @@ func identityProblem(err error) (reason, hint string) {
 // transition is the one place the state changes. A change the table does
 // not allow (a late report racing a shutdown) is logged and ignored; it
 // reports whether the change happened.
-func (a *Agent) transition(to State, reason, hint string) bool {
+func (a *Agent) transition(to state.State, reason, hint string) bool {
 	a.mu.Lock()
 	from := a.state
 	if !CanTransition(from, to) {
@@ -184,7 +190,7 @@ func (a *Agent) transition(to State, reason, hint string) bool {
 	return true
 }
 
-func statusLine(s State, reason string) string {
+func statusLine(s state.State, reason string) string {
 	if reason == "" {
 		return s.Label()
 	}
@@ -198,7 +204,7 @@ func (a *Agent) notify(s string) {
 }
 
 // State returns the current state.
-func (a *Agent) State() State {
+func (a *Agent) State() state.State {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.state
@@ -233,6 +239,9 @@ func (a *Agent) Status() localapi.Status {
 		Version: a.opt.Version, Since: a.since.UTC(),
 		LastHeartbeat: a.link.LastHeartbeat, HeartbeatInterval: localapi.Duration(a.link.HeartbeatInterval),
 		TunnelRTT: localapi.Duration(a.link.RTT), ActiveSessions: a.link.ActiveSessions,
+	}
+	if a.opt.Updates != nil {
+		st.Image = a.opt.Updates.Image()
 	}
 	if a.id != nil {
 		st.ConnectorID = a.id.ConnectorID
@@ -271,19 +280,19 @@ func (a *Agent) SubmitToken(ctx context.Context, token string) error {
 		return &localapi.Error{Status: 409, Code: code, Message: "this token was already tried and refused (" + code + ")", Hint: tokenHint(code)}
 	}
 	switch st {
-	case AwaitingToken, NeedsRecovery:
-	case Online, Connecting, Reconnecting:
+	case state.AwaitingToken, state.NeedsRecovery:
+	case state.Online, state.Connecting, state.Reconnecting:
 		return a.reenrolWait(canon)
 	default:
 		return &localapi.Error{Status: 409, Code: "not_waiting_for_token", Message: "the connector is " + st.Label() + " and cannot take a token now",
-			Hint: "wait until it shows Online, Waiting for token or Needs recovery"}
+			Hint: "wait until it shows state.Online, Waiting for token or Needs recovery"}
 	}
-	// Enrolling from here on, before the caller polls the status: the
+	// state.Enrolling from here on, before the caller polls the status: the
 	// token is queued for Run (the channel is empty while waiting).
 	a.mu.Lock()
 	a.waiting, a.waitingWhy = st, a.reason
 	a.mu.Unlock()
-	a.transition(Enrolling, "token received; presenting it to the control plane", "")
+	a.transition(state.Enrolling, "token received; presenting it to the control plane", "")
 	a.tokens <- canon
 	return nil
 }

@@ -2,8 +2,9 @@ package agent
 
 import (
 	"crypto/rand"
-	"math/big"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/backoff"
 
 	"github.com/vaultpam/appliance/connector/enrol"
 	"github.com/vaultpam/appliance/connector/protocol"
@@ -17,16 +18,8 @@ func tokenHint(code string) string {
 	return enrol.Hint(code)
 }
 
-// defaultRetryDelay is jittered exponential backoff: about 0.5–1 s first,
-// doubling, capped at 30 s.
+// defaultRetryDelay is the connector's backoff (backoff.Default): the
+// first retry within 1 s, doubling, capped at 30 s, jittered.
 func defaultRetryDelay(n int) time.Duration {
-	d := time.Second << min(n, 5)
-	if d > 30*time.Second {
-		d = 30 * time.Second
-	}
-	j, err := rand.Int(rand.Reader, big.NewInt(int64(d/2)))
-	if err != nil {
-		return d
-	}
-	return d/2 + time.Duration(j.Int64())
+	return backoff.Default().Delay(n, rand.Reader)
 }

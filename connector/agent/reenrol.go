@@ -9,6 +9,7 @@ import (
 	"github.com/vaultpam/appliance/connector/enrol"
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 )
 
 // Re-enrolment: a token handed over while the connector has a working
@@ -75,7 +76,7 @@ func (a *Agent) reenrol(ctx context.Context, tok string) error {
 	a.id = id
 	a.mu.Unlock()
 	a.log.Info("re-enrolled", "connector", id.ConnectorID)
-	a.transition(Connecting, "re-enrolled as "+id.ConnectorID+"; reconnecting with the new identity", "")
+	a.transition(state.Connecting, "re-enrolled as "+id.ConnectorID+"; reconnecting with the new identity", "")
 	select {
 	case a.relink <- struct{}{}:
 	default:

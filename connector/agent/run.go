@@ -13,11 +13,12 @@ import (
 	"github.com/vaultpam/appliance/connector/identity"
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 )
 
 // LinkStatus is what the tunnel reports to the agent.
 type LinkStatus struct {
-	State             State // Connecting, Online or Reconnecting
+	State             state.State // Connecting, Online or Reconnecting
 	Reason            string
 	LastHeartbeat     time.Time
 	HeartbeatInterval time.Duration
@@ -32,8 +33,9 @@ type Link interface {
 	// Run keeps the tunnel up until ctx ends or Shutdown finishes. An
 	// error wrapping ErrLinkRefused means the identity is refused for good.
 	Run(ctx context.Context) error
-	// Shutdown stops new sessions and waits for the open ones until ctx ends.
-	Shutdown(ctx context.Context) error
+	// Shutdown stops new sessions and waits for the open ones until ctx
+	// ends; the sessions still open then end with reason.
+	Shutdown(ctx context.Context, reason protocol.Reason) error
 }
 
 // LinkHost is what a Link needs from the agent: the current identity
@@ -69,20 +71,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	for {
 		if ctx.Err() != nil {
-			a.transition(Draining, "shutting down", "")
+			a.transition(state.Draining, "shutting down", "")
 			a.notify("STOPPING=1")
 			return nil
 		}
 		switch a.State() {
-		case AwaitingToken, NeedsRecovery, Enrolling:
+		case state.AwaitingToken, state.NeedsRecovery, state.Enrolling:
 			select {
 			case tok := <-a.tokens:
 				a.enrolWith(ctx, tok)
 			case <-ctx.Done():
 			}
-		case Connecting, Reconnecting, Online:
+		case state.Connecting, state.Reconnecting, state.Online:
 			a.connect(ctx)
-		case Draining:
+		case state.Draining:
+			if a.isRebooting() {
+				// Drained for an update's reboot: wait to be stopped, do
+				// not exit (systemd would start a fresh connector).
+				<-ctx.Done()
+			}
 			return nil
 		}
 	}
@@ -111,7 +118,7 @@ func (a *Agent) burn(token, code string) {
 // control plane is final for this token.
 func (a *Agent) enrolWith(ctx context.Context, tok string) {
 	a.mu.Lock()
-	back := a.waiting // SubmitToken moved us to Enrolling from here
+	back := a.waiting // SubmitToken moved us to state.Enrolling from here
 	a.mu.Unlock()
 	for n := 0; ; n++ {
 		id, err := a.opt.Enroller.Enrol(ctx, tok)
@@ -121,7 +128,7 @@ func (a *Agent) enrolWith(ctx context.Context, tok string) {
 				a.mu.Lock()
 				a.id = id
 				a.mu.Unlock()
-				a.transition(NeedsRecovery, "enrolled as "+id.ConnectorID+" but the identity could not be saved: "+err.Error(),
+				a.transition(state.NeedsRecovery, "enrolled as "+id.ConnectorID+" but the identity could not be saved: "+err.Error(),
 					"fix the data directory (PAM_AGENT_DATA_DIR must be writable), then enter a recovery token for this connector")
 				return
 			}
@@ -129,7 +136,7 @@ func (a *Agent) enrolWith(ctx context.Context, tok string) {
 			a.id = id
 			a.mu.Unlock()
 			a.log.Info("enrolled", "connector", id.ConnectorID, "cert_not_after", id.Leaf().NotAfter)
-			a.transition(Connecting, "enrolled as "+id.ConnectorID, "")
+			a.transition(state.Connecting, "enrolled as "+id.ConnectorID, "")
 			return
 		}
 		if ctx.Err() != nil {
@@ -147,14 +154,14 @@ func (a *Agent) enrolWith(ctx context.Context, tok string) {
 			a.mu.Lock()
 			why := a.waitingWhy
 			a.mu.Unlock()
-			if back == NeedsRecovery && why != "" && !strings.Contains(why, "enrolment refused") {
+			if back == state.NeedsRecovery && why != "" && !strings.Contains(why, "enrolment refused") {
 				reason = why + "; " + reason // keep what broke the identity in view
 			}
 			a.transition(back, reason, ee.Hint())
 			return
 		}
 		d := a.opt.RetryDelay(n)
-		a.transition(Enrolling, fmt.Sprintf("control plane not reachable (%v); retrying in %s", err, d.Round(time.Millisecond)),
+		a.transition(state.Enrolling, fmt.Sprintf("control plane not reachable (%v); retrying in %s", err, d.Round(time.Millisecond)),
 			"check the network, DNS, proxy_url and control_plane_url")
 		if !wait(ctx, d) {
 			a.transition(back, "enrolment interrupted by shutdown", "")
@@ -182,18 +189,18 @@ func (a *Agent) connect(ctx context.Context) {
 		}
 		var ee *enrol.Error
 		if errors.As(err, &ee) && enrol.Permanent(err) {
-			a.transition(NeedsRecovery, fmt.Sprintf("control plane refused the identity of %s (%s): %s", id.ConnectorID, ee.Code, ee.Message), ee.Hint())
+			a.transition(state.NeedsRecovery, fmt.Sprintf("control plane refused the identity of %s (%s): %s", id.ConnectorID, ee.Code, ee.Message), ee.Hint())
 			return
 		}
 		d := a.opt.RetryDelay(n)
-		a.transition(Reconnecting, fmt.Sprintf("control plane not reachable (%v); retrying in %s", err, d.Round(time.Millisecond)),
+		a.transition(state.Reconnecting, fmt.Sprintf("control plane not reachable (%v); retrying in %s", err, d.Round(time.Millisecond)),
 			"check the network, DNS, proxy_url and control_plane_url")
 		if !wait(ctx, d) {
 			return
 		}
 	}
 	if a.opt.Link == nil {
-		a.transition(Connecting, "identity accepted by the control plane; no tunnel in this build", "")
+		a.transition(state.Connecting, "identity accepted by the control plane; no tunnel in this build", "")
 		select {
 		case <-ctx.Done():
 		case <-a.relink:
@@ -202,7 +209,7 @@ func (a *Agent) connect(ctx context.Context) {
 	}
 	link, err := a.opt.Link(a, a.onLink)
 	if err != nil {
-		a.transition(NeedsRecovery, "cannot start the tunnel: "+err.Error(), "check the configuration, then restart the connector")
+		a.transition(state.NeedsRecovery, "cannot start the tunnel: "+err.Error(), "check the configuration, then restart the connector")
 		return
 	}
 	a.mu.Lock()
@@ -222,19 +229,22 @@ func (a *Agent) connect(ctx context.Context) {
 		// A re-enrolment replaced the identity: start over with it.
 		cancel()
 		<-done
-		a.transition(Connecting, "reconnecting with the new identity", "")
+		a.transition(state.Connecting, "reconnecting with the new identity", "")
 	case err := <-done:
+		if a.isRebooting() {
+			return // Drain closed the tunnel; stay Draining
+		}
 		if errors.Is(err, ErrLinkRefused) {
-			a.transition(NeedsRecovery, err.Error(), enrol.Hint(protocol.CodeCertRevoked))
+			a.transition(state.NeedsRecovery, err.Error(), enrol.Hint(protocol.CodeCertRevoked))
 			return
 		}
-		a.transition(Reconnecting, fmt.Sprintf("tunnel stopped: %v", err), "")
+		a.transition(state.Reconnecting, fmt.Sprintf("tunnel stopped: %v", err), "")
 	case <-ctx.Done():
 		grace := a.opt.Config.Drain()
-		a.transition(Draining, fmt.Sprintf("shutting down: no new sessions, waiting up to %s for open ones", grace), "")
+		a.transition(state.Draining, fmt.Sprintf("shutting down: no new sessions, waiting up to %s for open ones", grace), "")
 		a.notify("STOPPING=1")
 		sctx, scancel := context.WithTimeout(context.Background(), grace)
-		if err := link.Shutdown(sctx); err != nil {
+		if err := link.Shutdown(sctx, protocol.ReasonDraining); err != nil {
 			a.log.Warn("drain ended", "err", err)
 		}
 		scancel()
@@ -250,9 +260,9 @@ func (a *Agent) onLink(ls LinkStatus) {
 	cur := a.state
 	a.mu.Unlock()
 	switch {
-	case cur == Draining || cur == NeedsRecovery || cur == Enrolling:
+	case cur == state.Draining || cur == state.NeedsRecovery || cur == state.Enrolling:
 		return
-	case ls.State == Online || ls.State == Reconnecting || ls.State == Connecting:
+	case ls.State == state.Online || ls.State == state.Reconnecting || ls.State == state.Connecting:
 		if CanTransition(cur, ls.State) {
 			a.transition(ls.State, ls.Reason, "")
 		}

@@ -1,4 +1,4 @@
-// Package enrol is the connector's side of enrolment (DESIGN.md §6.2):
+// Package enrol is the connector's side of enrolment (ARCHITECTURE.md, "Protocol", 2):
 // present the token, answer the challenge with a CSR for a fresh ECDSA
 // P-256 key signed over the nonce (proof of possession), and turn the
 // answer into an identity.Identity. It also asks the control plane whether

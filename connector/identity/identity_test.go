@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/atomicfile"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -143,14 +145,14 @@ func TestCorruptFile(t *testing.T) {
 // the rename happened) the complete new one.
 func TestSaveFailsAtEveryStep(t *testing.T) {
 	oldID, newID := makeIdentity(t, "conn-old"), makeIdentity(t, "conn-new")
-	for s := Step(0); s < NumSteps; s++ {
+	for s := atomicfile.Step(0); s < atomicfile.NumSteps; s++ {
 		t.Run(s.String(), func(t *testing.T) {
 			d := &Dir{Path: t.TempDir(), Now: clock(t0.Add(time.Hour))}
 			if err := d.Save(oldID); err != nil {
 				t.Fatal(err)
 			}
 			boom := errors.New("injected")
-			d.BeforeStep = func(at Step) error {
+			d.BeforeStep = func(at atomicfile.Step) error {
 				if at == s {
 					return boom
 				}
@@ -165,7 +167,7 @@ func TestSaveFailsAtEveryStep(t *testing.T) {
 				t.Fatalf("Load after failure at %s = %v", s, err)
 			}
 			want := "conn-old"
-			if s > StepRename {
+			if s > atomicfile.StepRename {
 				want = "conn-new"
 			}
 			if got.ConnectorID != want || !got.Key.Equal(map[string]*Identity{"conn-old": oldID, "conn-new": newID}[want].Key) {
@@ -181,7 +183,7 @@ func TestSaveKilledAtEveryStep(t *testing.T) {
 	if os.Getenv("IDENTITY_KILL_HELPER") != "" {
 		t.Skip("helper mode")
 	}
-	for s := Step(0); s < NumSteps; s++ {
+	for s := atomicfile.Step(0); s < atomicfile.NumSteps; s++ {
 		t.Run(s.String(), func(t *testing.T) {
 			dir := t.TempDir()
 			d := &Dir{Path: dir, Now: clock(t0.Add(time.Hour))}
@@ -205,11 +207,11 @@ func TestSaveKilledAtEveryStep(t *testing.T) {
 				if !got.Key.Equal(oldID.Key) {
 					t.Errorf("old connector ID with a different key")
 				}
-				if s > StepRename {
+				if s > atomicfile.StepRename {
 					t.Errorf("after the rename the new identity must be there")
 				}
 			case "conn-new":
-				if s <= StepRename {
+				if s <= atomicfile.StepRename {
 					t.Errorf("new identity visible before the rename (killed at %s)", s)
 				}
 			default:
@@ -231,7 +233,7 @@ func TestKillHelper(t *testing.T) {
 		t.Skip("only runs as the helper process of TestSaveKilledAtEveryStep")
 	}
 	step, _ := strconv.Atoi(os.Getenv("IDENTITY_KILL_STEP"))
-	d := &Dir{Path: os.Getenv("IDENTITY_DIR"), BeforeStep: func(s Step) error {
+	d := &Dir{Path: os.Getenv("IDENTITY_DIR"), BeforeStep: func(s atomicfile.Step) error {
 		if int(s) == step {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {} // wait for the signal

@@ -14,42 +14,11 @@ import "time"
 // otherwise.
 const DefaultSocket = "/run/vaultpam/connector.sock"
 
-// Internal state names (DESIGN.md §5). The UI shows Label(state).
-const (
-	StateAwaitingToken = "awaiting_token"
-	StateEnrolling     = "enrolling"
-	StateConnecting    = "connecting"
-	StateOnline        = "online"
-	StateReconnecting  = "reconnecting"
-	StateNeedsRecovery = "needs_recovery"
-	StateDraining      = "draining"
-)
-
 // Runtime modes (seed: "Runtime Modes").
 const (
 	ModeAutonomousRestart = "autonomous_restart"
 	ModeGuidedRecovery    = "guided_recovery"
 )
-
-var labels = map[string]string{
-	StateAwaitingToken: "Waiting for token",
-	StateEnrolling:     "Enrolling",
-	StateConnecting:    "Connecting",
-	StateOnline:        "Online",
-	StateReconnecting:  "Offline (reconnecting)",
-	StateNeedsRecovery: "Needs recovery",
-	StateDraining:      "Draining",
-}
-
-// Label returns the text the UI renders for an internal state name, or the
-// name itself when it is unknown (a newer connector talking to an older
-// console still shows something true).
-func Label(state string) string {
-	if l, ok := labels[state]; ok {
-		return l
-	}
-	return state
-}
 
 // ModeLabel returns the UI text for a runtime mode.
 func ModeLabel(mode string) string {
@@ -66,7 +35,7 @@ func ModeLabel(mode string) string {
 // printed by `vaultpam-connector status --json`. Zero values mean "not known
 // yet" (no identity, no heartbeat so far); times are UTC.
 type Status struct {
-	State      string `json:"state"`       // internal name, e.g. "online"
+	State      string `json:"state"`       // internal name (package state), e.g. "online"
 	StateLabel string `json:"state_label"` // UI text, e.g. "Online"
 	// Reason says why the connector is in this state, for people
 	// ("certificate revoked by the control plane"); empty when online.
@@ -88,7 +57,10 @@ type Status struct {
 	HeartbeatInterval Duration  `json:"heartbeat_interval,omitzero"`
 	TunnelRTT         Duration  `json:"tunnel_rtt,omitzero"`
 	ActiveSessions    int       `json:"active_sessions"`
-	Since             time.Time `json:"since,omitzero"` // when State was entered
+	// Image is the appliance's image and update status (from the updater);
+	// absent where there is no updater (containers, native packages).
+	Image *Image    `json:"image,omitempty"`
+	Since time.Time `json:"since,omitzero"` // when State was entered
 }
 
 // TokenRequest is the body of POST /v1/token: an enrolment or recovery token

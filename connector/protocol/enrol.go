@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Enrolment over HTTPS (DESIGN.md §6.2), JSON bodies, two round trips:
+// Enrolment over HTTPS (ARCHITECTURE.md, "Protocol", 2), JSON bodies, two round trips:
 //
 //	POST EnrolStartPath   EnrolStartRequest  → EnrolChallenge
 //	POST EnrolFinishPath  EnrolFinishRequest → EnrolResult

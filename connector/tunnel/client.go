@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/connector/transport"
 )
 
@@ -58,7 +59,7 @@ func New(cfg Config) (*Client, error) {
 	if c.rand == nil {
 		c.rand = rand.Reader
 	}
-	c.status = Status{State: StateConnecting, Since: c.now(), HeartbeatInterval: cfg.DefaultHeartbeatInterval}
+	c.status = Status{State: state.Connecting, Since: c.now(), HeartbeatInterval: cfg.DefaultHeartbeatInterval}
 	return c, nil
 }
 
@@ -79,7 +80,7 @@ func (c *Client) Status() Status {
 }
 
 // setState is the one place where the state changes.
-func (c *Client) setState(s State, reason string, edit func(*Status)) {
+func (c *Client) setState(s state.State, reason string, edit func(*Status)) {
 	c.mu.Lock()
 	changed := c.status.State != s || c.status.Reason != reason
 	if c.status.State != s {
@@ -109,24 +110,24 @@ func (c *Client) Run(ctx context.Context) error {
 	attempt := 0
 	for {
 		if err := ctx.Err(); err != nil {
-			c.setState(StateStopped, "stopped", nil)
+			c.setState(state.Stopped, "stopped", nil)
 			return err
 		}
 		if c.isDraining() {
-			c.setState(StateStopped, "shut down", nil)
+			c.setState(state.Stopped, "shut down", nil)
 			return ErrClientClosed
 		}
 		up, err := c.connectAndServe(ctx)
 		var perm *permanentError
 		switch {
 		case errors.As(err, &perm):
-			c.setState(StateNeedsRecovery, err.Error(), nil)
+			c.setState(state.NeedsRecovery, err.Error(), nil)
 			return fmt.Errorf("%w: %v", ErrNeedsRecovery, err)
 		case c.isDraining():
-			c.setState(StateStopped, "shut down", nil)
+			c.setState(state.Stopped, "shut down", nil)
 			return ErrClientClosed
 		case ctx.Err() != nil:
-			c.setState(StateStopped, "stopped", nil)
+			c.setState(state.Stopped, "stopped", nil)
 			return ctx.Err()
 		}
 		if up {
@@ -140,7 +141,7 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		c.log.Warn("tunnel down, retrying", "err", reason, "retry_in", delay)
 		next := c.now().Add(delay)
-		c.setState(StateReconnecting, reason, func(s *Status) { s.Attempt = attempt; s.NextRetry = next })
+		c.setState(state.Reconnecting, reason, func(s *Status) { s.Attempt = attempt; s.NextRetry = next })
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -187,7 +188,7 @@ func (c *Client) connectAndServe(ctx context.Context) (up bool, err error) {
 		interval = c.cfg.DefaultHeartbeatInterval
 	}
 	now := c.now()
-	c.setState(StateOnline, "", func(s *Status) {
+	c.setState(state.Online, "", func(s *Status) {
 		s.ConnectorID = ack.ConnectorID
 		s.LastSuccess = now
 		s.LastHeartbeat = now
@@ -218,6 +219,12 @@ func (c *Client) connectAndServe(ctx context.Context) (up bool, err error) {
 // closes and Run returns ErrClientClosed. Shutdown returns nil when every
 // session finished in time, ctx.Err() otherwise.
 func (c *Client) Shutdown(ctx context.Context) error {
+	return c.ShutdownFor(ctx, protocol.ReasonDraining)
+}
+
+// ShutdownFor is Shutdown with the reason the sessions still open when ctx
+// ends are given (protocol.ReasonUpdateReboot before an update's reboot).
+func (c *Client) ShutdownFor(ctx context.Context, reason protocol.Reason) error {
 	c.mu.Lock()
 	if !c.draining {
 		c.draining = true
@@ -225,7 +232,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	}
 	cn := c.cur
 	c.mu.Unlock()
-	c.setState(StateDraining, "shutting down", nil)
+	c.setState(state.Draining, "shutting down", nil)
 	if cn != nil {
 		cn.goAway()
 	}
@@ -242,7 +249,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 			continue
 		case <-ctx.Done():
 			err = ctx.Err()
-			c.endAll(protocol.ReasonDraining, "grace period over")
+			c.endAll(reason, "grace period over")
 			// Give the ended sessions a moment to report their end.
 			t := time.NewTimer(2 * time.Second)
 			select {

@@ -12,6 +12,10 @@ import (
 	"net/netip"
 	"net/url"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/protocol"
+
+	"github.com/vaultpam/appliance/connector/backoff"
 )
 
 // Config is what a Client needs. Build it from DefaultConfig, fill in the
@@ -54,7 +58,7 @@ type Config struct {
 	// dialling a target.
 	DialTimeout time.Duration
 	// Backoff shapes the waits between connection attempts.
-	Backoff Backoff
+	Backoff backoff.Backoff
 	// RenewAfter is the fraction of the certificate's lifetime after which
 	// the connector asks for a new one (0.5 = half its lifetime); renewal
 	// is retried every heartbeat until it succeeds.
@@ -69,6 +73,14 @@ type Config struct {
 	DialControlPlane func(ctx context.Context, network, addr string) (net.Conn, error)
 	DialTarget       func(ctx context.Context, network, addr string) (net.Conn, error)
 	Resolver         Resolver
+
+	// OnUpdateOffer receives the image updates the control plane offers
+	// (each offer again after every reconnect while it stands), from its
+	// own goroutine. Nil ignores them.
+	OnUpdateOffer func(protocol.UpdateOffer)
+	// Image returns the running image version and the latest update's
+	// state for the heartbeats; nil (or "" and nil) where there is none.
+	Image func() (string, *protocol.UpdateReport)
 
 	// OnStatus is called with the new status on every state change, from
 	// the Client's goroutine; it must not block for long. May be nil.
@@ -92,7 +104,7 @@ type Resolver interface {
 func DefaultConfig() Config {
 	return Config{
 		DialTimeout:              10 * time.Second,
-		Backoff:                  DefaultBackoff(),
+		Backoff:                  backoff.Default(),
 		RenewAfter:               0.5,
 		DefaultHeartbeatInterval: 10 * time.Second,
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/connector/transport"
 )
 
@@ -57,18 +58,22 @@ func (cn *conn) close() {
 // heartbeat builds the current heartbeat.
 func (cn *conn) heartbeat(seq uint64) protocol.TunnelHeartbeat {
 	c := cn.c
-	state := StateOnline.String()
+	now := state.Online
 	if c.isDraining() {
-		state = StateDraining.String()
+		now = state.Draining
 	}
-	return protocol.TunnelHeartbeat{
+	hb := protocol.TunnelHeartbeat{
 		Seq:            seq,
-		State:          state,
+		State:          now.String(),
 		Version:        c.cfg.Version,
 		ActiveSessions: c.activeSessions(),
 		CertNotAfter:   time.Unix(0, c.certNotAfter.Load()).UTC(),
 		SentAt:         c.now().UTC(),
 	}
+	if c.cfg.Image != nil {
+		hb.ImageVersion, hb.Update = c.cfg.Image()
+	}
+	return hb
 }
 
 // hello opens the control stream and waits for the control plane's answer.
@@ -226,6 +231,10 @@ func (cn *conn) readControl() error {
 			}
 		case protocol.MsgRenewResponse:
 			cn.renewed(m.Renewed)
+		case protocol.MsgUpdateOffer:
+			if m.Offer != nil && cn.c.cfg.OnUpdateOffer != nil {
+				go cn.c.cfg.OnUpdateOffer(*m.Offer)
+			}
 		case protocol.MsgSessionAbort:
 			if m.Abort != nil {
 				cn.c.abort(m.Abort.SessionID, m.Abort.Reason)
@@ -240,7 +249,7 @@ func (cn *conn) readControl() error {
 func (cn *conn) goAway() {
 	cn.mux.GoAway()
 	hb := cn.heartbeat(0)
-	hb.State = StateDraining.String()
+	hb.State = state.Draining.String()
 	if err := cn.send(protocol.TunnelMessage{Type: protocol.MsgDraining, Draining: &hb}); err != nil {
 		cn.c.log.Warn("telling the control plane we drain", "err", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/connector/tunnel"
 	"github.com/vaultpam/appliance/lab/broker/brokertest"
 )
@@ -40,7 +41,7 @@ func expectNeedsRecovery(t *testing.T, h *brokertest.Harness, dials *atomic.Int3
 		t.Fatalf("Run = %v, want ErrNeedsRecovery", err)
 	}
 	st := h.Client.Status()
-	if st.State != tunnel.StateNeedsRecovery || st.Reason == "" {
+	if st.State != state.NeedsRecovery || st.Reason == "" {
 		t.Errorf("Status = %v %q, want needs_recovery with a reason", st.State, st.Reason)
 	}
 	// One attempt normally; a TLS alert can be lost to a TCP reset when the

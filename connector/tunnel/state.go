@@ -4,50 +4,21 @@ import (
 	"errors"
 	"time"
 
-	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/state"
 )
 
-// State is the tunnel's state. Its String is the localapi state name, so
-// the daemon can put it in the status JSON as it is.
-type State int
-
-// States of a Client. Transitions happen in one place (Client.setState):
+// The Client's states (package state), changed in one place
+// (Client.setState):
 //
 //	Connecting → Online → Reconnecting → Online …
 //	any → NeedsRecovery (permanent auth failure; Run returns)
 //	Online → Draining (Shutdown) → Stopped
 //	any → Stopped (Run's context ended)
-const (
-	StateConnecting State = iota
-	StateOnline
-	StateReconnecting
-	StateNeedsRecovery
-	StateDraining
-	StateStopped
-)
-
-func (s State) String() string {
-	switch s {
-	case StateConnecting:
-		return localapi.StateConnecting
-	case StateOnline:
-		return localapi.StateOnline
-	case StateReconnecting:
-		return localapi.StateReconnecting
-	case StateNeedsRecovery:
-		return localapi.StateNeedsRecovery
-	case StateDraining:
-		return localapi.StateDraining
-	case StateStopped:
-		return "stopped"
-	}
-	return "unknown"
-}
 
 // Status is a snapshot of the Client for the status API and the console.
 // Zero times mean "not yet".
 type Status struct {
-	State  State
+	State  state.State
 	Reason string    // why this state, for people; empty when online
 	Since  time.Time // when State was entered
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/connector/tunnel"
 	"github.com/vaultpam/appliance/lab/broker"
 	"github.com/vaultpam/appliance/lab/broker/brokertest"
@@ -164,7 +165,7 @@ func TestControlPlaneRestart(t *testing.T) {
 	l.WaitOnline()
 	addr := l.Server.Addr
 	l.Server.Close()
-	brokertest.WaitFor(t, "client reconnecting", func() bool { return l.Client.Status().State == tunnel.StateReconnecting })
+	brokertest.WaitFor(t, "client reconnecting", func() bool { return l.Client.Status().State == state.Reconnecting })
 
 	reg := &broker.MemoryRegistry{}
 	bc := broker.DefaultConfig()

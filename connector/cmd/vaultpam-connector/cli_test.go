@@ -13,6 +13,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/lab"
 )
 
@@ -116,7 +117,7 @@ func TestRunEnrolsAndServesStatus(t *testing.T) {
 		if Main(context.Background(), Env{Stdout: &out, Stderr: &errb, Args: []string{"status", "--json", "--socket", sock}}) == 0 {
 			st = localapi.Status{}
 			json.Unmarshal([]byte(out.String()), &st)
-			if st.State == localapi.StateOnline && !st.LastHeartbeat.IsZero() {
+			if st.State == state.Online.String() && !st.LastHeartbeat.IsZero() {
 				break
 			}
 		}
@@ -188,7 +189,7 @@ func TestTokenFileWithTypo(t *testing.T) {
 	}
 	cancel()
 	<-done
-	if st.State != localapi.StateAwaitingToken || !strings.Contains(st.Reason, "given at start refused") || !strings.Contains(st.Reason, "typo") || st.Hint == "" {
+	if st.State != state.AwaitingToken.String() || !strings.Contains(st.Reason, "given at start refused") || !strings.Contains(st.Reason, "typo") || st.Hint == "" {
 		t.Errorf("status = %s %q %q; want awaiting_token with the typo and a hint", st.State, st.Reason, st.Hint)
 	}
 	if strings.Contains(stderr.String(), string(bad)) {
@@ -228,7 +229,7 @@ func TestEnvironmentOnlyConfig(t *testing.T) {
 	}
 	cancel()
 	<-done
-	if st.State != localapi.StateAwaitingToken || st.ConnectorName != "k8s-1" || st.ControlPlane != cp.URL() {
+	if st.State != state.AwaitingToken.String() || st.ConnectorName != "k8s-1" || st.ControlPlane != cp.URL() {
 		t.Errorf("status = %+v", st)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/vaultpam/appliance/connector/config"
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 )
 
 // cmdEnrol is `vaultpam-connector enrol`, the native installer's prompt:
@@ -78,7 +79,7 @@ func cmdEnrol(ctx context.Context, env Env, args []string) int {
 		return exitError
 	}
 	fmt.Fprintln(env.Stdout, "Token handed to the connector; following its status (Ctrl-C stops watching, not the enrolment).")
-	return followEnrolment(ctx, env, c, before.State == localapi.StateOnline, submitted, *timeout, *poll)
+	return followEnrolment(ctx, env, c, before.State == state.Online.String(), submitted, *timeout, *poll)
 }
 
 // followEnrolment prints each state change until the connector is Online
@@ -101,14 +102,14 @@ func followEnrolment(ctx context.Context, env Env, c *localapi.Client, wasOnline
 				}
 			}
 			switch st.State {
-			case localapi.StateOnline:
+			case state.Online.String():
 				// A re-enrolment of an online connector is done when it
 				// is online again on the new identity.
 				if !wasOnline || !st.Since.Before(submitted) {
 					fmt.Fprintf(env.Stdout, "Online: connector %s is connected to %s\n", nameOr(st), st.ControlPlane)
 					return exitOK
 				}
-			case localapi.StateAwaitingToken, localapi.StateNeedsRecovery:
+			case state.AwaitingToken.String(), state.NeedsRecovery.String():
 				hint := st.Hint
 				if hint == "" {
 					hint = "check the token in the dashboard and run `vaultpam-connector enrol` again"

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/lab"
 )
 
@@ -35,7 +36,7 @@ func TestEnrolPipedToken(t *testing.T) {
 	cp := lab.NewTest(t)
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	d := startDaemon(t, cp, nil)
-	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })
+	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == state.AwaitingToken.String() })
 
 	code, out, errb := runEnrol(t, d.sock, strings.ToLower(protocol.FormatToken(tok))+"\n")
 	if code != exitOK {
@@ -58,14 +59,14 @@ func TestEnrolTypoCaughtLocally(t *testing.T) {
 	cp := lab.NewTest(t)
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	d := startDaemon(t, cp, nil)
-	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })
+	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == state.AwaitingToken.String() })
 	bad := []byte(tok)
 	bad[3] = map[bool]byte{true: 'A', false: 'B'}[bad[3] != 'A']
 	code, out, errb := runEnrol(t, d.sock, string(bad)+"\n")
 	if code != exitError || !strings.Contains(errb, "typo") || !strings.Contains(errb, "hint:") || !strings.Contains(errb, "nothing was sent") {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errb)
 	}
-	if st, _ := localapi.NewClient(d.sock).Status(context.Background()); st.State != localapi.StateAwaitingToken || st.Reason != "" {
+	if st, _ := localapi.NewClient(d.sock).Status(context.Background()); st.State != state.AwaitingToken.String() || st.Reason != "" {
 		t.Errorf("status after a local typo = %s %q; want awaiting_token, no reason", st.State, st.Reason)
 	}
 	if strings.Contains(out+errb, string(bad)) {
@@ -78,7 +79,7 @@ func TestEnrolTypoCaughtLocally(t *testing.T) {
 func TestEnrolRefused(t *testing.T) {
 	cp := lab.NewTest(t)
 	d := startDaemon(t, cp, nil)
-	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })
+	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == state.AwaitingToken.String() })
 	unknown, _ := protocol.NewToken(nil)
 	code, out, errb := runEnrol(t, d.sock, unknown+"\n")
 	if code != exitError || !strings.Contains(errb, "enrolment did not succeed: Waiting for token") || !strings.Contains(errb, "hint:") {
@@ -105,7 +106,7 @@ func TestEnrolSocketPermission(t *testing.T) {
 	}
 	cp := lab.NewTest(t)
 	d := startDaemon(t, cp, nil)
-	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })
+	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == state.AwaitingToken.String() })
 	os.Chmod(filepath.Dir(d.dir), 0o755) // so the socket itself refuses, not the path to it
 	os.Chmod(d.dir, 0o755)
 	cmd := exec.Command(connectorBinary(t), "enrol", "--socket", d.sock)
@@ -125,7 +126,7 @@ func TestEnrolPromptOnTerminal(t *testing.T) {
 	cp := lab.NewTest(t)
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	d := startDaemon(t, cp, nil)
-	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })
+	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == state.AwaitingToken.String() })
 
 	cmd := exec.Command(bin, "enrol", "--socket", d.sock, "--poll", "20ms")
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "TERM=dumb"}
@@ -185,7 +186,7 @@ func TestStatusCheck(t *testing.T) {
 	cp := lab.NewTest(t)
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	d := startDaemon(t, cp, nil)
-	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })
+	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == state.AwaitingToken.String() })
 	check := func(mode string) (int, string) {
 		var out syncBuf
 		c := Main(context.Background(), Env{Stdout: &out, Stderr: &out, Args: []string{"status", "--check", mode, "--socket", d.sock}})

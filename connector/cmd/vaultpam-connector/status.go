@@ -11,6 +11,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/config"
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/state"
 )
 
 func cmdStatus(ctx context.Context, env Env, args []string) int {
@@ -84,7 +85,7 @@ func probe(env Env, check string, st localapi.Status, err error) int {
 		fmt.Fprintf(env.Stdout, "not %s: %v\n", check, err)
 		return exitError
 	}
-	if check == "ready" && st.State != localapi.StateOnline {
+	if check == "ready" && st.State != state.Online.String() {
 		reason := ""
 		if st.Reason != "" {
 			reason = ": " + st.Reason

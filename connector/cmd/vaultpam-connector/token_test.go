@@ -12,6 +12,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/lab"
 )
 
@@ -23,7 +24,7 @@ func TestTokenFileFromEnvironment(t *testing.T) {
 	tf := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tf, []byte(protocol.FormatToken(tok)+"\n"), 0o400)
 	d := startDaemon(t, cp, map[string]string{"PAM_ENROLMENT_TOKEN_FILE": tf})
-	st := waitStatus(t, d.sock, "online", func(s localapi.Status) bool { return s.State == localapi.StateOnline })
+	st := waitStatus(t, d.sock, "online", func(s localapi.Status) bool { return s.State == state.Online.String() })
 	if st.ConnectorID == "" {
 		t.Errorf("online without a connector ID: %+v", st)
 	}
@@ -48,7 +49,7 @@ func TestTokenFileMissing(t *testing.T) {
 		t.Errorf("--token-file absent: exit %d:\n%s", c, out.String())
 	}
 	d := startDaemon(t, cp, map[string]string{"PAM_ENROLMENT_TOKEN_FILE": absent})
-	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == localapi.StateAwaitingToken })
+	waitStatus(t, d.sock, "waiting for a token", func(s localapi.Status) bool { return s.State == state.AwaitingToken.String() })
 }
 
 // The hand-over pipe of the re-exec, in-process: the token is read from
@@ -109,7 +110,7 @@ func TestTokenGoneFromProcEnviron(t *testing.T) {
 			t.Logf("connector output:\n%s", out.String())
 		}
 	})
-	st := waitStatus(t, sock, "online", func(s localapi.Status) bool { return s.State == localapi.StateOnline })
+	st := waitStatus(t, sock, "online", func(s localapi.Status) bool { return s.State == state.Online.String() })
 	pid := strconv.Itoa(cmd.Process.Pid)
 	environ, err := os.ReadFile("/proc/" + pid + "/environ")
 	if err != nil {

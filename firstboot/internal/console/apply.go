@@ -12,6 +12,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/firstboot/internal/diag"
 	"github.com/vaultpam/appliance/firstboot/internal/netinfo"
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
@@ -180,11 +181,11 @@ func (v *applyView) run(a *App, first int) {
 				}
 				v.set(a, i, stepOK, "accepted")
 			case sEnrol:
-				st, err := waitOnline(ctx, env, func(st localapi.Status) { v.set(a, i, stepRunning, localapi.Label(st.State)) })
+				st, err := waitOnline(ctx, env, func(st localapi.Status) { v.set(a, i, stepRunning, state.LabelOf(st.State)) })
 				if err != nil {
 					msg, hint := err.Error(), st.Hint
 					kind := failOther
-					if st.State == localapi.StateAwaitingToken || st.State == localapi.StateNeedsRecovery {
+					if st.State == state.AwaitingToken.String() || st.State == state.NeedsRecovery.String() {
 						kind = failToken
 						if hint == "" {
 							hint = "press T to type a new token"
@@ -296,18 +297,18 @@ func waitOnline(ctx context.Context, env Env, progress func(localapi.Status)) (l
 			last = st
 			progress(st)
 			switch {
-			case st.State == localapi.StateOnline:
+			case st.State == state.Online.String():
 				return st, nil
-			case st.State == localapi.StateNeedsRecovery,
-				st.State == localapi.StateAwaitingToken && st.Reason != "":
-				return st, errors.New(orDefault(st.Reason, localapi.Label(st.State)))
+			case st.State == state.NeedsRecovery.String(),
+				st.State == state.AwaitingToken.String() && st.Reason != "":
+				return st, errors.New(orDefault(st.Reason, state.LabelOf(st.State)))
 			}
 		}
 		select {
 		case <-ctx.Done():
 			why := "no answer from the connector"
 			if last.State != "" {
-				why = "still " + localapi.Label(last.State)
+				why = "still " + state.LabelOf(last.State)
 				if last.Reason != "" {
 					why += ": " + last.Reason
 				}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/firstboot/internal/netinfo"
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
 	"github.com/vaultpam/appliance/firstboot/internal/settings"
@@ -135,7 +136,7 @@ func orDash(v string) string {
 
 func (v *healthView) draw(a *App) page {
 	h := a.health
-	if h.st.State == localapi.StateNeedsRecovery && h.dismissed != h.st.State {
+	if h.st.State == state.NeedsRecovery.String() && h.dismissed != h.st.State {
 		return recoveryPage(a)
 	}
 	now := a.env.Now()
@@ -149,7 +150,7 @@ func (v *healthView) draw(a *App) page {
 	case st.State == "":
 		body = append(body, kv("State", "reading status..."))
 	default:
-		label := localapi.Label(st.State)
+		label := state.LabelOf(st.State)
 		line := screen.Line{{Text: "  " + screen.Pad("State", 21)}, {Text: " " + label + " ", Attr: screen.Bold | screen.Reverse}}
 		if !st.Since.IsZero() {
 			line = append(line, screen.Span{Text: "  for " + strings.TrimSuffix(ago(now, st.Since), " ago")})
@@ -225,7 +226,7 @@ func (v *healthView) draw(a *App) page {
 
 func (v *healthView) key(a *App, k screen.Key) {
 	h := a.health
-	if h.st.State == localapi.StateNeedsRecovery && h.dismissed != h.st.State {
+	if h.st.State == state.NeedsRecovery.String() && h.dismissed != h.st.State {
 		recoveryKey(a, k)
 		return
 	}

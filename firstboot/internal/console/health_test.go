@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/firstboot/internal/netinfo"
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
 	"github.com/vaultpam/appliance/firstboot/internal/settings"
@@ -39,7 +40,7 @@ func (f *fakeStatus) SubmitToken(ctx context.Context, token string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.tokens = append(f.tokens, token)
-	f.st.State, f.st.Reason, f.st.Hint = localapi.StateOnline, "", ""
+	f.st.State, f.st.Reason, f.st.Hint = state.Online.String(), "", ""
 	return nil
 }
 
@@ -127,26 +128,26 @@ func TestHealthStates(t *testing.T) {
 		ConnectorID: "conn-7f3a", ConnectorName: "dc1-connector-1", ControlPlane: "https://cp.example.com", Version: "0.1.0",
 		HeartbeatInterval: localapi.Duration(10 * time.Second)}
 	online := base
-	online.State, online.Since = localapi.StateOnline, now.Add(-2*time.Hour)
+	online.State, online.Since = state.Online.String(), now.Add(-2*time.Hour)
 	online.LastHeartbeat, online.TunnelRTT, online.ActiveSessions = now.Add(-4*time.Second), localapi.Duration(12300*time.Microsecond), 3
 	online.CertNotAfter = now.Add(30 * 24 * time.Hour)
 
 	offline := online
-	offline.State, offline.Since, offline.ActiveSessions, offline.TunnelRTT = localapi.StateReconnecting, now.Add(-35*time.Second), 0, 0
+	offline.State, offline.Since, offline.ActiveSessions, offline.TunnelRTT = state.Reconnecting.String(), now.Add(-35*time.Second), 0, 0
 	offline.LastHeartbeat = now.Add(-38 * time.Second)
 	offline.Reason = "tunnel closed: dial tcp 203.0.113.7:443: connection refused"
 	offline.Hint = "check that the control plane is reachable (D runs diagnostics)"
 
 	guided := base
-	guided.State, guided.Mode, guided.DataDurable = localapi.StateNeedsRecovery, localapi.ModeGuidedRecovery, false
+	guided.State, guided.Mode, guided.DataDurable = state.NeedsRecovery.String(), localapi.ModeGuidedRecovery, false
 	guided.Reason = "no identity in /data after restart"
 
 	revoked := base
-	revoked.State = localapi.StateNeedsRecovery
+	revoked.State = state.NeedsRecovery.String()
 	revoked.Reason = "certificate revoked by the control plane"
 
 	enrolling := base
-	enrolling.State, enrolling.ConnectorID = localapi.StateEnrolling, ""
+	enrolling.State, enrolling.ConnectorID = state.Enrolling.String(), ""
 
 	for _, tc := range []struct {
 		name string
@@ -172,7 +173,7 @@ func TestHealthStates(t *testing.T) {
 }
 
 func TestRecoveryAcceptsToken(t *testing.T) {
-	st := localapi.Status{State: localapi.StateNeedsRecovery, Mode: localapi.ModeGuidedRecovery, ConnectorID: "conn-7f3a",
+	st := localapi.Status{State: state.NeedsRecovery.String(), Mode: localapi.ModeGuidedRecovery, ConnectorID: "conn-7f3a",
 		ConnectorName: "dc1-connector-1", Reason: "no identity in /data after restart"}
 	a, _ := healthScreen(t, st, nil)
 	fake := a.env.Connector.(*fakeStatus)
@@ -201,7 +202,7 @@ func TestRecoveryAcceptsToken(t *testing.T) {
 // A probe that hangs (a stuck filesystem) leaves only its own line stale:
 // the status still shows and the screen still answers keys.
 func TestHealthNeverBlocksOnSlowProbe(t *testing.T) {
-	st := localapi.Status{State: localapi.StateOnline, Mode: localapi.ModeAutonomousRestart, ConnectorName: "dc1-connector-1"}
+	st := localapi.Status{State: state.Online.String(), Mode: localapi.ModeAutonomousRestart, ConnectorName: "dc1-connector-1"}
 	probes := fixedProbes()
 	release := make(chan struct{})
 	defer close(release)
@@ -267,7 +268,7 @@ func TestHealthDHCPShowsWhatDHCPGave(t *testing.T) {
 			}
 			p := fixedProbes()
 			p.DNS = func(context.Context) string { return tc.dns }
-			a := New(Env{Root: root, TTY: "tty1", Connector: &fakeStatus{st: localapi.Status{State: localapi.StateOnline, Mode: localapi.ModeAutonomousRestart, ConnectorName: "dc1-connector-1"}}, Net: tc.net,
+			a := New(Env{Root: root, TTY: "tty1", Connector: &fakeStatus{st: localapi.Status{State: state.Online.String(), Mode: localapi.ModeAutonomousRestart, ConnectorName: "dc1-connector-1"}}, Net: tc.net,
 				Now: func() time.Time { return now }, Probes: p})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()

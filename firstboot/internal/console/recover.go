@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
 )
 
@@ -43,7 +44,7 @@ func (v *enrolView) submit(a *App) {
 		}
 		a.post(func() { v.state = "token accepted, waiting for the connector" })
 		st, err := waitOnline(ctx, a.env, func(st localapi.Status) {
-			a.post(func() { v.state = localapi.Label(st.State) })
+			a.post(func() { v.state = state.LabelOf(st.State) })
 		})
 		if err != nil {
 			return enrolResult{msg: err.Error(), hint: st.Hint}
@@ -170,7 +171,7 @@ func recoveryKey(a *App, k screen.Key) {
 	}
 	switch {
 	case v.phase == 0 && k.Kind == screen.KeyEsc:
-		h.dismissed = localapi.StateNeedsRecovery
+		h.dismissed = state.NeedsRecovery.String()
 	case v.phase == 0:
 		v.f.key(a, k)
 	case v.phase == 1:

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/backoff"
+	"github.com/vaultpam/appliance/connector/state"
+
 	"github.com/vaultpam/appliance/connector/tunnel"
 	"github.com/vaultpam/appliance/lab/broker"
 )
@@ -34,7 +37,7 @@ type Harness struct {
 
 	mu     sync.Mutex
 	cert   tls.Certificate
-	states []tunnel.State
+	states []state.State
 	ends   []broker.SessionEnd
 }
 
@@ -123,7 +126,7 @@ func NewHarness(t testing.TB, o Options) *Harness {
 	cfg.AllowedTargets = o.Allowed
 	cfg.Version = "test"
 	cfg.Logger = Logger()
-	cfg.Backoff = tunnel.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2}
+	cfg.Backoff = backoff.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2}
 	cfg.OnStatus = func(s tunnel.Status) {
 		h.mu.Lock()
 		h.states = append(h.states, s.State)
@@ -170,10 +173,10 @@ func (h *Harness) SetCert(c tls.Certificate) {
 }
 
 // States returns the client's states so far, oldest first.
-func (h *Harness) States() []tunnel.State {
+func (h *Harness) States() []state.State {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]tunnel.State(nil), h.states...)
+	return append([]state.State(nil), h.states...)
 }
 
 // EndsFor returns the session ends the broker recorded for session id.
@@ -214,5 +217,5 @@ func (h *Harness) WaitStatus(id, status string) {
 func (h *Harness) WaitOnline() {
 	h.T.Helper()
 	h.WaitStatus("c1", broker.StatusOnline)
-	WaitFor(h.T, "client online", func() bool { return h.Client.Status().State == tunnel.StateOnline })
+	WaitFor(h.T, "client online", func() bool { return h.Client.Status().State == state.Online })
 }

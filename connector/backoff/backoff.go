@@ -1,4 +1,7 @@
-package tunnel
+// Package backoff is the connector's one retry schedule: jittered
+// exponential backoff, used for reconnecting the tunnel and for retrying
+// enrolment and identity checks when the control plane is not reachable.
+package backoff
 
 import (
 	"encoding/binary"
@@ -19,8 +22,8 @@ type Backoff struct {
 	Factor  float64
 }
 
-// DefaultBackoff returns 1 s initial, ×2, 30 s cap.
-func DefaultBackoff() Backoff {
+// Default returns 1 s initial, ×2, 30 s cap.
+func Default() Backoff {
 	return Backoff{Initial: time.Second, Max: 30 * time.Second, Factor: 2}
 }
 

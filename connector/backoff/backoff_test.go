@@ -1,7 +1,8 @@
-package tunnel
+package backoff
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,7 +10,7 @@ import (
 )
 
 func TestBackoffDeterministic(t *testing.T) {
-	b := DefaultBackoff()
+	b := Default()
 	seq := func() []time.Duration {
 		r := rand.NewChaCha8([32]byte{7})
 		var out []time.Duration
@@ -45,7 +46,7 @@ func (f fill) Read(p []byte) (int, error) {
 }
 
 func TestBackoffBounds(t *testing.T) {
-	b := DefaultBackoff()
+	b := Default()
 	for _, tc := range []struct {
 		attempt int
 		r       fill
@@ -68,7 +69,7 @@ func TestBackoffBounds(t *testing.T) {
 func TestBackoffValidate(t *testing.T) {
 	if err := (Backoff{Initial: 0, Max: -1, Factor: 0.5}).Validate(); err == nil {
 		t.Fatal("Validate of a broken backoff = nil, want errors")
-	} else if got := len(splitLines(err.Error())); got != 3 {
+	} else if got := len(strings.Split(strings.TrimSpace(err.Error()), "\n")); got != 3 {
 		t.Errorf("Validate reported %d problems, want 3: %v", got, err)
 	}
 }
