@@ -39,6 +39,12 @@ type ReleaseConfig struct {
 	// Warn receives warnings for people (the development key); nil
 	// discards them.
 	Warn io.Writer
+	// KeepSigned also lists in SHA256SUMS every other file in DistDir that
+	// has a .sig made with this key: the artifacts of another build into
+	// the same directory (make ova and make packages, in either order,
+	// leave one SHA256SUMS). Files signed with another key are left out
+	// with a warning.
+	KeepSigned bool
 }
 
 // Validate returns every problem in c; it does not touch the network.
@@ -103,15 +109,20 @@ func SignRelease(ctx context.Context, cfg ReleaseConfig) (*Release, error) {
 		sbomName = cfg.SBOMFileName()
 	}
 	if cfg.DistDir != "" {
+		if err := os.MkdirAll(cfg.DistDir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating dist dir: %w", err)
+		}
+		unlock, err := lockDir(cfg.DistDir)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 		// Whatever happens next, no signature of an earlier build stays
 		// beside this build's artifacts.
 		removeOutputs(cfg.DistDir, names, sbomName)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	if err := os.MkdirAll(cfg.DistDir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating dist dir: %w", err)
 	}
 	warn := cfg.Warn
 	if warn == nil {
@@ -191,6 +202,18 @@ func SignRelease(ctx context.Context, cfg ReleaseConfig) (*Release, error) {
 		sums[sbomName] = d
 		if err := sign(sbomName, d); err != nil {
 			return nil, err
+		}
+	}
+	if cfg.KeepSigned {
+		others, left, err := signedOthers(cfg.DistDir, signer.PublicKey(), sums)
+		if err != nil {
+			return nil, fmt.Errorf("reading the other signed files in %s: %w", cfg.DistDir, err)
+		}
+		for n, d := range others {
+			sums[n] = d
+		}
+		for _, l := range left {
+			fmt.Fprintf(warn, "WARNING: not listed in %s: %s\n", SumsFile, l)
 		}
 	}
 	if err := atomicfile.WriteFile(filepath.Join(stage, PublicKeyFile), rel.PublicKeyPEM, 0o644); err != nil {

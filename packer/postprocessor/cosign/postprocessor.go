@@ -124,6 +124,9 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, in pac
 			}},
 		},
 		Warn: uiWriter{ui},
+		// make packages signs into the same dist/: one SHA256SUMS lists
+		// both builds' artifacts, whichever ran last.
+		KeepSigned: true,
 	}
 	if dpkg == "" {
 		ui.Error("WARNING: no SBOM: set sbom_source to the image's dpkg status (build/dpkg-status)")
