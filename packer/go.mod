@@ -5,8 +5,10 @@ go 1.26.0
 require (
 	github.com/hashicorp/hcl/v2 v2.24.0
 	github.com/hashicorp/packer-plugin-sdk v0.6.10
+	github.com/sigstore/sigstore v1.10.8
 	github.com/vaultpam/appliance/appliance v0.0.0-00010101000000-000000000000
 	github.com/vaultpam/appliance/signing v0.0.0-00010101000000-000000000000
+	github.com/vaultpam/appliance/update v0.0.0-00010101000000-000000000000
 	github.com/zclconf/go-cty v1.16.3
 )
 
@@ -162,7 +164,6 @@ require (
 	github.com/sigstore/protobuf-specs v0.5.1 // indirect
 	github.com/sigstore/rekor v1.5.2 // indirect
 	github.com/sigstore/rekor-tiles/v2 v2.2.2-0.20260601073857-5d098a2b6443 // indirect
-	github.com/sigstore/sigstore v1.10.8 // indirect
 	github.com/sigstore/sigstore-go v1.2.1 // indirect
 	github.com/sigstore/sigstore/pkg/signature/kms/aws v1.10.8 // indirect
 	github.com/sigstore/sigstore/pkg/signature/kms/azure v1.10.8 // indirect
@@ -175,7 +176,7 @@ require (
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/syndtr/goleveldb v1.0.1-0.20220721030215-126854af5e6d // indirect
 	github.com/theupdateframework/go-tuf v0.7.0 // indirect
-	github.com/theupdateframework/go-tuf/v2 v2.4.2-0.20260407074541-7e8f69f906ef // indirect
+	github.com/theupdateframework/go-tuf/v2 v2.4.2 // indirect
 	github.com/titanous/rocacheck v0.0.0-20171023193734-afe73141d399 // indirect
 	github.com/transparency-dev/formats v0.1.1 // indirect
 	github.com/transparency-dev/merkle v0.0.2 // indirect
@@ -218,6 +219,7 @@ replace (
 	github.com/vaultpam/appliance => ../
 	github.com/vaultpam/appliance/appliance => ../appliance
 	github.com/vaultpam/appliance/signing => ../signing
+	github.com/vaultpam/appliance/update => ../update
 	// packer-plugin-sdk needs this fork (what packer-sdc fix adds): without it
 	// the build fails with "cty.Value does not implement gob.GobEncoder".
 	github.com/zclconf/go-cty => github.com/nywilken/go-cty v1.13.3
