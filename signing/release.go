@@ -93,7 +93,7 @@ type Release struct {
 // DevKeyWarning is printed when no release key is configured.
 const DevKeyWarning = `WARNING: no signing key configured: signed with a DEVELOPMENT key pair in %s.
 WARNING: this is a development key, not for release: anyone with this build directory can sign with it.
-WARNING: for a release, set a key (the post-processor's "key" or vaultpam-sign --key): a cosign.key file or a KMS reference.`
+WARNING: for a release, set a key (make ova SIGNING_KEY=…, the post-processor's "key" or vaultpam-sign --key): a cosign.key file or a KMS reference.`
 
 // SignRelease signs the artifacts and writes, in DistDir: for each file
 // F (and the SBOM) F.sig and F.sigstore.json; the SBOM; cosign.pub;
