@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/vaultpam/appliance/connector/agent"
+	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/state"
 )
 
@@ -42,4 +43,4 @@ func (l *neverOnlineLink) Run(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (l *neverOnlineLink) Shutdown(context.Context) error { return nil }
+func (l *neverOnlineLink) Shutdown(context.Context, protocol.Reason) error { return nil }

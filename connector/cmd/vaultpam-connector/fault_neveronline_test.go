@@ -30,12 +30,19 @@ func TestFaultNeverOnline(t *testing.T) {
 		t.Fatal(err)
 	}
 	trs := make(chan agent.Transition, 100)
-	ag, err := agent.New(agent.Options{
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var ag *agent.Agent
+	upd, err := newUpdates(cfg, cp.CAPool, nil, t.TempDir(), "", log, func() *identity.Identity { return ag.Identity() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag, err = agent.New(agent.Options{
 		Config:       cfg,
 		Store:        &identity.Mem{},
 		Mode:         identity.Mode{Name: identity.ModeAutonomousRestart, Durable: true, FSType: "0xef53"},
 		Enroller:     &enrol.Client{URL: cp.URL(), RootCAs: cp.CAPool, Name: "dc1"},
-		Link:         newLinkFactory(cfg, cp.CAPool, nil, slog.New(slog.NewTextHandler(io.Discard, nil))),
+		Updates:      upd,
+		Link:         newLinkFactory(cfg, cp.CAPool, nil, log, upd),
 		Token:        tok,
 		OnTransition: func(tr agent.Transition) { trs <- tr },
 	})
