@@ -95,10 +95,7 @@ func isoFiles(t *testing.T, iso string) []string {
 	if err != nil {
 		t.Fatalf("isoinfo -f: %v", err)
 	}
-	var files []string
-	for _, l := range strings.Fields(string(out)) {
-		files = append(files, l)
-	}
+	files := strings.Fields(string(out))
 	sort.Strings(files)
 	return files
 }
