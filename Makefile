@@ -157,7 +157,7 @@ $(VULNDB)/index/db.json:
 	@test -s $@
 
 unit: ## unit tests of every module but tests/, in -short mode: no root, no image, no VM (about a minute)
-	VAULTPAM_DISK= VAULTPAM_COSIGN= VAULTPAM_PACKER= VAULTPAM_BIN= $(GO) test -short -count=1 $(UNITPKGS)
+	VAULTPAM_DISK= VAULTPAM_COSIGN= VAULTPAM_PACKER= VAULTPAM_BIN= VAULTPAM_DIST= $(GO) test -short -count=1 $(UNITPKGS)
 
 test: deps build tools image lint ## run every test (unit, integration, image, boot) after lint; installs what it needs
 	@echo "go test ./... (full log in build/test.log)"

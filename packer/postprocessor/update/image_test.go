@@ -28,6 +28,9 @@ import (
 // built against (VAULTPAM_DIST), or skips.
 func realBuild(t *testing.T) (build, dist string, m *image.Manifest) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("publishes the real image (112 MiB twice); not in -short (make unit)")
+	}
 	build, dist = os.Getenv("VAULTPAM_BUILD"), os.Getenv("VAULTPAM_DIST")
 	if build == "" || dist == "" {
 		t.Skip("VAULTPAM_BUILD and VAULTPAM_DIST are not set; run `make image` (make test sets them)")
