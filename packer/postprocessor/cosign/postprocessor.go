@@ -81,12 +81,12 @@ func (p *PostProcessor) lookupEnv(k string) (string, bool) {
 	return os.LookupEnv(k)
 }
 
-// Signed are the suffixes of the input files this post-processor signs:
+// signedSuffixes are the suffixes of the input files this post-processor signs:
 // the OVA (vaultpam-ova) and the update ISO (vaultpam-update). The update
 // bundle is signed by vaultpam-update itself (the ISO carries its
 // signature); it is listed in SHA256SUMS with every other file in dist_dir
 // signed with the same key.
-var Signed = []string{".ova", ".iso"}
+var signedSuffixes = []string{".ova", ".iso"}
 
 // PostProcess signs the input artifact's .ova and .iso files. It keeps the
 // input artifact (the OVA is part of the release) and returns an artifact
@@ -94,7 +94,7 @@ var Signed = []string{".ova", ".iso"}
 func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, in packersdk.Artifact) (packersdk.Artifact, bool, bool, error) {
 	var files []string
 	for _, f := range in.Files() {
-		for _, suffix := range Signed {
+		for _, suffix := range signedSuffixes {
 			if strings.HasSuffix(f, suffix) {
 				files = append(files, f)
 			}
