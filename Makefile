@@ -31,7 +31,7 @@ export GOTOOLCHAIN := go1.26.10
 
 # Go modules (ARCHITECTURE.md, "Modules"): the runtime at the root, the
 # build side in modules of its own; go.work ties them for development.
-MODULES  := . appliance packer signing tests update
+MODULES  := . appliance packer signing tests update deploy
 ALLPKGS  := ./... $(patsubst %,./%/...,$(filter-out .,$(MODULES)))
 # What `make unit` runs: everything but the cross-cutting tests in tests/.
 UNITPKGS := ./... $(patsubst %,./%/...,$(filter-out . tests,$(MODULES)))
@@ -39,7 +39,8 @@ UNITPKGS := ./... $(patsubst %,./%/...,$(filter-out . tests,$(MODULES)))
 # Debian packages the build and the tests use.
 DEB_PACKAGES := mmdebstrap squashfs-tools erofs-utils cryptsetup-bin dosfstools mtools \
 	systemd-boot-efi ovmf qemu-system-x86 qemu-utils fdisk e2fsprogs binutils zstd genisoimage \
-	openssh-server openssh-client dnsmasq-base iproute2 tmux ca-certificates git jq
+	openssh-server openssh-client dnsmasq-base iproute2 tmux ca-certificates git jq \
+	podman runc rpm socat
 
 # What the tests find through the environment; each test skips with a reason
 # when its tool or artifact is missing.
@@ -65,17 +66,21 @@ VULNDB      := $(BUILD)/vulndb-$(VULNDB_VER)
 #                transparency log is skipped; we verify with keys, never
 #                certificates, and the fix exists only in cosign v3.
 #   GO-2026-5932 golang.org/x/crypto/openpgp is deprecated (linked by cosign,
-#                never called for our keys); the fix is not released yet.
+#                never called for our keys, and by nfpm's PGP package signing in
+#                deploy/, which we do not use); the fix is not released yet.
 VULN_ACCEPTED_BUILD := GO-2026-4529 GO-2026-5932
 
 COMMANDS := connector/cmd/vaultpam-connector firstboot/cmd/vaultpam-console \
 	lab/cmd/vaultpam-lab packer/cmd/packer-plugin-vaultpam appliance/cmd/vaultpam-image \
 	signing/cmd/vaultpam-sign
 
-.PHONY: help check-version deps build tools update-repo image ova bundle lint unit test bench e2e clean
+# The connector's hardened unit, shared by the appliance and the DEB/RPM.
+CONNECTOR_UNIT := connector/cmd/vaultpam-connector/vaultpam-connector.service
+
+.PHONY: help check-version deps build tools update-repo image ova bundle packages lint unit test bench e2e clean
 
 help: ## list the targets
-	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
 
 deps: $(BUILD)/.deps ## install the Debian packages the build and the tests need (as root)
 $(BUILD)/.deps: Makefile
@@ -129,6 +134,13 @@ ova: deps build tools update-repo ## build the signed OVA, update bundle and upd
 
 bundle: deps build tools update-repo ## like ova without the OVA: the update bundle and ISO of VERSION, signed, into dist/
 	$(PACKER_BUILD) -except=ova packer/
+
+packages: deps ## build the DEB, the RPM and the container image (OCI tarball) into dist/, signed
+	@mkdir -p $(BUILD)/packages
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" \
+	  -o $(BUILD)/packages/vaultpam-connector ./connector/cmd/vaultpam-connector
+	$(GO) run ./deploy/cmd/vaultpam-packages build --connector $(BUILD)/packages/vaultpam-connector \
+	  --unit $(CONNECTOR_UNIT) --version $(VERSION) --dist $(DIST)
 
 lint: deps $(VULNDB)/index/db.json ## gofmt, go vet, staticcheck, go mod tidy -diff and govulncheck over every module (all pinned)
 	@echo "lint: gofmt"; out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -6,6 +6,7 @@ require (
 	github.com/hashicorp/hcl/v2 v2.24.0
 	github.com/hashicorp/packer-plugin-sdk v0.6.10
 	github.com/sigstore/sigstore v1.10.8
+	github.com/vaultpam/appliance v0.0.0-00010101000000-000000000000
 	github.com/vaultpam/appliance/appliance v0.0.0-00010101000000-000000000000
 	github.com/vaultpam/appliance/signing v0.0.0-00010101000000-000000000000
 	github.com/vaultpam/appliance/update v0.0.0-00010101000000-000000000000
@@ -182,7 +183,6 @@ require (
 	github.com/transparency-dev/merkle v0.0.2 // indirect
 	github.com/ugorji/go/codec v1.2.6 // indirect
 	github.com/ulikunitz/xz v0.5.15 // indirect
-	github.com/vaultpam/appliance v0.0.0-00010101000000-000000000000 // indirect
 	github.com/vmihailenco/msgpack/v5 v5.3.5 // indirect
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
 	github.com/youmark/pkcs8 v0.0.0-20240726163527-a2c0da244d78 // indirect
