@@ -377,3 +377,27 @@ func TestResolverServers(t *testing.T) {
 		t.Errorf("resolverServers of a missing file = %q", got)
 	}
 }
+
+// TestImageInfoSlot: the running slot comes from what the initramfs
+// recorded (one UKI boots either slot), else from an older UKI's command
+// line.
+func TestImageInfoSlot(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.MkdirAll(filepath.Join(root, "proc"), 0o755)
+	os.MkdirAll(filepath.Join(root, "run/vaultpam-boot"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/os-release"), []byte("IMAGE_VERSION=\"0.2.0\"\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "proc/cmdline"), []byte("root=/dev/mapper/vroot vaultpam.roothash=ab vaultpam.verity=0d6f2a4e-1b7c-4e8a-9c3d-5f6a7b8c9d0e\n"), 0o644)
+	if got := imageInfo(root); got != "0.2.0, slot unknown" {
+		t.Errorf("without a record: %q", got)
+	}
+	os.WriteFile(filepath.Join(root, "run/vaultpam-boot/slot"), []byte("B\n"), 0o644)
+	if got := imageInfo(root); got != "0.2.0, slot B" {
+		t.Errorf("with /run/vaultpam-boot/slot = B: %q", got)
+	}
+	os.Remove(filepath.Join(root, "run/vaultpam-boot/slot"))
+	os.WriteFile(filepath.Join(root, "proc/cmdline"), []byte("vaultpam.slot=a\n"), 0o644)
+	if got := imageInfo(root); got != "0.2.0, slot A" {
+		t.Errorf("older UKI: %q", got)
+	}
+}
