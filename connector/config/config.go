@@ -39,6 +39,9 @@ type Config struct {
 	// DrainTimeout is how long SIGTERM waits for sessions to end; 0 means
 	// DefaultDrainTimeout.
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// UpdateWindow is when the appliance may reboot into an installed
+	// update (UTC); zero means at once.
+	UpdateWindow Window `yaml:"update_window"`
 }
 
 // DefaultDrainTimeout is the drain grace period when none is configured.
@@ -65,6 +68,7 @@ const (
 	EnvAllowedTargets  = "PAM_ALLOWED_TARGETS" // comma-separated
 	EnvProxyURL        = "PAM_PROXY_URL"
 	EnvDrainTimeout    = "PAM_DRAIN_TIMEOUT"
+	EnvUpdateWindow    = "PAM_UPDATE_WINDOW"
 )
 
 // Load reads the YAML file at path ("" means no file: environment only),
@@ -123,6 +127,14 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			if t = strings.TrimSpace(t); t != "" {
 				c.AllowedTargets = append(c.AllowedTargets, t)
 			}
+		}
+	}
+	if v := getenv(EnvUpdateWindow); v != "" {
+		w, err := ParseWindow(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s", EnvUpdateWindow, windowProblem))
+		} else {
+			c.UpdateWindow = w
 		}
 	}
 	if v := getenv(EnvDrainTimeout); v != "" {

@@ -14,7 +14,11 @@ import (
 
 // fields are the configuration's fields in their YAML spelling, in the
 // order people read them.
-var fields = []string{"control_plane_url", "control_plane_ca_file", "connector_name", "allowed_targets", "proxy_url", "drain_timeout"}
+var fields = []string{"control_plane_url", "control_plane_ca_file", "connector_name", "allowed_targets", "proxy_url", "drain_timeout", "update_window"}
+
+// windowProblem is what is wrong with a bad update_window, without
+// repeating it.
+const windowProblem = `not a window like "02:00-04:00" or "Sat,Sun 02:00-04:00" (UTC; weekdays Mon to Sun; start and end differ)`
 
 // Parse decodes YAML b into c. Unknown fields, values of the wrong shape
 // and secrets are errors, each naming its field and line. No message
@@ -82,6 +86,18 @@ func Parse(b []byte, c *Config) error {
 				break
 			}
 			c.DrainTimeout = Duration(d)
+		case "update_window":
+			var s string
+			if err := scalar(field, v, &s); err != nil {
+				errs = append(errs, err)
+				break
+			}
+			w, err := ParseWindow(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %s", field, windowProblem))
+				break
+			}
+			c.UpdateWindow = w
 		default:
 			errs = append(errs, fmt.Errorf("%s (line %d): unknown field (known fields: %s)", safeKey(name), k.Line, strings.Join(fields, ", ")))
 		}
@@ -139,8 +155,9 @@ func kind(n *yaml.Node) string {
 }
 
 // safeKey returns a field name for a message: as written when it looks
-// like a field name (letters, digits, underscores), else a placeholder,
-// since a key could be anything pasted by mistake.
+// like a field name (lower case, digits, underscores: how every field is
+// spelt), else a placeholder — a key could be anything pasted by mistake,
+// a token or a password.
 func safeKey(k string) string {
 	if keyRE.MatchString(k) && !looksLikeToken(k) {
 		return k
@@ -148,7 +165,7 @@ func safeKey(k string) string {
 	return "a field (name not shown)"
 }
 
-var keyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,40}$`)
+var keyRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)
 
 // yamlMessage is a YAML parser error without anything it quotes from the
 // input (anchors, tags: the parser quotes up to a few characters of

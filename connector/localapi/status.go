@@ -57,7 +57,10 @@ type Status struct {
 	HeartbeatInterval Duration  `json:"heartbeat_interval,omitzero"`
 	TunnelRTT         Duration  `json:"tunnel_rtt,omitzero"`
 	ActiveSessions    int       `json:"active_sessions"`
-	Since             time.Time `json:"since,omitzero"` // when State was entered
+	// Image is the appliance's image and update status (from the updater);
+	// absent where there is no updater (containers, native packages).
+	Image *Image    `json:"image,omitempty"`
+	Since time.Time `json:"since,omitzero"` // when State was entered
 
 	// AllowedTargets is the effective target policy: what sessions may
 	// reach. The health screen shows Summary.

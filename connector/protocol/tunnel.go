@@ -43,6 +43,7 @@ const (
 	MsgSessionEnd    = "session_end"    // connector → control plane
 	MsgSessionAbort  = "session_abort"  // control plane → connector
 	MsgDraining      = "draining"       // connector → control plane: no new sessions
+	MsgUpdateOffer   = "update_offer"   // control plane → connector: an image update to install
 )
 
 // TunnelMessage is one frame on the control stream. Type says which of the
@@ -58,6 +59,7 @@ type TunnelMessage struct {
 	SessionEnd *SessionEnd      `json:"session_end,omitempty"`
 	Abort      *SessionAbort    `json:"abort,omitempty"`
 	Draining   *TunnelHeartbeat `json:"draining,omitempty"`
+	Offer      *UpdateOffer     `json:"offer,omitempty"` // update_offer
 	Error      *TunnelError     `json:"error,omitempty"` // set on hello_ack when refused
 }
 
@@ -85,6 +87,47 @@ type TunnelHeartbeat struct {
 	ActiveSessions int       `json:"active_sessions"`
 	CertNotAfter   time.Time `json:"cert_not_after"`
 	SentAt         time.Time `json:"sent_at"`
+	// ImageVersion is the running appliance image's version; empty where
+	// the connector does not run on the appliance.
+	ImageVersion string `json:"image_version,omitempty"`
+	// Update is the state of the latest update, while there is one to say.
+	Update *UpdateReport `json:"update,omitempty"`
+}
+
+// UpdateOffer offers the appliance an image update (control plane →
+// connector, on the control stream; again after every hello while it
+// stands). The connector downloads the signed update metadata and the
+// bundle from the control plane over HTTPS with its client certificate
+// (through the configured proxy), and hands them to the appliance's
+// updater, which verifies them before it writes anything.
+type UpdateOffer struct {
+	ID      string `json:"id"`      // unique per offer
+	Version string `json:"version"` // the offered image version
+	// Target is the bundle's name in the signed metadata.
+	Target string     `json:"target"`
+	Bundle UpdateFile `json:"bundle"`
+	// Metadata are the signed metadata files: every root version
+	// (1.root.json … N.root.json), timestamp.json, snapshot.json and
+	// targets.json.
+	Metadata []UpdateFile `json:"metadata"`
+}
+
+// UpdateFile is one file of an offer, fetched with GET Path from the
+// control plane's URL.
+type UpdateFile struct {
+	Name   string `json:"name"`
+	Path   string `json:"path"`   // e.g. /v1/update/<offer id>/targets.json
+	Length int64  `json:"length"` // the exact size; longer downloads are cut off
+}
+
+// UpdateReport is an update's state in a heartbeat. State is one of the
+// localapi.Update* names (offered, downloading, installed, rebooting,
+// succeeded, failed, rolled_back).
+type UpdateReport struct {
+	OfferID string `json:"offer_id,omitempty"`
+	Version string `json:"version"`
+	State   string `json:"state"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // TunnelAck answers a heartbeat. HeartbeatInterval may change the interval
@@ -184,6 +227,7 @@ const (
 	ReasonNotAllowed       Reason = "not_allowed"       // target outside allowed_targets
 	ReasonBadRequest       Reason = "bad_request"       // malformed header or target
 	ReasonAborted          Reason = "aborted"           // aborted by the control plane
+	ReasonUpdateReboot     Reason = "update_reboot"     // the appliance rebooted into an update after the drain period
 	ReasonError            Reason = "error"             // relay failed (I/O error)
 )
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/allowlist"
 	"github.com/vaultpam/appliance/connector/backoff"
+	"github.com/vaultpam/appliance/connector/protocol"
 )
 
 // Config is what a Client needs. Build it from DefaultConfig, fill in the
@@ -82,6 +83,14 @@ type Config struct {
 	// the default deny set); it is called for every session. Nil means
 	// allowlist.InterfaceAddrs.
 	LocalAddrs allowlist.LocalAddrs
+
+	// OnUpdateOffer receives the image updates the control plane offers
+	// (each offer again after every reconnect while it stands), from its
+	// own goroutine. Nil ignores them.
+	OnUpdateOffer func(protocol.UpdateOffer)
+	// Image returns the running image version and the latest update's
+	// state for the heartbeats; nil (or "" and nil) where there is none.
+	Image func() (string, *protocol.UpdateReport)
 
 	// OnStatus is called with the new status on every state change, from
 	// the Client's goroutine; it must not block for long. May be nil.

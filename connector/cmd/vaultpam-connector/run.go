@@ -32,7 +32,7 @@ const (
 
 func cmdRun(ctx context.Context, env Env, args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	tokenFile := fs.String("token-file", "", "read the enrolment or recovery token from this file")
+	tokenFile := fs.String("token-file", envOr(env, envTokenFile, ""), "read the enrolment or recovery token from this file once (PAM_ENROLMENT_TOKEN_FILE)")
 	cfgPath := fs.String("config", envOr(env, config.EnvConfig, defaultConfigPath), "config file (PAM_AGENT_CONFIG); \"\" for environment only")
 	dataDir := fs.String("data-dir", envOr(env, config.EnvDataDir, defaultDataDir), "identity directory (PAM_AGENT_DATA_DIR)")
 	socket := fs.String("socket", envOr(env, config.EnvSocket, localapi.DefaultSocket), "local API socket (PAM_AGENT_SOCKET)")
@@ -44,19 +44,12 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 		return exitUsage
 	}
 
-	// The token is read first and the variable removed, so it cannot leak
-	// into anything this process starts or reports.
-	token := env.Getenv(config.EnvToken)
-	if token != "" {
-		env.Unsetenv(config.EnvToken)
-	}
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			fail(env.Stderr, fmt.Errorf("reading token file: %w", err), "")
-			return exitUsage
-		}
-		token = strings.TrimSpace(string(b))
+	// The token is read first and its variables removed, so it cannot
+	// leak into anything this process starts or reports (token.go).
+	token, err := startToken(env, *tokenFile, flagSet(fs, "token-file"))
+	if err != nil {
+		fail(env.Stderr, err, "")
+		return exitUsage
 	}
 
 	path := *cfgPath
@@ -112,8 +105,15 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 		Enroller: &enrol.Client{URL: strings.TrimRight(cfg.ControlPlaneURL, "/"), RootCAs: roots, Proxy: proxy, Name: cfg.ConnectorName, Step: env.Step},
 		Token:    token, Version: version, Notify: notify, Logger: log, Step: env.Step,
 	}
-	opt.Link = newLinkFactory(cfg, roots, proxy, log)
-	ag, err := agent.New(opt)
+	var ag *agent.Agent
+	upd, err := newUpdates(cfg, roots, proxy, *dataDir, env.Getenv(envUpdaterSocket), log, func() *identity.Identity { return ag.Identity() })
+	if err != nil {
+		fail(env.Stderr, err, "")
+		return exitError
+	}
+	opt.Updates = upd
+	opt.Link = newLinkFactory(cfg, roots, proxy, log, upd)
+	ag, err = agent.New(opt)
 	if err != nil {
 		fail(env.Stderr, err, "")
 		return exitError
@@ -139,6 +139,7 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 		defer cancel()
 		go ag.Watchdog(wctx, wd)
 	}
+	go upd.Run(ctx)
 	if err := ag.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		fail(env.Stderr, err, "")
 		return exitError
