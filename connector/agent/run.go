@@ -19,6 +19,7 @@ import (
 type LinkStatus struct {
 	State             state.State // Connecting, Online or Reconnecting
 	Reason            string
+	Hint              string // what the operator does next (a TLS failure explained)
 	LastHeartbeat     time.Time
 	HeartbeatInterval time.Duration
 	RTT               time.Duration
@@ -215,7 +216,7 @@ func (a *Agent) onLink(ls LinkStatus) {
 		return
 	case ls.State == state.Online || ls.State == state.Reconnecting || ls.State == state.Connecting:
 		if CanTransition(cur, ls.State) {
-			a.transition(ls.State, ls.Reason, "")
+			a.transition(ls.State, ls.Reason, ls.Hint)
 		}
 	}
 }

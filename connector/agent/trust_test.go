@@ -248,3 +248,28 @@ func TestTrustComesFromTheConfigurationNotTheEnrolmentBundle(t *testing.T) {
 	r2 := launch(t, opt)
 	r2.waitFor(t, state.Online)
 }
+
+// A tunnel that cannot verify the control plane (its roots name another
+// CA) while the identity check went through: the status says reconnecting
+// with the tunnel's precise reason and hint, never needs_recovery.
+func TestTunnelTLSFailureReachesTheStatus(t *testing.T) {
+	cp := lab.NewTest(t, lab.WithHeartbeat(time.Second))
+	other, err := brokertest.NewPKINamed("Inspecting Proxy CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := tunnel.DefaultConfig()
+	tc.Address, tc.RootCAs, tc.Name, tc.Version = cp.Addr().String(), other.Pool, "dc1", "test"
+	r := launch(t, Options{Config: config.Config{ControlPlaneURL: cp.URL(), ConnectorName: "dc1"}, Store: &identity.Mem{}, Mode: durable,
+		Enroller: &enrol.Client{URL: cp.URL(), RootCAs: cp.CAPool}, Link: TunnelLink(tc), Token: newToken(t, cp)})
+	for tr := r.waitFor(t, state.Reconnecting); !strings.Contains(tr.Reason, "which this connector does not trust"); tr = r.waitFor(t, state.Reconnecting) {
+	}
+	if st := r.Status(); !strings.Contains(st.Hint, "control_plane_ca_file") {
+		t.Errorf("status hint %q; want the tunnel's hint", st.Hint)
+	}
+	for _, tr := range r.History() {
+		if tr.To == state.NeedsRecovery {
+			t.Errorf("went to needs_recovery: %+v", tr)
+		}
+	}
+}

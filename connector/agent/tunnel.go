@@ -60,7 +60,7 @@ func (l *tunnelLink) Status() LinkStatus {
 // linkStatus maps the tunnel's status; ok is false for states the agent
 // handles itself (needs recovery and draining come from Run and Shutdown).
 func linkStatus(s tunnel.Status) (LinkStatus, bool) {
-	ls := LinkStatus{State: s.State, Reason: s.Reason, LastHeartbeat: s.LastHeartbeat, HeartbeatInterval: s.HeartbeatInterval, RTT: s.RTT, ActiveSessions: s.ActiveSessions}
+	ls := LinkStatus{State: s.State, Reason: s.Reason, Hint: s.Hint, LastHeartbeat: s.LastHeartbeat, HeartbeatInterval: s.HeartbeatInterval, RTT: s.RTT, ActiveSessions: s.ActiveSessions}
 	switch s.State {
 	case state.Connecting, state.Online, state.Reconnecting:
 		return ls, true
