@@ -14,8 +14,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
-	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -23,6 +21,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/vaultpam/appliance/connector/allowlist"
 )
 
 // Config is the connector configuration (ARCHITECTURE.md, "Configuration and identity").
@@ -35,7 +35,8 @@ type Config struct {
 	// ConnectorName is how the connector shows in the dashboard. Required.
 	ConnectorName string `yaml:"connector_name"`
 	// AllowedTargets limits the targets sessions may reach: CIDRs, IPs,
-	// host names and host:port entries. Empty allows every target.
+	// IP:port and hostname:port entries (package allowlist). Empty allows
+	// every target.
 	AllowedTargets []string `yaml:"allowed_targets"`
 	// ProxyURL is an outbound HTTP CONNECT proxy (http://host:port).
 	ProxyURL string `yaml:"proxy_url"`
@@ -211,9 +212,16 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("control_plane_ca_file: %w", err))
 		}
 	}
-	for i, t := range c.AllowedTargets {
-		if err := checkTarget(t); err != nil {
-			add("allowed_targets[%d]: %q %v", i, t, err)
+	if _, err := allowlist.Parse(c.AllowedTargets); err != nil {
+		// The tunnel's own parser: what it would refuse is refused here,
+		// at load, before a token is used.
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			var ee *allowlist.EntryError
+			if errors.As(e, &ee) {
+				add("allowed_targets[%d]: %v", ee.Index, ee.Err)
+			} else {
+				add("allowed_targets: %v", e)
+			}
 		}
 	}
 	if c.ProxyURL != "" {
@@ -234,30 +242,6 @@ func (c *Config) Drain() time.Duration {
 	}
 	return time.Duration(c.DrainTimeout)
 }
-
-// checkTarget accepts a CIDR, an IP, a host name, or any of those (except
-// CIDR) with :port.
-func checkTarget(t string) error {
-	if _, err := netip.ParsePrefix(t); err == nil {
-		return nil
-	}
-	host := t
-	if h, p, err := net.SplitHostPort(t); err == nil {
-		host = h
-		if n, err := net.LookupPort("tcp", p); err != nil || n == 0 {
-			return errors.New("has no valid port")
-		}
-	}
-	if _, err := netip.ParseAddr(host); err == nil {
-		return nil
-	}
-	if !hostRE.MatchString(host) {
-		return errors.New("is not a CIDR, IP, host name or host:port")
-	}
-	return nil
-}
-
-var hostRE = regexp.MustCompile(`^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$`)
 
 func checkCAFile(path string) error {
 	b, err := os.ReadFile(path)

@@ -235,7 +235,7 @@ func closeWrite(c net.Conn) {
 // dialTarget checks target against allowed_targets and dials the checked
 // addresses in order.
 func (c *Client) dialTarget(ctx context.Context, target string) (net.Conn, error) {
-	addrs, err := c.allow.Resolve(ctx, c.cfg.Resolver, target)
+	addrs, err := c.allow.Resolve(ctx, c.cfg.Resolver, c.cfg.LocalAddrs, target)
 	if err != nil {
 		return nil, err
 	}

@@ -73,6 +73,9 @@ func printStatus(w io.Writer, st localapi.Status) {
 		row("Last heartbeat", fmt.Sprintf("%s (every %s, rtt %s)", st.LastHeartbeat.Format(time.RFC3339), time.Duration(st.HeartbeatInterval), time.Duration(st.TunnelRTT)))
 	}
 	row("Active sessions", fmt.Sprint(st.ActiveSessions))
+	if st.AllowedTargets != nil {
+		row("Targets", st.AllowedTargets.Summary)
+	}
 	row("Version", st.Version)
 	tw.Flush()
 }
