@@ -124,8 +124,10 @@ func (cn *conn) refuse(st *yamux.Stream, id string, e *protocol.SessionError) {
 	cn.report(&protocol.SessionEnd{SessionID: id, Reason: e.Code, Detail: e.Message})
 }
 
-// report tells the control plane how a session ended (best effort).
+// report tells the control plane how a session ended (best effort) and
+// counts the end.
 func (cn *conn) report(e *protocol.SessionEnd) {
+	cn.c.counters.sessionEnded(e.Reason)
 	if err := cn.send(protocol.TunnelMessage{Type: protocol.MsgSessionEnd, SessionEnd: e}); err != nil {
 		cn.c.log.Debug("reporting session end", "session", e.SessionID, "err", err)
 	}
@@ -200,7 +202,7 @@ func (cn *conn) relay(r *relay) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, err := copyAdaptive(r.target, r.st, &r.up, &r.last)
+		_, err := copyAdaptive(r.target, r.st, &r.up, &cn.c.counters.bytesUp, &r.last)
 		switch {
 		case err == nil && cn.mux.IsClosed():
 			r.end(protocol.ReasonConnectorOffline, "tunnel closed")
@@ -213,7 +215,7 @@ func (cn *conn) relay(r *relay) {
 			r.target.Close()
 		}
 	}()
-	_, err := copyAdaptive(r.st, r.target, &r.down, &r.last)
+	_, err := copyAdaptive(r.st, r.target, &r.down, &cn.c.counters.bytesDown, &r.last)
 	if err == nil {
 		r.end(protocol.ReasonTargetClosed, "")
 	} else {
@@ -286,8 +288,8 @@ const (
 var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
 
 // copyAdaptive copies src to dst until EOF (nil error) or an error,
-// counting bytes into n.
-func copyAdaptive(dst io.Writer, src io.Reader, n, last *atomic.Int64) (int64, error) {
+// counting bytes into n (the session's) and total (the process's).
+func copyAdaptive(dst io.Writer, src io.Reader, n, total, last *atomic.Int64) (int64, error) {
 	small := make([]byte, smallBuf)
 	buf := small
 	var large *[]byte
@@ -296,23 +298,24 @@ func copyAdaptive(dst io.Writer, src io.Reader, n, last *atomic.Int64) (int64, e
 			largePool.Put(large)
 		}
 	}()
-	var total int64
+	var copied int64
 	for {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			nw, werr := dst.Write(buf[:nr])
-			total += int64(nw)
+			copied += int64(nw)
 			n.Add(int64(nw))
+			total.Add(int64(nw))
 			last.Store(time.Now().UnixNano())
 			if werr != nil {
-				return total, werr
+				return copied, werr
 			}
 		}
 		if rerr == io.EOF {
-			return total, nil
+			return copied, nil
 		}
 		if rerr != nil {
-			return total, rerr
+			return copied, rerr
 		}
 		switch {
 		case large == nil && nr == len(buf):

@@ -101,7 +101,7 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 	}
 	t.id = id
 	if err := t.send(protocol.TunnelMessage{Type: protocol.MsgHelloAck, HelloAck: &protocol.TunnelHelloAck{
-		ConnectorID: id, HeartbeatInterval: t.interval, ServerTime: b.now().UTC(),
+		ConnectorID: id, HeartbeatInterval: t.interval, ServerTime: b.now().UTC(), SupportRecipient: b.cfg.SupportRecipient,
 	}}); err != nil {
 		return fmt.Errorf("answering hello: %w", err)
 	}
@@ -125,7 +125,7 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 	now := b.now()
 	b.record(StatusUpdate{ConnectorID: id, Status: StatusOnline, LastHeartbeat: now, Version: m.Hello.Version,
 		ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: conn.RemoteAddr().String(),
-		ImageVersion: hb.ImageVersion, Update: hb.Update})
+		ImageVersion: hb.ImageVersion, Update: hb.Update, ClockOffset: hb.ClockOffset})
 	b.log.Info("connector online", "connector", id, "remote", conn.RemoteAddr(), "version", m.Hello.Version, "image", hb.ImageVersion)
 	if b.cfg.OfferFor != nil {
 		if o := b.cfg.OfferFor(id); o != nil {
@@ -135,7 +135,7 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 		}
 	}
 
-	go t.refuseExtraStreams()
+	go t.acceptStreams(ctx)
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -225,18 +225,6 @@ func (b *Broker) verifyClient(certs []*x509.Certificate) *protocol.TunnelError {
 	return &protocol.TunnelError{Code: protocol.TunnelUnknown, Message: "client certificate was not issued by this control plane: " + err.Error()}
 }
 
-// refuseExtraStreams closes any stream the connector opens after the
-// control stream: sessions are opened by the control plane only.
-func (t *tunnel) refuseExtraStreams() {
-	for {
-		st, err := t.mux.AcceptStream()
-		if err != nil {
-			return
-		}
-		st.Close()
-	}
-}
-
 // readControl handles the connector's control messages until the stream
 // or the tunnel ends.
 func (t *tunnel) readControl(ctx context.Context) error {
@@ -267,10 +255,10 @@ func (t *tunnel) readControl(ctx context.Context) error {
 			t.mu.Unlock()
 			b.record(StatusUpdate{ConnectorID: t.id, Status: status, LastHeartbeat: b.now(), Version: hb.Version,
 				ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: t.conn.RemoteAddr().String(),
-				ImageVersion: hb.ImageVersion, Update: hb.Update})
+				ImageVersion: hb.ImageVersion, Update: hb.Update, ClockOffset: hb.ClockOffset})
 			if m.Type == protocol.MsgHeartbeat {
 				err := t.send(protocol.TunnelMessage{Type: protocol.MsgHeartbeatAck,
-					Ack: &protocol.TunnelAck{Seq: hb.Seq, HeartbeatInterval: t.interval}})
+					Ack: &protocol.TunnelAck{Seq: hb.Seq, HeartbeatInterval: t.interval, ServerTime: b.now().UTC()}})
 				if err != nil {
 					return fmt.Errorf("acknowledging heartbeat: %w", err)
 				}
