@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
 	"golang.org/x/sys/unix"
 
 	"github.com/vaultpam/appliance/connector/protocol"
@@ -67,9 +68,10 @@ var ErrStateLocked = errors.New("lab state directory is in use by another proces
 // It is safe for concurrent use. Only one Authority may hold a state
 // directory at a time (flock on DIR/lock).
 type Authority struct {
-	cfg  AuthorityConfig
-	ca   *CA
-	lock *os.File
+	cfg     AuthorityConfig
+	ca      *CA
+	support *age.X25519Identity // support bundles are encrypted to it
+	lock    *os.File
 
 	mu         sync.Mutex
 	st         *state
@@ -121,6 +123,11 @@ func OpenAuthority(cfg AuthorityConfig) (*Authority, error) {
 		lock.Close()
 		return nil, err
 	}
+	sk, err := loadOrCreateSupportKey(cfg.StateDir)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
 	st, err := loadState(cfg.StateDir)
 	if err != nil {
 		lock.Close()
@@ -132,7 +139,7 @@ func OpenAuthority(cfg AuthorityConfig) (*Authority, error) {
 			c.Status, c.StatusReason = StatusOffline, "control plane restarted"
 		}
 	}
-	return &Authority{cfg: cfg, ca: ca, lock: lock, st: st, challenges: map[string]*challenge{}, attempts: map[string]int{}}, nil
+	return &Authority{cfg: cfg, ca: ca, support: sk, lock: lock, st: st, challenges: map[string]*challenge{}, attempts: map[string]int{}}, nil
 }
 
 // Close saves the registry and releases the state directory.

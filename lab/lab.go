@@ -83,6 +83,8 @@ func newOn(a *Authority, cfg Config) (*ControlPlane, error) {
 	}
 	bc.Registry = &brokerRegistry{a}
 	bc.OfferFor = a.StandingOffer
+	bc.SupportRecipient = a.SupportRecipient()
+	bc.OnSupportBundle = a.StoreBundle
 	bc.ClientCAs = a.ca.Pool()
 	bc.Authority = &brokerAuthority{a}
 	bc.Logger = cfg.Logger
@@ -173,6 +175,9 @@ func (r *brokerRegistry) Authorize(_ context.Context, id string, cert *x509.Cert
 func (r *brokerRegistry) Update(u broker.StatusUpdate) {
 	if !u.LastHeartbeat.IsZero() {
 		r.a.Heartbeat(u.ConnectorID, u.LastHeartbeat, u.Version)
+	}
+	if u.ClockOffset != nil {
+		r.a.ClockReported(u.ConnectorID, *u.ClockOffset)
 	}
 	if u.ImageVersion != "" || u.Update != nil {
 		r.a.UpdateReported(u.ConnectorID, u.ImageVersion, u.Update)
