@@ -27,6 +27,7 @@ import (
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/state"
+	"github.com/vaultpam/appliance/connector/tunnel"
 )
 
 // Enroller is what the agent needs from the enrolment client
@@ -68,6 +69,10 @@ type Options struct {
 	// in the status; nil means allowlist.InterfaceAddrs. (The tunnel reads
 	// them itself for every session.)
 	LocalAddrs allowlist.LocalAddrs
+	// Counters are the tunnel's cumulative counters the status shows
+	// (sessions, bytes); the Link factory's tunnels must add to the same
+	// ones. Nil shows zeros.
+	Counters *tunnel.Counters
 }
 
 // Agent is the connector daemon. Create it with New, run it with Run.
@@ -90,6 +95,14 @@ type Agent struct {
 	waitingWhy string      // and why it was there (kept in front of a refusal)
 
 	rebooting bool // drained for an update's reboot: stay Draining until stopped
+
+	// recipient is the control plane's support-bundle key, as last
+	// announced (kept in DataDir/support-recipient across restarts, so a
+	// bundle can be encrypted while the tunnel is down).
+	recipient string
+	// clock is the last clock-offset estimate (zero clockAt: none).
+	clock   time.Duration
+	clockAt time.Time
 
 	submitMu sync.Mutex    // serialises SubmitToken
 	relink   chan struct{} // a re-enrolment replaced the identity: restart the tunnel
@@ -146,6 +159,7 @@ func New(opt Options) (*Agent, error) {
 		a.reason, a.hint = identityProblem(err)
 	}
 	a.waiting = a.state
+	a.recipient = a.loadRecipient()
 	if a.state == state.Connecting && opt.Token != "" {
 		a.log.Info("identity present; the enrolment token given at start is not used", "connector", a.id.ConnectorID)
 		opt.Token = ""
@@ -240,6 +254,9 @@ func (a *Agent) Status() localapi.Status {
 	if live != nil {
 		a.link = *live
 	}
+	if !a.link.ClockMeasured.IsZero() {
+		a.clock, a.clockAt = a.link.ClockOffset, a.link.ClockMeasured
+	}
 	st := localapi.Status{
 		State: a.state.String(), StateLabel: a.state.Label(), Reason: a.reason, Hint: a.hint,
 		Mode: a.opt.Mode.Name, DataDir: a.opt.DataDir, DataDurable: a.opt.Mode.Durable,
@@ -252,6 +269,15 @@ func (a *Agent) Status() localapi.Status {
 		st.Image = a.opt.Updates.Image()
 	}
 	st.AllowedTargets = targetPolicy(a.opt.Config.AllowedTargets, a.opt.LocalAddrs)
+	if !a.clockAt.IsZero() {
+		d := localapi.Duration(a.clock)
+		st.ClockOffset, st.ClockWarning = &d, localapi.ClockWarning(a.clock)
+	}
+	if a.opt.Counters != nil {
+		c := a.opt.Counters.Snapshot()
+		st.SessionsTotal, st.BytesUp, st.BytesDown = c.SessionsTotal, c.BytesUp, c.BytesDown
+	}
+	st.SupportRecipient = a.recipient
 	if a.id != nil {
 		st.ConnectorID = a.id.ConnectorID
 		if len(a.id.Chain) > 0 {
