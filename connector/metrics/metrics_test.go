@@ -102,7 +102,9 @@ func TestPage(t *testing.T) {
 
 	// Before enrolment: no certificate expiry, no clock, no heartbeat.
 	rec = httptest.NewRecorder()
-	Handler(func() (localapi.Status, tunnel.CounterSnapshot) { return localapi.Status{State: "awaiting_token"}, tunnel.CounterSnapshot{} }).
+	Handler(func() (localapi.Status, tunnel.CounterSnapshot) {
+		return localapi.Status{State: "awaiting_token"}, tunnel.CounterSnapshot{}
+	}).
 		ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	fams = scrape(t, rec.Body.String())
 	for _, absent := range []string{"vaultpam_connector_cert_expiry_timestamp_seconds", "vaultpam_connector_clock_offset_seconds", "vaultpam_connector_last_heartbeat_timestamp_seconds"} {
