@@ -14,9 +14,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,6 +49,10 @@ type Config struct {
 	// UpdateWindow is when the appliance may reboot into an installed
 	// update (UTC); zero means at once.
 	UpdateWindow Window `yaml:"update_window"`
+	// MetricsListen is IP:PORT where the connector serves GET /metrics
+	// over plain HTTP: the one optional inbound port. Empty (the default)
+	// serves the metrics on the local API socket only.
+	MetricsListen string `yaml:"metrics_listen"`
 }
 
 // DefaultDrainTimeout is the drain grace period when none is configured.
@@ -83,6 +90,7 @@ const (
 	EnvProxyURL        = "PAM_PROXY_URL"
 	EnvDrainTimeout    = "PAM_DRAIN_TIMEOUT"
 	EnvUpdateWindow    = "PAM_UPDATE_WINDOW"
+	EnvMetricsListen   = "PAM_METRICS_LISTEN"
 )
 
 // Load reads the YAML file at path ("" means no file: environment only),
@@ -140,7 +148,7 @@ func Parse(b []byte, c *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config: %w (known fields: control_plane_url, control_plane_ca_file, connector_name, allowed_targets, proxy_url, drain_timeout, update_window)", err)
+		return fmt.Errorf("config: %w (known fields: control_plane_url, control_plane_ca_file, connector_name, allowed_targets, proxy_url, drain_timeout, update_window, metrics_listen)", err)
 	}
 	return nil
 }
@@ -160,6 +168,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str(EnvCAFile, &c.ControlPlaneCAFile)
 	str(EnvConnectorName, &c.ConnectorName)
 	str(EnvProxyURL, &c.ProxyURL)
+	str(EnvMetricsListen, &c.MetricsListen)
 	if v := getenv(EnvAllowedTargets); v != "" {
 		c.AllowedTargets = nil
 		for _, t := range strings.Split(v, ",") {
@@ -232,6 +241,11 @@ func (c *Config) Validate() error {
 	if c.DrainTimeout < 0 {
 		add("drain_timeout: must not be negative")
 	}
+	if c.MetricsListen != "" {
+		if err := checkMetricsListen(c.MetricsListen); err != nil {
+			add("metrics_listen: %v", err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -241,6 +255,28 @@ func (c *Config) Drain() time.Duration {
 		return DefaultDrainTimeout
 	}
 	return time.Duration(c.DrainTimeout)
+}
+
+// checkMetricsListen accepts IP:PORT with an IP literal and a port from 1
+// to 65535. Every interface must be asked for by name (0.0.0.0:9100,
+// [::]:9100): ":9100" is refused, so the one inbound port is never opened
+// on every interface by accident; a host name is refused, so what the
+// connector binds does not depend on DNS at start.
+func checkMetricsListen(v string) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("%q is not IP:PORT (e.g. 192.0.2.10:9100, [2001:db8::10]:9100)", v)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no address: write the interface's IP, or 0.0.0.0:%s / [::]:%s to listen on every interface", v, port, port)
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return fmt.Errorf("%q: %q is not an IP address (host names are not accepted here)", v, host)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("%q: the port must be a number from 1 to 65535", v)
+	}
+	return nil
 }
 
 func checkCAFile(path string) error {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/vaultpam/appliance/connector/support"
 )
 
 // Env is the outside world of one CLI invocation; tests fill it in.
@@ -16,6 +18,9 @@ type Env struct {
 	Unsetenv       func(string) error
 	// Notify replaces sd_notify (tests); nil means the real one.
 	Notify func(string)
+	// Support edits the support bundle's sources before collecting
+	// (tests: no journald here); nil leaves the appliance's.
+	Support func(*support.Options)
 }
 
 const usage = `usage: vaultpam-connector <command> [flags]
@@ -27,10 +32,15 @@ commands:
             or one line on standard input) and follow it until Online
   status    show the running connector's status (--json for the status JSON;
             --check live|ready for probes: exit 0 when the local API answers / when Online)
+  diagnose  check DNS, TCP and TLS to the control plane with this configuration (--json)
+  support-bundle [--out FILE] [--json]
+            collect status, journal, network, diagnostics, image, verity and config (secrets
+            redacted), encrypt to the vendor's key and send through the tunnel; exit 4 when
+            it cannot be sent (the tunnel is down), --out keeps the encrypted file
   version   print the version
 `
 
-// exit codes
+// exit codes (and exitNotSent, support.go)
 const (
 	exitOK     = 0
 	exitError  = 1
@@ -58,6 +68,10 @@ func Main(ctx context.Context, env Env) int {
 		return cmdEnrol(ctx, env, args)
 	case "status":
 		return cmdStatus(ctx, env, args)
+	case "diagnose":
+		return cmdDiagnose(ctx, env, args)
+	case "support-bundle":
+		return cmdSupportBundle(ctx, env, args)
 	case "version", "--version":
 		fmt.Fprintf(env.Stdout, "vaultpam-connector %s\n", version)
 		return exitOK
