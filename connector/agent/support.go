@@ -57,7 +57,7 @@ func (a *Agent) UploadSupportBundle(ctx context.Context, name string, size int64
 	down := func(why string) error {
 		return &localapi.Error{Status: http.StatusServiceUnavailable, Code: localapi.CodeTunnelDown,
 			Message: "the tunnel to the control plane is down (" + why + "): the support bundle cannot reach it",
-			Hint:    "run the diagnostics (`vaultpam-connector diagnose`, or the console's diagnostics); keep the encrypted bundle (--out FILE) and hand it over another way"}
+			Hint:    "run the diagnostics (`vaultpam-connector diagnose`, or the console's diagnostics)"}
 	}
 	if link == nil || st != state.Online {
 		why := st.Label()
@@ -77,7 +77,7 @@ func (a *Agent) UploadSupportBundle(ctx context.Context, name string, size int64
 	case errors.As(err, &se):
 		hint := "try again later"
 		if se.Code == protocol.StreamTooLarge || se.Code == protocol.StreamUnknownType {
-			hint = "keep the encrypted bundle (--out FILE) and hand it over another way"
+			hint = "hand the encrypted bundle over another way"
 		}
 		return localapi.SupportReceipt{}, &localapi.Error{Status: http.StatusBadGateway, Code: se.Code, Message: "the control plane refused the support bundle: " + se.Message, Hint: hint}
 	}
