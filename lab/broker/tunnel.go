@@ -149,6 +149,25 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 	return err
 }
 
+// shrinkIdle gives back the receive buffers of sessions that moved no data
+// for a heartbeat interval: yamux keeps a stream's buffer at its
+// high-water mark, hundreds of KiB after a burst, for every session a
+// control plane holds open.
+func (t *tunnel) shrinkIdle() {
+	cutoff := time.Now().Add(-t.interval).UnixNano()
+	t.mu.Lock()
+	ss := make([]*Session, 0, len(t.sessions))
+	for _, s := range t.sessions {
+		ss = append(ss, s)
+	}
+	t.mu.Unlock()
+	for _, s := range ss {
+		if s.last.Load() < cutoff {
+			s.st.Shrink()
+		}
+	}
+}
+
 func (t *tunnel) offlineAfter() time.Duration {
 	return time.Duration(t.b.cfg.MissedHeartbeats) * t.interval
 }
@@ -256,6 +275,7 @@ func (t *tunnel) readControl(ctx context.Context) error {
 			b.record(StatusUpdate{ConnectorID: t.id, Status: status, LastHeartbeat: b.now(), Version: hb.Version,
 				ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: t.conn.RemoteAddr().String(),
 				ImageVersion: hb.ImageVersion, Update: hb.Update, ClockOffset: hb.ClockOffset})
+			t.shrinkIdle()
 			if m.Type == protocol.MsgHeartbeat {
 				err := t.send(protocol.TunnelMessage{Type: protocol.MsgHeartbeatAck,
 					Ack: &protocol.TunnelAck{Seq: hb.Seq, HeartbeatInterval: t.interval, ServerTime: b.now().UTC()}})

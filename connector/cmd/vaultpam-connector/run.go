@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -70,6 +72,9 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 		return exitConfig
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
+	if lim, src := memoryLimit(env.Getenv, os.ReadFile, debug.SetMemoryLimit); lim != math.MaxInt64 {
+		log.Info("memory limit", "MiB", lim>>20, "from", src)
+	}
 
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		fail(env.Stderr, fmt.Errorf("data directory: %w", err), "PAM_AGENT_DATA_DIR must be a writable directory")
