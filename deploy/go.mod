@@ -181,7 +181,7 @@ require (
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/syndtr/goleveldb v1.0.1-0.20220721030215-126854af5e6d // indirect
 	github.com/theupdateframework/go-tuf v0.7.0 // indirect
-	github.com/theupdateframework/go-tuf/v2 v2.4.2-0.20260407074541-7e8f69f906ef // indirect
+	github.com/theupdateframework/go-tuf/v2 v2.4.2 // indirect
 	github.com/titanous/rocacheck v0.0.0-20171023193734-afe73141d399 // indirect
 	github.com/transparency-dev/formats v0.1.1 // indirect
 	github.com/transparency-dev/merkle v0.0.2 // indirect
@@ -234,4 +234,5 @@ replace (
 	github.com/vaultpam/appliance/appliance => ../appliance
 	github.com/vaultpam/appliance/signing => ../signing
 	github.com/vaultpam/appliance/tests => ../tests
+	github.com/vaultpam/appliance/update => ../update
 )

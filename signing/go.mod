@@ -13,6 +13,7 @@ require (
 	github.com/sigstore/sigstore/pkg/signature/kms/hashivault v1.10.8
 	github.com/vaultpam/appliance v0.0.0-00010101000000-000000000000
 	github.com/vaultpam/appliance/appliance v0.0.0-00010101000000-000000000000
+	github.com/vaultpam/appliance/update v0.0.0-00010101000000-000000000000
 	golang.org/x/crypto v0.57.0
 	google.golang.org/protobuf v1.36.12
 )
@@ -137,7 +138,7 @@ require (
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/syndtr/goleveldb v1.0.1-0.20220721030215-126854af5e6d // indirect
 	github.com/theupdateframework/go-tuf v0.7.0 // indirect
-	github.com/theupdateframework/go-tuf/v2 v2.4.2-0.20260407074541-7e8f69f906ef // indirect
+	github.com/theupdateframework/go-tuf/v2 v2.4.2 // indirect
 	github.com/titanous/rocacheck v0.0.0-20171023193734-afe73141d399 // indirect
 	github.com/transparency-dev/formats v0.1.1 // indirect
 	github.com/transparency-dev/merkle v0.0.2 // indirect
@@ -171,4 +172,5 @@ require (
 replace (
 	github.com/vaultpam/appliance => ../
 	github.com/vaultpam/appliance/appliance => ../appliance
+	github.com/vaultpam/appliance/update => ../update
 )

@@ -13,6 +13,7 @@ require (
 	filippo.io/hpke v0.4.0 // indirect
 	github.com/hashicorp/yamux v0.1.2 // indirect
 	github.com/klauspost/compress v1.20.2 // indirect
+	github.com/vaultpam/appliance/update v0.0.0-00010101000000-000000000000 // indirect
 	golang.org/x/crypto v0.55.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 )
@@ -20,4 +21,5 @@ require (
 replace (
 	github.com/vaultpam/appliance => ../
 	github.com/vaultpam/appliance/appliance => ../appliance
+	github.com/vaultpam/appliance/update => ../update
 )
