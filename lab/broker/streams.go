@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -61,16 +62,24 @@ func (t *tunnel) serveStream(ctx context.Context, st *yamux.Stream) {
 		t.streamReply(st, h, &protocol.StreamError{Code: protocol.StreamBusy, Message: "an upload of a " + h.Type + " from this connector is under way; try again when it is done"})
 		return
 	}
-	defer func() {
-		b.mu.Lock()
-		delete(b.uploading, key)
-		b.mu.Unlock()
-	}()
+	// The upload counts as under way until its answer is decided: a
+	// connector that starts the next one on reading the answer must not
+	// find this one still busy.
+	var once sync.Once
+	done := func() {
+		once.Do(func() {
+			b.mu.Lock()
+			delete(b.uploading, key)
+			b.mu.Unlock()
+		})
+	}
+	defer done()
 	if !t.streamReply(st, h, nil) {
 		return
 	}
 	body := &exactReader{r: &idleReader{st: st, idle: b.cfg.StreamIdleTimeout}, left: h.Size}
 	id, err := b.cfg.OnSupportBundle(ctx, SupportBundle{ConnectorID: t.id, Name: h.Name, Size: h.Size}, body)
+	done()
 	if err == nil && body.left != 0 {
 		err = errors.New("it stopped reading before the end")
 	}

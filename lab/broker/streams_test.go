@@ -140,15 +140,16 @@ func TestConnectorStreamRefusals(t *testing.T) {
 
 	// A connector that stops short: the control plane keeps nothing.
 	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
+	sink.started = make(chan struct{})
+	started = sink.started
 	done := make(chan error, 1)
 	go func() {
-		_, err := h.Client.SendStream(ctx, protocol.StreamHeader{Type: protocol.StreamSupportBundle, Name: "short", Size: 900}, pr)
+		body := io.MultiReader(bytes.NewReader(make([]byte, 100)), ctxReader{ctx})
+		_, err := h.Client.SendStream(ctx, protocol.StreamHeader{Type: protocol.StreamSupportBundle, Name: "short", Size: 900}, body)
 		done <- err
 	}()
-	pw.Write(make([]byte, 100))
+	<-started
 	cancel()
-	pw.Close()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled upload = %v", err)
 	}
@@ -176,4 +177,12 @@ func TestSupportBundleNotTaken(t *testing.T) {
 	if _, err := sendBundle(h, "x", []byte("x")); !errors.Is(err, tunnel.ErrTunnelDown) {
 		t.Errorf("SendStream with the tunnel down = %v, want ErrTunnelDown", err)
 	}
+}
+
+// ctxReader blocks until its context ends.
+type ctxReader struct{ ctx context.Context }
+
+func (r ctxReader) Read([]byte) (int, error) {
+	<-r.ctx.Done()
+	return 0, r.ctx.Err()
 }
