@@ -87,7 +87,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		// broker verify it and answer with a typed refusal the connector
 		// can tell apart from a TLS-inspecting proxy's alert.
 		ClientAuth: tls.RequestClientCert,
-		MinVersion: tls.VersionTLS12,
+		MinVersion: tls.VersionTLS13, // enrolment and the tunnel alike
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

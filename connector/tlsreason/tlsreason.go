@@ -83,6 +83,12 @@ func Explain(err error, address string, now time.Time) (e Explanation, ok bool) 
 			Reason: fmt.Sprintf("%s does not answer with TLS", address),
 			Hint:   "check the port in control_plane_url, and proxy_url if a proxy is in between",
 		}, true
+	case errors.As(err, &op) && op.Op == "remote error" && strings.HasSuffix(op.Err.Error(), "protocol version not supported"),
+		strings.Contains(err.Error(), "unsupported protocol version"):
+		return Explanation{
+			Reason: fmt.Sprintf("%s does not offer TLS 1.3, which the connector requires", address),
+			Hint:   "check control_plane_url; a proxy or firewall in between may downgrade TLS: exempt the control plane's address",
+		}, true
 	case errors.As(err, &op) && op.Op == "remote error":
 		alert := strings.TrimPrefix(op.Err.Error(), "tls: ")
 		if clientCertAlert(alert) {
@@ -94,11 +100,6 @@ func Explain(err error, address string, now time.Time) (e Explanation, ok bool) 
 		return Explanation{
 			Reason: fmt.Sprintf("the TLS peer at %s ended the handshake (TLS alert %q)", address, alert),
 			Hint:   "check that control_plane_url points at the control plane, and any proxy or firewall in between",
-		}, true
-	case strings.Contains(err.Error(), "unsupported protocol version") || strings.Contains(err.Error(), "protocol version not supported"):
-		return Explanation{
-			Reason: fmt.Sprintf("%s does not offer TLS 1.3, which the connector requires", address),
-			Hint:   "check control_plane_url; a proxy or firewall in between may downgrade TLS: exempt the control plane's address",
 		}, true
 	}
 	return Explanation{}, false

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/vaultpam/appliance/connector/redact"
 	"github.com/vaultpam/appliance/connector/support"
 )
 
@@ -21,6 +22,9 @@ type Env struct {
 	// Support edits the support bundle's sources before collecting
 	// (tests: no journald here); nil leaves the appliance's.
 	Support func(*support.Options)
+	// Step is called at the named points of an enrolment (crash tests);
+	// nil in the real program.
+	Step func(string)
 }
 
 const usage = `usage: vaultpam-connector <command> [flags]
@@ -56,6 +60,10 @@ func Main(ctx context.Context, env Env) int {
 	if env.Unsetenv == nil {
 		env.Unsetenv = func(string) error { return nil }
 	}
+	// Everything this program prints, its log included, goes through the
+	// redactor: nothing shaped like a token or a URL's user:password@
+	// leaves, whatever a message or a flag error would have repeated.
+	env.Stdout, env.Stderr = redact.Writer(env.Stdout), redact.Writer(env.Stderr)
 	if len(env.Args) == 0 {
 		fmt.Fprint(env.Stderr, usage)
 		return exitUsage
@@ -79,7 +87,7 @@ func Main(ctx context.Context, env Env) int {
 		fmt.Fprint(env.Stdout, usage)
 		return exitOK
 	}
-	fmt.Fprintf(env.Stderr, "vaultpam-connector: error: unknown command %q\n%s", cmd, usage)
+	fmt.Fprintf(env.Stderr, "vaultpam-connector: error: unknown command %s\n%s", commandName(cmd), usage)
 	return exitUsage
 }
 
@@ -115,6 +123,16 @@ func flatten(err error) []error {
 		return out
 	}
 	return []error{err}
+}
+
+// commandName quotes an unknown command when it looks like one (a short
+// lower-case word); anything else (a token typed in the wrong place) is
+// not repeated.
+func commandName(s string) string {
+	if len(s) <= 20 && strings.Trim(s, "abcdefghijklmnopqrstuvwxyz-") == "" {
+		return fmt.Sprintf("%q", s)
+	}
+	return "(not shown: it could be a secret)"
 }
 
 func envOr(env Env, key, def string) string {

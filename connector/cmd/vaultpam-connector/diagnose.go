@@ -14,10 +14,9 @@ import (
 // connector's configuration (package diagnose).
 func cmdDiagnose(ctx context.Context, env Env, args []string) int {
 	fs := flag.NewFlagSet("diagnose", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	cfgPath := fs.String("config", envOr(env, config.EnvConfig, defaultConfigPath), "config file (PAM_AGENT_CONFIG); \"\" for environment only")
 	asJSON := fs.Bool("json", false, "print the checks as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, env.Stderr); err != nil {
 		return exitUsage
 	}
 	opt, err := diagnoseOptions(env, *cfgPath)

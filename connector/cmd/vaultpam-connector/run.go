@@ -35,16 +35,15 @@ const (
 
 func cmdRun(ctx context.Context, env Env, args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	tokenFile := fs.String("token-file", envOr(env, envTokenFile, ""), "read the enrolment or recovery token from this file once (PAM_ENROLMENT_TOKEN_FILE)")
 	cfgPath := fs.String("config", envOr(env, config.EnvConfig, defaultConfigPath), "config file (PAM_AGENT_CONFIG); \"\" for environment only")
 	dataDir := fs.String("data-dir", envOr(env, config.EnvDataDir, defaultDataDir), "identity directory (PAM_AGENT_DATA_DIR)")
 	socket := fs.String("socket", envOr(env, config.EnvSocket, localapi.DefaultSocket), "local API socket (PAM_AGENT_SOCKET)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, env.Stderr); err != nil {
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
-		fail(env.Stderr, fmt.Errorf("unexpected argument %q", fs.Arg(0)), "tokens are never passed as arguments: use PAM_ENROLMENT_TOKEN, --token-file or the console")
+		fail(env.Stderr, errors.New("unexpected argument (not repeated here: it could be a token)"), "tokens are never passed as arguments: use PAM_ENROLMENT_TOKEN, --token-file or the console")
 		return exitUsage
 	}
 
@@ -100,8 +99,8 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 	}
 	opt := agent.Options{
 		Config: cfg, Store: &identity.Dir{Path: *dataDir}, Mode: mode, DataDir: *dataDir,
-		Enroller: &enrol.Client{URL: strings.TrimRight(cfg.ControlPlaneURL, "/"), RootCAs: roots, Proxy: proxy, Name: cfg.ConnectorName},
-		Token:    token, Version: version, Notify: notify, Logger: log,
+		Enroller: &enrol.Client{URL: strings.TrimRight(cfg.ControlPlaneURL, "/"), RootCAs: roots, Proxy: proxy, Name: cfg.ConnectorName, Step: env.Step},
+		Token:    token, Version: version, Notify: notify, Logger: log, Step: env.Step,
 	}
 	var ag *agent.Agent
 	upd, err := newUpdates(cfg, roots, proxy, *dataDir, env.Getenv(envUpdaterSocket), log, func() *identity.Identity { return ag.Identity() })

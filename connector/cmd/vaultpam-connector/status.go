@@ -16,11 +16,10 @@ import (
 
 func cmdStatus(ctx context.Context, env Env, args []string) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	asJSON := fs.Bool("json", false, "print the status JSON")
 	socket := fs.String("socket", envOr(env, config.EnvSocket, localapi.DefaultSocket), "local API socket")
 	check := fs.String("check", "", "probe mode: live (exit 0 when the local API answers) or ready (exit 0 when Online)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, env.Stderr); err != nil {
 		return exitUsage
 	}
 	if *check != "" && *check != "live" && *check != "ready" {

@@ -39,13 +39,12 @@ type supportResult struct {
 // key and asks the running connector to upload it through the tunnel.
 func cmdSupportBundle(ctx context.Context, env Env, args []string) int {
 	fs := flag.NewFlagSet("support-bundle", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	out := fs.String("out", "", "also write the encrypted bundle to this file (0600), e.g. to hand it over when the tunnel is down")
 	asJSON := fs.Bool("json", false, "print the result as JSON (for the console)")
 	socket := fs.String("socket", envOr(env, config.EnvSocket, localapi.DefaultSocket), "local API socket (PAM_AGENT_SOCKET)")
 	cfgPath := fs.String("config", envOr(env, config.EnvConfig, defaultConfigPath), "config file (PAM_AGENT_CONFIG)")
 	recipient := fs.String("recipient", "", "age public key to encrypt to (default: the one the control plane announced)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, env.Stderr); err != nil {
 		return exitUsage
 	}
 	var res supportResult
