@@ -79,6 +79,12 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 		fail(env.Stderr, fmt.Errorf("data directory: %w", err), "PAM_AGENT_DATA_DIR must be a writable directory")
 		return exitError
 	}
+	lock, err := identity.LockDir(*dataDir) // before the socket: a second instance never touches the first's
+	if err != nil {
+		fail(env.Stderr, err, "stop the other connector first (systemctl stop vaultpam-connector), or give this one its own PAM_AGENT_DATA_DIR")
+		return exitError
+	}
+	defer lock.Close()
 	mode, err := identity.DetectMode(*dataDir, nil)
 	if err != nil {
 		fail(env.Stderr, err, "")
