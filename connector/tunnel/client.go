@@ -254,6 +254,10 @@ func (c *Client) connectAndServe(ctx context.Context) (up bool, err error) {
 	return true, err
 }
 
+// reportGrace bounds the wait for aborted sessions to report their end
+// when a drain's grace period is over.
+const reportGrace = 10 * time.Second
+
 // Shutdown drains the tunnel: the control plane may open no new sessions
 // (yamux GoAway and a draining message), sessions in flight may finish
 // until ctx ends, then the rest are ended with reason draining, the tunnel
@@ -291,8 +295,12 @@ func (c *Client) ShutdownFor(ctx context.Context, reason protocol.Reason) error 
 		case <-ctx.Done():
 			err = ctx.Err()
 			c.endAll(reason, "grace period over")
-			// Give the ended sessions a moment to report their end.
-			t := time.NewTimer(2 * time.Second)
+			// Give the ended sessions time to report their end before the
+			// tunnel closes: they were aborted, so this is quick, but a
+			// report lost to the close would leave the control plane
+			// calling them connector_offline. The bound only guards a
+			// stuck relay (seen taking over 2 s on a loaded 2-core machine).
+			t := time.NewTimer(reportGrace)
 			select {
 			case <-idle:
 			case <-t.C:
