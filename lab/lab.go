@@ -83,6 +83,7 @@ func newOn(a *Authority, cfg Config) (*ControlPlane, error) {
 	}
 	bc.Registry = &brokerRegistry{a}
 	bc.OfferFor = a.StandingOffer
+	bc.ClientCAs = a.ca.Pool()
 	bc.Authority = &brokerAuthority{a}
 	bc.Logger = cfg.Logger
 	bc.Now = a.cfg.Now
@@ -161,7 +162,9 @@ func (r *brokerRegistry) Authorize(_ context.Context, id string, cert *x509.Cert
 		return fmt.Errorf("%w: certificate names %s", broker.ErrUnknownConnector, cid)
 	case errors.As(err, &ae) && ae.Code == protocol.CodeCertRevoked:
 		return fmt.Errorf("%w: %s", broker.ErrRevoked, ae.Message)
-	case errors.As(err, &ae) && ae.Code == protocol.CodeCertUnknown:
+	case errors.As(err, &ae) && (ae.Code == protocol.CodeCertUnknown || ae.Code == protocol.CodeCertExpired):
+		// The broker verified the chain and the validity already (an
+		// expiry between the two checks reads as unknown here).
 		return fmt.Errorf("%w: %s", broker.ErrUnknownConnector, ae.Message)
 	}
 	return err

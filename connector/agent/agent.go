@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/allowlist"
 	"github.com/vaultpam/appliance/connector/config"
 	"github.com/vaultpam/appliance/connector/identity"
 	"github.com/vaultpam/appliance/connector/localapi"
@@ -63,6 +64,10 @@ type Options struct {
 	// RetryDelay returns the wait before retry attempt n (from 0) after a
 	// network failure; nil means jittered exponential backoff, 1 s to 30 s.
 	RetryDelay func(n int) time.Duration
+	// LocalAddrs reads the appliance's own addresses for the target policy
+	// in the status; nil means allowlist.InterfaceAddrs. (The tunnel reads
+	// them itself for every session.)
+	LocalAddrs allowlist.LocalAddrs
 }
 
 // Agent is the connector daemon. Create it with New, run it with Run.
@@ -121,6 +126,13 @@ func New(opt Options) (*Agent, error) {
 	case err == nil:
 		a.id, a.state = id, state.Connecting
 		a.reason = "identity loaded"
+	case errors.Is(err, identity.ErrExpired) || errors.Is(err, identity.ErrNotYetValid):
+		// This machine's clock is not the judge: it may be wrong. The
+		// control plane decides (WhoAmI, then the tunnel's hello); only its
+		// refusal leads to needs_recovery.
+		a.id, a.state = id, state.Connecting
+		a.reason = "by this machine's clock (" + opt.Now().UTC().Format(time.RFC3339) + ") the client " + err.Error() +
+			"; asking the control plane, which decides (if this clock is wrong, set it right: NTP)"
 	case errors.Is(err, identity.ErrNotFound) && opt.Mode.Durable:
 		a.state = state.AwaitingToken // no reason: nothing went wrong
 		a.hint = "enter the enrolment token from the dashboard (Connectors → Add)"
@@ -144,10 +156,6 @@ func New(opt Options) (*Agent, error) {
 
 func identityProblem(err error) (reason, hint string) {
 	switch {
-	case errors.Is(err, identity.ErrExpired):
-		return "client certificate expired: " + err.Error(), "create a recovery token for this connector in the dashboard and enter it on the console"
-	case errors.Is(err, identity.ErrNotYetValid):
-		return "client certificate " + err.Error(), "set the clock (NTP), then restart the connector"
 	case errors.Is(err, identity.ErrKeyMismatch):
 		return "stored private key does not match the stored certificate", "create a recovery token for this connector in the dashboard and enter it on the console"
 	case errors.Is(err, identity.ErrCorrupt):
@@ -243,6 +251,7 @@ func (a *Agent) Status() localapi.Status {
 	if a.opt.Updates != nil {
 		st.Image = a.opt.Updates.Image()
 	}
+	st.AllowedTargets = targetPolicy(a.opt.Config.AllowedTargets, a.opt.LocalAddrs)
 	if a.id != nil {
 		st.ConnectorID = a.id.ConnectorID
 		if len(a.id.Chain) > 0 {
@@ -295,4 +304,15 @@ func (a *Agent) SubmitToken(ctx context.Context, token string) error {
 	a.transition(state.Enrolling, "token received; presenting it to the control plane", "")
 	a.tokens <- canon
 	return nil
+}
+
+// targetPolicy describes allowed_targets and the default deny set for the
+// status JSON.
+func targetPolicy(entries []string, locals allowlist.LocalAddrs) *localapi.TargetPolicy {
+	d := allowlist.Describe(entries, locals)
+	tp := &localapi.TargetPolicy{All: len(d.Entries) == 0, Entries: d.Entries, Summary: d.Summary}
+	for _, r := range d.Denied {
+		tp.Denied = append(tp.Denied, localapi.DeniedRange{Range: r.Range.String(), What: r.What})
+	}
+	return tp
 }

@@ -161,8 +161,8 @@ func (a *Agent) enrolWith(ctx context.Context, tok string) {
 			return
 		}
 		d := a.opt.RetryDelay(n)
-		a.transition(state.Enrolling, fmt.Sprintf("control plane not reachable (%v); retrying in %s", err, d.Round(time.Millisecond)),
-			"check the network, DNS, proxy_url and control_plane_url")
+		why, hint := retryReason(err)
+		a.transition(state.Enrolling, fmt.Sprintf("%s; retrying in %s", why, d.Round(time.Millisecond)), hint)
 		if !wait(ctx, d) {
 			a.transition(back, "enrolment interrupted by shutdown", "")
 			return
@@ -188,13 +188,13 @@ func (a *Agent) connect(ctx context.Context) {
 			return
 		}
 		var ee *enrol.Error
-		if errors.As(err, &ee) && enrol.Permanent(err) {
+		if enrol.RefusesIdentity(err) && errors.As(err, &ee) {
 			a.transition(state.NeedsRecovery, fmt.Sprintf("control plane refused the identity of %s (%s): %s", id.ConnectorID, ee.Code, ee.Message), ee.Hint())
 			return
 		}
 		d := a.opt.RetryDelay(n)
-		a.transition(state.Reconnecting, fmt.Sprintf("control plane not reachable (%v); retrying in %s", err, d.Round(time.Millisecond)),
-			"check the network, DNS, proxy_url and control_plane_url")
+		why, hint := retryReason(err)
+		a.transition(state.Reconnecting, fmt.Sprintf("%s; retrying in %s", why, d.Round(time.Millisecond)), hint)
 		if !wait(ctx, d) {
 			return
 		}

@@ -80,7 +80,7 @@ control_plane_ca_file: /nonexistent/ca.pem
 func TestUnknownFieldRejected(t *testing.T) {
 	p := writeConfig(t, "control_plane_url: https://cp.example.com\nconnector_name: a\ncontrol_plane: x\n")
 	_, err := Load(p, env(nil))
-	if err == nil || !strings.Contains(err.Error(), "control_plane") || !strings.Contains(err.Error(), "not found") {
+	if err == nil || !strings.Contains(err.Error(), "control_plane (line 3): unknown field") {
 		t.Fatalf("Load = %v, want unknown field error", err)
 	}
 }
@@ -144,5 +144,27 @@ func TestEnvSecretRefused(t *testing.T) {
 	}
 	if errors.Unwrap(err) == nil && strings.Contains(err.Error(), tok) {
 		t.Fatal("error repeats the token")
+	}
+}
+
+// Entries the tunnel refuses are refused at load, by the tunnel's own
+// parser, each with what is wrong: a host name without a port, a
+// wildcard, a named port, something that is neither address nor name.
+func TestAllowedTargetsTheTunnelRefusesAreRefusedAtLoad(t *testing.T) {
+	for entry, want := range map[string]string{
+		"db.internal":     "a host name needs a port",
+		"*.internal:22":   "wildcards are not supported",
+		"db.internal:ssh": "the port must be a number",
+		"0":               "is not an IP address, a CIDR, or host:port",
+	} {
+		p := writeConfig(t, "control_plane_url: https://cp.example.com\nconnector_name: a\nallowed_targets: [\"10.0.0.0/8\", \""+entry+"\"]\n")
+		_, err := Load(p, env(nil))
+		if err == nil {
+			t.Errorf("Load accepted allowed_targets entry %q, which the tunnel refuses", entry)
+			continue
+		}
+		if !strings.Contains(err.Error(), "allowed_targets[1]: "+want) {
+			t.Errorf("Load(%q) = %v, want allowed_targets[1]: %s…", entry, err, want)
+		}
 	}
 }

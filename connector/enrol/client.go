@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/identity"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/tlsreason"
 )
 
 // Client enrols with one control plane. Fields are read-only after first
@@ -55,7 +57,8 @@ type Client struct {
 func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
 	rt := c.Transport
 	if rt == nil {
-		tc := &tls.Config{RootCAs: c.RootCAs, NextProtos: []string{protocol.ALPNHTTP}, MinVersion: tls.VersionTLS12}
+		// TLS 1.3 only, as for the tunnel.
+		tc := &tls.Config{RootCAs: c.RootCAs, NextProtos: []string{protocol.ALPNHTTP}, MinVersion: tls.VersionTLS13, Time: c.now}
 		if cert != nil {
 			tc.Certificates = []tls.Certificate{*cert}
 		}
@@ -65,7 +68,10 @@ func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
 		}
 		rt = tr
 	}
-	return &http.Client{Transport: rt, Timeout: 30 * time.Second}
+	return &http.Client{Transport: rt, Timeout: 30 * time.Second,
+		// Never follow a redirect: a 307 to http:// or to another host
+		// would carry the token (or the CSR) there. do reports it.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // Enrol presents token (as typed; it is normalised here) and returns the
@@ -127,19 +133,23 @@ func (c *Client) Enrol(ctx context.Context, token string) (*identity.Identity, e
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now
-	if c.Now != nil {
-		now = c.Now
-	}
-	if err := id.Check(now()); err != nil {
+	if err := id.Check(c.now()); err != nil {
 		return nil, fmt.Errorf("control plane issued an unusable certificate: %w", err)
 	}
 	return id, nil
 }
 
+func (c *Client) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
 // WhoAmI asks the control plane whether it accepts id's certificate. A
-// revoked or unknown certificate is an *Error with CodeCertRevoked or
-// CodeCertUnknown.
+// refusal is an *Error; RefusesIdentity(err) tells a refusal of this very
+// certificate (cert_revoked, cert_unknown, cert_expired) from everything
+// else, which is worth retrying.
 func (c *Client) WhoAmI(ctx context.Context, id *identity.Identity) (protocol.WhoAmI, error) {
 	hc := c.httpClient(id.TLSCertificate())
 	defer hc.CloseIdleConnections()
@@ -148,7 +158,12 @@ func (c *Client) WhoAmI(ctx context.Context, id *identity.Identity) (protocol.Wh
 	if err != nil {
 		return w, err
 	}
-	return w, c.do(hc, req, &w)
+	err = c.do(hc, req, &w)
+	var e *Error
+	if errors.As(err, &e) && protocol.RefusesIdentity(e.Code) {
+		e.OwnCert = e.certSHA256 == "" || e.certSHA256 == protocol.CertFingerprint(id.Leaf().Raw)
+	}
+	return w, err
 }
 
 func (c *Client) post(ctx context.Context, hc *http.Client, path string, in, out any) error {
@@ -171,22 +186,48 @@ func (c *Client) do(hc *http.Client, req *http.Request, out any) error {
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL adds nothing; keep the cause
 		}
-		return fmt.Errorf("reaching control plane %s: %w", c.URL, err)
+		return tlsreason.Wrap(fmt.Errorf("reaching control plane %s: %w", c.URL, err), hostPort(c.URL), c.now())
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return fmt.Errorf("reading control plane answer: %w", err)
 	}
+	if resp.StatusCode/100 == 3 {
+		return fmt.Errorf("control plane %s answered %s with a redirect to %s; redirects are never followed, so the token cannot be sent elsewhere: set control_plane_url to the address that answers itself",
+			c.URL, resp.Status, redirectTarget(resp.Header.Get("Location")))
+	}
 	if resp.StatusCode/100 != 2 {
 		var e protocol.ErrorResponse
 		if json.Unmarshal(b, &e) != nil || e.Code == "" {
 			return fmt.Errorf("control plane answered %s", resp.Status)
 		}
-		return &Error{Code: e.Code, Message: e.Message}
+		return &Error{Code: e.Code, Message: e.Message, certSHA256: e.CertSHA256}
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("control plane answer does not decode: %w", err)
 	}
 	return nil
+}
+
+// hostPort is the host:port of an https URL (443 when none is given).
+func hostPort(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return u.Host
+}
+
+// redirectTarget names where a redirect points, scheme and host only (its
+// path, query or user-info could carry anything).
+func redirectTarget(loc string) string {
+	u, err := url.Parse(loc)
+	if err != nil || u.Host == "" {
+		return "another path"
+	}
+	return u.Scheme + "://" + u.Host
 }

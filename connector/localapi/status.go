@@ -61,6 +61,31 @@ type Status struct {
 	// absent where there is no updater (containers, native packages).
 	Image *Image    `json:"image,omitempty"`
 	Since time.Time `json:"since,omitzero"` // when State was entered
+
+	// AllowedTargets is the effective target policy: what sessions may
+	// reach. The health screen shows Summary.
+	AllowedTargets *TargetPolicy `json:"allowed_targets,omitempty"`
+}
+
+// TargetPolicy is the connector's effective target policy (config
+// allowed_targets and the default deny set, package allowlist).
+type TargetPolicy struct {
+	// All is true when allowed_targets is empty: every private or public
+	// address outside Denied is allowed.
+	All bool `json:"all"`
+	// Entries is the configured allowed_targets (empty when All).
+	Entries []string `json:"entries"`
+	// Denied is the default deny set as it applies now, the appliance's
+	// current addresses included: refused unless an IP entry names them.
+	Denied []DeniedRange `json:"denied"`
+	// Summary says it in one line for people.
+	Summary string `json:"summary"`
+}
+
+// DeniedRange is one range of the default deny set.
+type DeniedRange struct {
+	Range string `json:"range"` // CIDR, e.g. "169.254.0.0/16"
+	What  string `json:"what"`  // e.g. "link-local (incl. the metadata service 169.254.169.254)"
 }
 
 // TokenRequest is the body of POST /v1/token: an enrolment or recovery token

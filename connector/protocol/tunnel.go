@@ -155,28 +155,33 @@ type RenewResponse struct {
 type TunnelError struct {
 	Code    string `json:"code"` // TunnelRevoked, TunnelUnknown, …
 	Message string `json:"message"`
+	// CertSHA256 is CertFingerprint of the client certificate the control
+	// plane judged, on a refusal of the identity. The connector takes the
+	// refusal as about its own identity only when this is its own
+	// certificate's fingerprint (or empty, from an older control plane):
+	// a TLS-inspecting proxy in between presents a certificate of its own,
+	// or none.
+	CertSHA256 string `json:"cert_sha256,omitempty"`
 }
 
-// Codes of TunnelError. The first three are permanent: the connector's
-// identity is not accepted and retrying cannot help (needs_recovery).
+// Codes of TunnelError. The identity refusals are the enrolment API's
+// codes (CodeCertRevoked, …): one vocabulary for "this identity is not
+// accepted", over the tunnel and over HTTPS.
 const (
-	TunnelRevoked     = "revoked"      // certificate revoked
-	TunnelUnknown     = "unknown"      // certificate or connector unknown to this control plane
-	TunnelNoCert      = "no_cert"      // no verified client certificate
-	TunnelBadHello    = "bad_hello"    // malformed or unsupported hello
-	TunnelRenewFailed = "renew_failed" // renewal refused; try again later
-	TunnelUnavailable = "unavailable"  // control plane shutting down; reconnect
+	TunnelRevoked     = CodeCertRevoked     // certificate revoked
+	TunnelUnknown     = CodeCertUnknown     // certificate or connector unknown to this control plane
+	TunnelExpired     = CodeCertExpired     // certificate expired by the control plane's clock
+	TunnelNotYetValid = CodeCertNotYetValid // certificate not yet valid by the control plane's clock; retry
+	TunnelNoCert      = CodeNoClientCert    // no client certificate arrived (a TLS-inspecting proxy strips it); retry
+	TunnelBadHello    = "bad_hello"         // malformed or unsupported hello
+	TunnelRenewFailed = "renew_failed"      // renewal refused; try again later
+	TunnelUnavailable = "unavailable"       // control plane shutting down; reconnect
 )
 
 // TunnelPermanent reports whether a refusal code means the identity is not
-// usable any more (the connector goes to needs_recovery).
-func TunnelPermanent(code string) bool {
-	switch code {
-	case TunnelRevoked, TunnelUnknown, TunnelNoCert:
-		return true
-	}
-	return false
-}
+// usable any more (the connector goes to needs_recovery, if the refusal is
+// about its own certificate: see TunnelError.CertSHA256).
+func TunnelPermanent(code string) bool { return RefusesIdentity(code) }
 
 // SessionHeader is the first frame of a session stream (control plane →
 // connector).

@@ -12,8 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/allowlist"
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/state"
+	"github.com/vaultpam/appliance/connector/tlsreason"
 	"github.com/vaultpam/appliance/connector/transport"
 )
 
@@ -22,12 +24,13 @@ import (
 // cancelling Run's context. Its methods are safe for concurrent use.
 type Client struct {
 	cfg   Config
-	allow *Allowlist
+	allow *allowlist.List
 	log   *slog.Logger
 	rand  io.Reader
 
 	certNotAfter  atomic.Int64 // unix nanos of the current certificate
 	certNotBefore atomic.Int64
+	certSHA256    atomicString // protocol.CertFingerprint of the current certificate
 
 	mu       sync.Mutex
 	status   Status
@@ -43,7 +46,7 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("tunnel config: %w", err)
 	}
-	allow, _ := ParseAllowlist(cfg.AllowedTargets)
+	allow, _ := allowlist.Parse(cfg.AllowedTargets)
 	c := &Client{
 		cfg:      cfg,
 		allow:    allow,
@@ -88,6 +91,7 @@ func (c *Client) setState(s state.State, reason string, edit func(*Status)) {
 	}
 	c.status.State = s
 	c.status.Reason = reason
+	c.status.Hint = ""
 	if edit != nil {
 		edit(&c.status)
 	}
@@ -135,13 +139,17 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		delay := c.cfg.Backoff.Delay(attempt, c.rand)
 		attempt++
-		reason := "tunnel lost"
+		reason, hint := "tunnel lost", ""
 		if err != nil {
 			reason = err.Error()
 		}
+		var te *tlsreason.Error
+		if errors.As(err, &te) {
+			hint = te.Hint
+		}
 		c.log.Warn("tunnel down, retrying", "err", reason, "retry_in", delay)
 		next := c.now().Add(delay)
-		c.setState(state.Reconnecting, reason, func(s *Status) { s.Attempt = attempt; s.NextRetry = next })
+		c.setState(state.Reconnecting, reason, func(s *Status) { s.Attempt = attempt; s.NextRetry = next; s.Hint = hint })
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -295,3 +303,13 @@ func (r *recordConn) err() error {
 	defer r.mu.Unlock()
 	return r.readErr
 }
+
+// atomicString is a string safe for concurrent use.
+type atomicString struct{ v atomic.Value }
+
+func (a *atomicString) Load() string {
+	s, _ := a.v.Load().(string)
+	return s
+}
+
+func (a *atomicString) Store(s string) { a.v.Store(s) }

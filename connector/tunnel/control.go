@@ -15,6 +15,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/state"
+	"github.com/vaultpam/appliance/connector/tlsreason"
 	"github.com/vaultpam/appliance/connector/transport"
 )
 
@@ -86,7 +87,7 @@ func (cn *conn) hello(ctx context.Context) (*protocol.TunnelHelloAck, error) {
 		case <-time.After(200 * time.Millisecond):
 		}
 		if rerr := cn.raw.err(); rerr != nil {
-			if cerr := classifyTLS(rerr); cerr != rerr {
+			if cerr := c.explain(rerr); cerr != rerr {
 				return cerr
 			}
 		}
@@ -117,17 +118,40 @@ func (cn *conn) hello(ctx context.Context) (*protocol.TunnelHelloAck, error) {
 		return nil, fmt.Errorf("control plane answered hello with %q", m.Type)
 	}
 	if m.Error != nil {
-		err := fmt.Errorf("control plane refused the tunnel: %s (%s)", m.Error.Message, m.Error.Code)
-		if protocol.TunnelPermanent(m.Error.Code) {
-			return nil, &permanentError{err}
-		}
-		return nil, err
+		return nil, c.refused(m.Error)
 	}
 	if m.HelloAck == nil {
 		return nil, errors.New("control plane sent an empty hello answer")
 	}
 	cn.connectorID = m.HelloAck.ConnectorID
 	return m.HelloAck, nil
+}
+
+// refused turns the control plane's refusal of the hello into an error:
+// permanent when it refuses this connector's own certificate (the
+// fingerprint it judged is ours), transient otherwise.
+func (c *Client) refused(e *protocol.TunnelError) error {
+	mine := c.certSHA256.Load()
+	switch {
+	case protocol.TunnelPermanent(e.Code) && (e.CertSHA256 == "" || e.CertSHA256 == mine):
+		return &permanentError{fmt.Errorf("control plane refused this connector's certificate: %s (%s)", e.Message, e.Code)}
+	case protocol.TunnelPermanent(e.Code):
+		return &tlsreason.Error{Explanation: tlsreason.Explanation{
+			Reason: fmt.Sprintf("the control plane refused a client certificate that is not this connector's (%s: %s); %s", e.Code, e.Message, tlsreason.ProxyHint),
+			Hint:   "something between the connector and the control plane presents its own certificate: exempt the control plane's address from TLS inspection",
+		}}
+	case e.Code == protocol.TunnelNoCert:
+		return &tlsreason.Error{Explanation: tlsreason.Explanation{
+			Reason: "the control plane received no client certificate; " + tlsreason.ProxyHint,
+			Hint:   "something between the connector and the control plane terminates TLS: exempt the control plane's address from TLS inspection",
+		}}
+	case e.Code == protocol.TunnelNotYetValid:
+		return &tlsreason.Error{Explanation: tlsreason.Explanation{
+			Reason: fmt.Sprintf("the control plane says this connector's certificate is not valid yet (%s); its clock or this machine's is off", e.Message),
+			Hint:   "check the clock (NTP) here; the connector retries by itself",
+		}}
+	}
+	return fmt.Errorf("control plane refused the tunnel: %s (%s)", e.Message, e.Code)
 }
 
 // serve runs the tunnel: heartbeats, the control-stream reader and the

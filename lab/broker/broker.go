@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -36,6 +37,13 @@ type Config struct {
 	OpenTimeout time.Duration
 	// HelloTimeout bounds the connector's hello after the TLS handshake.
 	HelloTimeout time.Duration
+
+	// ClientCAs verifies connectors' client certificates. Required: the
+	// TLS layer only requests them (tls.RequestClientCert) and the broker
+	// checks them after the handshake, so the connector gets a typed
+	// refusal (cert_unknown, cert_expired…) instead of a TLS alert it
+	// could not tell from a proxy's.
+	ClientCAs *x509.CertPool
 
 	Registry  Registry
 	Authority Authority // nil: renewals are refused
@@ -79,6 +87,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Registry == nil {
 		errs = append(errs, errors.New("no registry"))
+	}
+	if c.ClientCAs == nil {
+		errs = append(errs, errors.New("no client CA pool (ClientCAs) to verify connector certificates with"))
 	}
 	return errors.Join(errs...)
 }

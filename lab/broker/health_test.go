@@ -170,6 +170,7 @@ func TestControlPlaneRestart(t *testing.T) {
 	reg := &broker.MemoryRegistry{}
 	bc := broker.DefaultConfig()
 	bc.Registry = reg
+	bc.ClientCAs = l.PKI.Pool
 	b2, err := broker.New(bc)
 	if err != nil {
 		t.Fatal(err)

@@ -50,9 +50,10 @@ func (t *tunnel) send(m protocol.TunnelMessage) error {
 }
 
 // ServeConn serves one tunnel on conn, a server-side TLS connection whose
-// client negotiated TunnelALPN; the TLS config must verify client
-// certificates against the control plane CA (VerifyClientCertIfGiven or
-// stricter). ServeConn completes the handshake if needed, checks the
+// client negotiated TunnelALPN; the TLS config requests the client
+// certificate without verifying it (tls.RequestClientCert): the broker
+// verifies it against Config.ClientCAs and answers the hello with a typed
+// refusal. ServeConn completes the handshake if needed, checks the
 // identity, answers the hello and serves the tunnel until it ends; it
 // returns why it ended and always closes conn. Safe to call from
 // http.Server.TLSNextProto.
@@ -148,6 +149,25 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 	return err
 }
 
+// shrinkIdle gives back the receive buffers of sessions that moved no data
+// for a heartbeat interval: yamux keeps a stream's buffer at its
+// high-water mark, hundreds of KiB after a burst, for every session a
+// control plane holds open.
+func (t *tunnel) shrinkIdle() {
+	cutoff := time.Now().Add(-t.interval).UnixNano()
+	t.mu.Lock()
+	ss := make([]*Session, 0, len(t.sessions))
+	for _, s := range t.sessions {
+		ss = append(ss, s)
+	}
+	t.mu.Unlock()
+	for _, s := range ss {
+		if s.last.Load() < cutoff {
+			s.st.Shrink()
+		}
+	}
+}
+
 func (t *tunnel) offlineAfter() time.Duration {
 	return time.Duration(t.b.cfg.MissedHeartbeats) * t.interval
 }
@@ -165,24 +185,63 @@ func (b *Broker) authorize(ctx context.Context, cs tls.ConnectionState, m *proto
 	if cs.Version != tls.VersionTLS13 {
 		return "", &protocol.TunnelError{Code: protocol.TunnelBadHello, Message: "the tunnel requires TLS 1.3"}
 	}
-	if len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
-		return "", &protocol.TunnelError{Code: protocol.TunnelNoCert, Message: "no client certificate issued by this control plane"}
+	if len(cs.PeerCertificates) == 0 {
+		return "", &protocol.TunnelError{Code: protocol.TunnelNoCert,
+			Message: "no client certificate reached the control plane (a TLS-inspecting proxy in between cannot pass one through)"}
 	}
 	leaf := cs.PeerCertificates[0]
+	fp := protocol.CertFingerprint(leaf.Raw)
+	refuse := func(code, msg string) *protocol.TunnelError {
+		return &protocol.TunnelError{Code: code, Message: msg, CertSHA256: fp}
+	}
+	if terr := b.verifyClient(cs.PeerCertificates); terr != nil {
+		terr.CertSHA256 = fp
+		return "", terr
+	}
 	id, err := protocol.ConnectorIDFromURIs(leaf.URIs)
 	if err != nil {
-		return "", &protocol.TunnelError{Code: protocol.TunnelUnknown, Message: err.Error()}
+		return "", refuse(protocol.TunnelUnknown, err.Error())
 	}
 	if err := b.cfg.Registry.Authorize(ctx, id, leaf); err != nil {
 		switch {
 		case errors.Is(err, ErrRevoked):
-			return id, &protocol.TunnelError{Code: protocol.TunnelRevoked, Message: "this connector's certificate was revoked; recover it with a recovery token"}
+			return id, refuse(protocol.TunnelRevoked, "this connector's certificate was revoked; recover it with a recovery token")
 		case errors.Is(err, ErrUnknownConnector):
-			return id, &protocol.TunnelError{Code: protocol.TunnelUnknown, Message: "this control plane does not know connector " + id}
+			return id, refuse(protocol.TunnelUnknown, "this control plane does not know connector "+id)
 		}
 		return id, &protocol.TunnelError{Code: protocol.TunnelUnavailable, Message: "cannot check the connector now: " + err.Error()}
 	}
 	return id, nil
+}
+
+// verifyClient checks the client certificate chain against ClientCAs at
+// the broker's clock. The TLS layer only requests the certificate
+// (tls.RequestClientCert), so a refusal is told to the connector here, at
+// the application level, where a TLS-inspecting proxy cannot be mistaken
+// for the control plane.
+func (b *Broker) verifyClient(certs []*x509.Certificate) *protocol.TunnelError {
+	leaf := certs[0]
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	now := b.now()
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: b.cfg.ClientCAs, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	var invalid x509.CertificateInvalidError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired && now.Before(invalid.Cert.NotBefore):
+		return &protocol.TunnelError{Code: protocol.TunnelNotYetValid,
+			Message: fmt.Sprintf("certificate %q is not valid before %s by the control plane's clock (%s)", invalid.Cert.Subject.CommonName,
+				invalid.Cert.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return &protocol.TunnelError{Code: protocol.TunnelExpired,
+			Message: fmt.Sprintf("certificate %q expired at %s by the control plane's clock (%s)", invalid.Cert.Subject.CommonName,
+				invalid.Cert.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
+	}
+	return &protocol.TunnelError{Code: protocol.TunnelUnknown, Message: "client certificate was not issued by this control plane: " + err.Error()}
 }
 
 // refuseExtraStreams closes any stream the connector opens after the
@@ -228,6 +287,7 @@ func (t *tunnel) readControl(ctx context.Context) error {
 			b.record(StatusUpdate{ConnectorID: t.id, Status: status, LastHeartbeat: b.now(), Version: hb.Version,
 				ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: t.conn.RemoteAddr().String(),
 				ImageVersion: hb.ImageVersion, Update: hb.Update})
+			t.shrinkIdle()
 			if m.Type == protocol.MsgHeartbeat {
 				err := t.send(protocol.TunnelMessage{Type: protocol.MsgHeartbeatAck,
 					Ack: &protocol.TunnelAck{Seq: hb.Seq, HeartbeatInterval: t.interval}})

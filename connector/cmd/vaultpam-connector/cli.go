@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/vaultpam/appliance/connector/redact"
 )
 
 // Env is the outside world of one CLI invocation; tests fill it in.
@@ -46,6 +48,10 @@ func Main(ctx context.Context, env Env) int {
 	if env.Unsetenv == nil {
 		env.Unsetenv = func(string) error { return nil }
 	}
+	// Everything this program prints, its log included, goes through the
+	// redactor: nothing shaped like a token or a URL's user:password@
+	// leaves, whatever a message or a flag error would have repeated.
+	env.Stdout, env.Stderr = redact.Writer(env.Stdout), redact.Writer(env.Stderr)
 	if len(env.Args) == 0 {
 		fmt.Fprint(env.Stderr, usage)
 		return exitUsage
@@ -65,7 +71,7 @@ func Main(ctx context.Context, env Env) int {
 		fmt.Fprint(env.Stdout, usage)
 		return exitOK
 	}
-	fmt.Fprintf(env.Stderr, "vaultpam-connector: error: unknown command %q\n%s", cmd, usage)
+	fmt.Fprintf(env.Stderr, "vaultpam-connector: error: unknown command %s\n%s", commandName(cmd), usage)
 	return exitUsage
 }
 
@@ -101,6 +107,16 @@ func flatten(err error) []error {
 		return out
 	}
 	return []error{err}
+}
+
+// commandName quotes an unknown command when it looks like one (a short
+// lower-case word); anything else (a token typed in the wrong place) is
+// not repeated.
+func commandName(s string) string {
+	if len(s) <= 20 && strings.Trim(s, "abcdefghijklmnopqrstuvwxyz-") == "" {
+		return fmt.Sprintf("%q", s)
+	}
+	return "(not shown: it could be a secret)"
 }
 
 func envOr(env Env, key, def string) string {

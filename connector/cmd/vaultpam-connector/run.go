@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -30,16 +32,15 @@ const (
 
 func cmdRun(ctx context.Context, env Env, args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	tokenFile := fs.String("token-file", envOr(env, envTokenFile, ""), "read the enrolment or recovery token from this file once (PAM_ENROLMENT_TOKEN_FILE)")
 	cfgPath := fs.String("config", envOr(env, config.EnvConfig, defaultConfigPath), "config file (PAM_AGENT_CONFIG); \"\" for environment only")
 	dataDir := fs.String("data-dir", envOr(env, config.EnvDataDir, defaultDataDir), "identity directory (PAM_AGENT_DATA_DIR)")
 	socket := fs.String("socket", envOr(env, config.EnvSocket, localapi.DefaultSocket), "local API socket (PAM_AGENT_SOCKET)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, env.Stderr); err != nil {
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
-		fail(env.Stderr, fmt.Errorf("unexpected argument %q", fs.Arg(0)), "tokens are never passed as arguments: use PAM_ENROLMENT_TOKEN, --token-file or the console")
+		fail(env.Stderr, errors.New("unexpected argument (not repeated here: it could be a token)"), "tokens are never passed as arguments: use PAM_ENROLMENT_TOKEN, --token-file or the console")
 		return exitUsage
 	}
 
@@ -67,6 +68,9 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 		return exitConfig
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
+	if lim, src := memoryLimit(env.Getenv, os.ReadFile, debug.SetMemoryLimit); lim != math.MaxInt64 {
+		log.Info("memory limit", "MiB", lim>>20, "from", src)
+	}
 
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		fail(env.Stderr, fmt.Errorf("data directory: %w", err), "PAM_AGENT_DATA_DIR must be a writable directory")

@@ -233,9 +233,25 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestDrainForUpdateReboot(t *testing.T) {
 	cp := lab.NewTest(t, lab.WithHeartbeat(200*time.Millisecond))
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			conn, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(conn, conn)
+		}
+	}()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "connector.yaml")
-	os.WriteFile(cfg, []byte("control_plane_url: "+cp.URL()+"\ncontrol_plane_ca_file: "+cp.CAFile+"\nconnector_name: dc1\n"), 0o644)
+	// The echo target is on loopback, which the default deny set refuses
+	// unless allowed_targets names it.
+	os.WriteFile(cfg, []byte("control_plane_url: "+cp.URL()+"\ncontrol_plane_ca_file: "+cp.CAFile+"\nconnector_name: dc1\nallowed_targets: [\""+echo.Addr().String()+"\"]\n"), 0o644)
 	sock := filepath.Join(dir, "c.sock")
 	getenv, unset := mapEnv(map[string]string{"PAM_AGENT_CONFIG": cfg, "PAM_AGENT_DATA_DIR": filepath.Join(dir, "data"), "PAM_AGENT_SOCKET": sock,
 		"PAM_ENROLMENT_TOKEN": protocol.FormatToken(tok), envUpdaterSocket: filepath.Join(dir, "none.sock")})
@@ -251,20 +267,6 @@ func TestDrainForUpdateReboot(t *testing.T) {
 		id = st.ConnectorID
 		return err == nil && st.State == state.Online.String()
 	})
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			conn, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go io.Copy(conn, conn)
-		}
-	}()
 	if err := cp.Authority.AddResource(lab.Resource{Name: "echo", Address: echo.Addr().String(), Connector: id}); err != nil {
 		t.Fatal(err)
 	}
