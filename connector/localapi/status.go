@@ -65,6 +65,10 @@ type Status struct {
 	// AllowedTargets is the effective target policy: what sessions may
 	// reach. The health screen shows Summary.
 	AllowedTargets *TargetPolicy `json:"allowed_targets,omitempty"`
+
+	// Pairing is the code to show while State is "pairing" (pair.go);
+	// absent otherwise, and while the code is still being asked for.
+	Pairing *Pairing `json:"pairing,omitempty"`
 }
 
 // TargetPolicy is the connector's effective target policy (config

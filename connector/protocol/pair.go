@@ -60,6 +60,10 @@ const (
 	CodePairUnknown = "invalid_grant"
 )
 
+// CodePairRateLimited (HTTP 429) refuses a new pairing while too many
+// wait for approval; the connector retries later.
+const CodePairRateLimited = "rate_limited"
+
 // PairSlowDownStep is what slow_down adds to the poll interval.
 const PairSlowDownStep = 5 // seconds
 
