@@ -89,10 +89,16 @@ type Pairing struct {
 	CreatedAt    time.Time `json:"created_at"`
 	ExpiresAt    time.Time `json:"expires_at"`
 	// ConnectorID is the previous ID the connector named; KnownAs is that
-	// connector's name when this control plane knows it (then the page
-	// offers "approve as recovery").
+	// connector's name when this control plane knows it.
 	ConnectorID string `json:"connector_id,omitempty"`
 	KnownAs     string `json:"known_as,omitempty"`
+	// Candidate is the connector the approval page offers to recover: the
+	// one the connector named, or else (a connector that lost its data
+	// directory knows no ID) the latest one of the same name that is not
+	// online. CandidateWhy says which, for the page.
+	Candidate     string `json:"candidate,omitempty"`
+	CandidateName string `json:"candidate_name,omitempty"`
+	CandidateWhy  string `json:"candidate_why,omitempty"`
 	// Recover is the connector an approval as recovery re-binds.
 	Recover   string    `json:"recover,omitempty"`
 	DecidedBy string    `json:"decided_by,omitempty"`
@@ -385,9 +391,15 @@ func (a *Authority) viewLocked(p *pairingRecord, now time.Time) Pairing {
 	if p.Status == PairPending && !now.Before(p.ExpiresAt) {
 		v.Status = PairExpired
 	}
-	if r.ConnectorID != "" {
-		if c := a.st.connector(r.ConnectorID); c != nil {
-			v.KnownAs = c.Name
+	if c := a.st.connector(r.ConnectorID); r.ConnectorID != "" && c != nil {
+		v.KnownAs = c.Name
+		v.Candidate, v.CandidateName, v.CandidateWhy = c.ID, c.Name, "the connector names it"
+	} else if r.ConnectorID == "" {
+		for _, c := range slices.Backward(a.st.Connectors) {
+			if c.Name == r.Name && c.Status != StatusOnline {
+				v.Candidate, v.CandidateName, v.CandidateWhy = c.ID, c.Name, "same name, "+c.Status
+				break
+			}
 		}
 	}
 	if t := a.st.token(p.TokenHash); t != nil && !t.UsedAt.IsZero() {

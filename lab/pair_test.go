@@ -267,3 +267,28 @@ func TestPairingStartLimit(t *testing.T) {
 		t.Errorf("a pairing from another address = %v", err)
 	}
 }
+
+// A connector that lost its data directory knows no ID: the page offers
+// the latest connector of the same name that is not online.
+func TestPairingSameNameCandidate(t *testing.T) {
+	a, _ := openTest(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tok, _ := a.CreateToken("dc5", 0)
+	lost := enrolOK(t, a, tok, key)
+	tok2, _ := a.CreateToken("dc6", 0)
+	other := enrolOK(t, a, tok2, key)
+	a.SetStatus(other.ConnectorID, StatusOnline, "")
+	ps := startPair(t, a, protocol.PairStartRequest{Name: "dc5"})
+	p, _ := a.LookupPairing(ps.UserCode)
+	if p.Candidate != lost.ConnectorID || p.CandidateWhy != "same name, pending" || p.KnownAs != "" {
+		t.Errorf("candidate = %q (%q), want %s by its name", p.Candidate, p.CandidateWhy, lost.ConnectorID)
+	}
+	ps = startPair(t, a, protocol.PairStartRequest{Name: "dc6"})
+	if p, _ := a.LookupPairing(ps.UserCode); p.Candidate != "" {
+		t.Errorf("an online connector of the same name is offered for recovery: %s", p.Candidate)
+	}
+	ps = startPair(t, a, protocol.PairStartRequest{Name: "dc5", ConnectorID: "conn-elsewhere"})
+	if p, _ := a.LookupPairing(ps.UserCode); p.Candidate != "" || p.KnownAs != "" {
+		t.Errorf("a request naming an unknown ID gets candidate %q", p.Candidate)
+	}
+}

@@ -199,12 +199,12 @@ func (pp *pairPage) serveDecide(w http.ResponseWriter, r *http.Request) {
 			pp.lookupFailed(w, client, code, csrf, err)
 			return
 		}
-		if p.KnownAs == "" {
+		if p.Candidate == "" {
 			pp.render(w, http.StatusBadRequest, pageData{Title: "Not accepted", Kind: "error", Problem: true,
-				Message: "This connector names no connector this control plane knows; approve it as a new connector instead."})
+				Message: "There is no connector to recover for this request; approve it as a new connector instead."})
 			return
 		}
-		d.Approve, d.Recover = true, p.ConnectorID
+		d.Approve, d.Recover = true, p.Candidate
 	case "deny":
 	default:
 		pp.render(w, http.StatusBadRequest, pageData{Title: "Not accepted", Kind: "error", Problem: true, Message: "Choose Approve or Deny."})
@@ -297,6 +297,7 @@ button { font-size: 1.1em; margin: .4em .4em .4em 0; padding: .3em .8em; }
 <tr><th>Asked from</th><td id="remote">{{.RemoteAddr}}</td></tr>
 <tr><th>Code valid until</th><td>{{utc .ExpiresAt}} ({{left .ExpiresAt $.Now}})</td></tr>
 {{if .ConnectorID}}<tr><th>Previous connector</th><td id="previous">{{.ConnectorID}}{{if .KnownAs}} ({{.KnownAs}}){{else}} (not known here){{end}}</td></tr>{{end}}
+{{if .Candidate}}<tr><th>Recovery of</th><td id="candidate">{{.CandidateName}} ({{.Candidate}}): {{.CandidateWhy}}. A recovery keeps that connector's ID, so its resources route to this appliance, and revokes its old certificate.</td></tr>{{end}}
 </table>
 <form method="post" action="/pair/decide">
 <input type="hidden" name="csrf" value="{{$.CSRF}}">
@@ -304,7 +305,7 @@ button { font-size: 1.1em; margin: .4em .4em .4em 0; padding: .3em .8em; }
 <p><label for="name">Name of the new connector</label><br>
 <input type="text" id="name" name="name" value="{{.Name}}" pattern="[A-Za-z0-9._\-]{1,63}" required></p>
 <p><button type="submit" name="action" value="approve" id="approve">Approve</button>
-{{if .KnownAs}}<button type="submit" name="action" value="recover" id="recover" formnovalidate>Approve as recovery of {{.KnownAs}} ({{.ConnectorID}})</button>{{end}}
+{{if .Candidate}}<button type="submit" name="action" value="recover" id="recover" formnovalidate>Approve as recovery of {{.CandidateName}} ({{.Candidate}})</button>{{end}}
 <button type="submit" name="action" value="deny" id="deny" formnovalidate>Deny</button></p>
 </form>
 {{end}}{{else if eq .Kind "done"}}
