@@ -2,8 +2,12 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -271,3 +275,84 @@ func (c *testClock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
+
+// recordingPairer remembers the secrets the control plane handed out.
+type recordingPairer struct {
+	Pairer
+	mu      sync.Mutex
+	secrets []string
+}
+
+func (p *recordingPairer) StartPairing(ctx context.Context, req protocol.PairStartRequest) (protocol.PairStart, error) {
+	ps, err := p.Pairer.StartPairing(ctx, req)
+	p.mu.Lock()
+	p.secrets = append(p.secrets, ps.DeviceCode)
+	p.mu.Unlock()
+	return ps, err
+}
+
+func (p *recordingPairer) PollPairing(ctx context.Context, device string) (protocol.PairResult, error) {
+	r, err := p.Pairer.PollPairing(ctx, device)
+	if err == nil {
+		p.mu.Lock()
+		p.secrets = append(p.secrets, r.Token, protocol.FormatToken(r.Token))
+		p.mu.Unlock()
+	}
+	return r, err
+}
+
+// The device code and the pairing's token reach neither the log, the
+// status, the state history nor the data directory.
+func TestPairSecretsStayInMemory(t *testing.T) {
+	cp := pairingLab(t)
+	dir := t.TempDir()
+	o := pairingOptions(cp, &identity.Dir{Path: dir})
+	rec := &recordingPairer{Pairer: o.Enroller.(Pairer)}
+	o.Pairer = rec
+	var logs syncBuffer
+	o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r := launch(t, o)
+	p := startPairing(t, r)
+	status, _ := json.Marshal(r.Status())
+	cp.Authority.ApprovePairing(p.UserCode, "", "")
+	r.waitFor(t, state.Online)
+	rec.mu.Lock()
+	secrets := slices.Clone(rec.secrets)
+	rec.mu.Unlock()
+	if len(secrets) != 3 {
+		t.Fatalf("recorded %d secrets, want the device code and the token", len(secrets))
+	}
+	var history strings.Builder
+	for _, tr := range r.History() {
+		history.WriteString(tr.Reason + "\n")
+	}
+	final, _ := json.Marshal(r.Status())
+	places := map[string]string{"log": logs.String(), "status while pairing": string(status), "status online": string(final), "history": history.String()}
+	files, _ := os.ReadDir(dir)
+	for _, f := range files {
+		b, _ := os.ReadFile(filepath.Join(dir, f.Name()))
+		places["data dir "+f.Name()] = string(b)
+	}
+	for where, text := range places {
+		for _, s := range secrets {
+			if s != "" && strings.Contains(text, s) {
+				t.Errorf("the %s holds a secret (%d characters)", where, len(s))
+			}
+		}
+	}
+	if !strings.Contains(logs.String(), p.UserCode) {
+		t.Errorf("the log does not name the (public) user code %s", p.UserCode)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
