@@ -201,16 +201,21 @@ func (r *brokerRegistry) Update(u broker.StatusUpdate) {
 // brokerAuthority signs renewals over the tunnel.
 type brokerAuthority struct{ a *Authority }
 
-func (b *brokerAuthority) Renew(_ context.Context, id string, csr *x509.CertificateRequest) ([][]byte, error) {
-	return b.a.Renew(id, csr)
+func (b *brokerAuthority) Renew(_ context.Context, id string, current *x509.Certificate, csr *x509.CertificateRequest) ([][]byte, error) {
+	return b.a.Renew(id, current, csr)
 }
 
-// Renew issues a new certificate for connector id's key in csr (the
-// tunnel already authenticated id). Older certificates stay valid until
-// they expire.
-func (a *Authority) Renew(id string, csr *x509.CertificateRequest) ([][]byte, error) {
+// Renew issues a new certificate for connector id (the tunnel already
+// authenticated it with current) for the same key: csr's public key must
+// be current's, since renewal proves possession of that key only; a new
+// key takes a recovery token. Older certificates stay valid until they
+// expire.
+func (a *Authority) Renew(id string, current *x509.Certificate, csr *x509.CertificateRequest) ([][]byte, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("renewal CSR signature: %w", err)
+	}
+	if current == nil || !broker.SameKey(csr.PublicKey, current.PublicKey) {
+		return nil, errors.New("renewal CSR is not for the key of the certificate in use; a new key needs a recovery token")
 	}
 	if pub, ok := csr.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
 		return nil, errors.New("renewal CSR key must be ECDSA P-256")

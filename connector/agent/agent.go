@@ -31,9 +31,12 @@ import (
 )
 
 // Enroller is what the agent needs from the enrolment client
-// (*enrol.Client implements it).
+// (*enrol.Client implements it). Start presents a token and returns the
+// answer to the challenge, which the agent stores before Finish sends it:
+// Finish can be repeated, after a crash too, with the same result.
 type Enroller interface {
-	Enrol(ctx context.Context, token string) (*identity.Identity, error)
+	Start(ctx context.Context, token string) (*identity.Pending, error)
+	Finish(ctx context.Context, p *identity.Pending) (*identity.Identity, error)
 	WhoAmI(ctx context.Context, id *identity.Identity) (protocol.WhoAmI, error)
 }
 
@@ -79,6 +82,9 @@ type Options struct {
 	// PollWait waits d between pairing polls, reporting false when ctx
 	// ended first; nil means a timer. (Tests record the intervals.)
 	PollWait func(ctx context.Context, d time.Duration) bool
+	// Step, when set, is called at the named points of an enrolment
+	// (Step* constants); crash tests stop the process there.
+	Step func(name string)
 }
 
 // Agent is the connector daemon. Create it with New, run it with Run.
@@ -97,8 +103,9 @@ type Agent struct {
 	cur        Link                // the running tunnel, nil when none
 	burnt      map[[32]byte]string // tokens that must not be tried again → code
 	history    []Transition
-	waiting    state.State // where to go back to after a failed enrolment
-	waitingWhy string      // and why it was there (kept in front of a refusal)
+	waiting    state.State       // where to go back to after a failed enrolment
+	waitingWhy string            // and why it was there (kept in front of a refusal)
+	pending    *identity.Pending // an enrolment interrupted at the last stop, resumed by Run
 
 	rebooting bool // drained for an update's reboot: stay Draining until stopped
 
@@ -160,7 +167,23 @@ func New(opt Options) (*Agent, error) {
 		a.state = state.NeedsRecovery
 		a.reason, a.hint = identityProblem(err)
 	}
-	a.waiting = a.state
+	a.waiting, a.waitingWhy = a.state, a.reason
+	switch p, err := opt.Store.LoadPending(); {
+	case err == nil && a.id != nil && a.id.Key != nil && a.id.Key.Equal(p.Key):
+		// Stopped after the identity was saved, before the pending
+		// enrolment was removed: it is done.
+		if err := opt.Store.RemovePending(); err != nil {
+			a.log.Warn("removing a finished pending enrolment", "err", err)
+		}
+	case err == nil:
+		a.pending = p
+		a.state = state.Enrolling
+		a.reason = "resuming the enrolment interrupted at the last stop (started " + p.CreatedAt.UTC().Format(time.RFC3339) + ")"
+		a.hint = ""
+	case !errors.Is(err, identity.ErrNotFound):
+		a.log.Warn("a pending enrolment cannot be read and is dropped (its token may still be unused)", "err", err)
+		opt.Store.RemovePending()
+	}
 	if a.state == state.Connecting && opt.Token != "" {
 		a.log.Info("identity present; the enrolment token given at start is not used", "connector", a.id.ConnectorID)
 		opt.Token = ""

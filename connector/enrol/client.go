@@ -52,6 +52,40 @@ type Client struct {
 	FinishRetries int
 	// Transport overrides the HTTP transport (tests); nil builds one.
 	Transport http.RoundTripper
+	// Step, when set, is called at the named points of an enrolment
+	// (StepFinishSent, StepAnswered). Crash tests stop the process there.
+	Step func(name string)
+}
+
+// Points of an enrolment where Client.Step is called.
+const (
+	// StepFinishSent: the finish request went out and the control plane
+	// answered (it has committed), before the answer is read.
+	StepFinishSent = "finish-sent"
+	// StepAnswered: the answer is read, before the identity is returned.
+	StepAnswered = "answered"
+)
+
+func (c *Client) step(name string) {
+	if c.Step != nil {
+		c.Step(name)
+	}
+}
+
+// stepAfter calls step(name) once the response to a request came back,
+// before it is read.
+type stepAfter struct {
+	rt   http.RoundTripper
+	path string
+	step func()
+}
+
+func (s stepAfter) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := s.rt.RoundTrip(r)
+	if err == nil && strings.HasSuffix(r.URL.Path, s.path) {
+		s.step()
+	}
+	return resp, err
 }
 
 func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
@@ -68,6 +102,9 @@ func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
 		}
 		rt = tr
 	}
+	if c.Step != nil {
+		rt = stepAfter{rt, protocol.EnrolFinishPath, func() { c.step(StepFinishSent) }}
+	}
 	return &http.Client{Transport: rt, Timeout: 30 * time.Second,
 		// Never follow a redirect: a 307 to http:// or to another host
 		// would carry the token (or the CSR) there. do reports it.
@@ -75,8 +112,23 @@ func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
 }
 
 // Enrol presents token (as typed; it is normalised here) and returns the
-// new identity. A token with a typo fails before any network traffic.
+// new identity: Start, then Finish. A token with a typo fails before any
+// network traffic. The agent calls Start and Finish itself, storing the
+// pending enrolment in between.
 func (c *Client) Enrol(ctx context.Context, token string) (*identity.Identity, error) {
+	p, err := c.Start(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	return c.Finish(ctx, p)
+}
+
+// Start presents token and prepares the answer to the control plane's
+// challenge: a fresh P-256 key, a CSR and the proof of possession. The
+// returned enrolment is to be stored (identity.Store.SavePending) before
+// Finish sends it, so it can be finished after a crash. The token is not
+// consumed yet.
+func (c *Client) Start(ctx context.Context, token string) (*identity.Pending, error) {
 	canon, err := protocol.ParseToken(token)
 	if err != nil {
 		code := protocol.CodeBadRequest
@@ -107,12 +159,27 @@ func (c *Client) Enrol(ctx context.Context, token string) (*identity.Identity, e
 	if err != nil {
 		return nil, fmt.Errorf("signing challenge: %w", err)
 	}
-	req := protocol.EnrolFinishRequest{ChallengeID: ch.ChallengeID, CSR: csr, Signature: sig}
+	return &identity.Pending{ControlPlane: c.URL, ChallengeID: ch.ChallengeID, Key: key, CSR: csr, Signature: sig,
+		ExpiresAt: ch.ExpiresAt, Recovery: ch.Recovery, ConnectorID: ch.ConnectorID, CreatedAt: c.now()}, nil
+}
+
+// Finish sends p's finish request and returns the issued identity. The
+// same request may be sent any number of times (the control plane answers
+// it again with the same certificate), so Finish is what resumes an
+// enrolment interrupted at any point; a transport error is retried up to
+// FinishRetries times here. An *Error with CodeChallengeFailed means the
+// control plane never took p (its challenge expired or was lost): the
+// token was not consumed.
+func (c *Client) Finish(ctx context.Context, p *identity.Pending) (*identity.Identity, error) {
+	hc := c.httpClient(nil)
+	defer hc.CloseIdleConnections()
+	req := protocol.EnrolFinishRequest{ChallengeID: p.ChallengeID, CSR: p.CSR, Signature: p.Signature}
 	tries := c.FinishRetries
 	if tries == 0 {
 		tries = 3
 	}
 	var res protocol.EnrolResult
+	var err error
 	for i := 0; ; i++ {
 		err = c.post(ctx, hc, protocol.EnrolFinishPath, req, &res)
 		var apiErr *Error
@@ -129,11 +196,14 @@ func (c *Client) Enrol(ctx context.Context, token string) (*identity.Identity, e
 	if err != nil {
 		return nil, err
 	}
-	id, err := identity.New(key, res.ConnectorID, c.URL, []byte(res.CertificatePEM), []byte(res.CABundlePEM))
+	c.step(StepAnswered)
+	id, err := identity.New(p.Key, res.ConnectorID, c.URL, []byte(res.CertificatePEM), []byte(res.CABundlePEM))
 	if err != nil {
 		return nil, err
 	}
-	if err := id.Check(c.now()); err != nil {
+	if err := id.Check(c.now()); err != nil && !errors.Is(err, identity.ErrExpired) && !errors.Is(err, identity.ErrNotYetValid) {
+		// Not this machine's clock's business (package tlsreason): only a
+		// certificate that is not for our key or connector is unusable.
 		return nil, fmt.Errorf("control plane issued an unusable certificate: %w", err)
 	}
 	return id, nil

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -19,6 +20,7 @@ import (
 type tunnel struct {
 	b    *Broker
 	id   string
+	leaf *x509.Certificate // the client certificate the tunnel was opened with
 	conn *tls.Conn
 	mux  *yamux.Session
 	ctl  *yamux.Stream
@@ -99,7 +101,7 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 		}
 		return fmt.Errorf("tunnel refused: %s", terr.Message)
 	}
-	t.id = id
+	t.id, t.leaf = id, cs.PeerCertificates[0]
 	if err := t.send(protocol.TunnelMessage{Type: protocol.MsgHelloAck, HelloAck: &protocol.TunnelHelloAck{
 		ConnectorID: id, HeartbeatInterval: t.interval, ServerTime: b.now().UTC(),
 	}}); err != nil {
@@ -244,6 +246,12 @@ func (b *Broker) verifyClient(certs []*x509.Certificate) *protocol.TunnelError {
 	return &protocol.TunnelError{Code: protocol.TunnelUnknown, Message: "client certificate was not issued by this control plane: " + err.Error()}
 }
 
+// SameKey reports whether two public keys are the same key.
+func SameKey(a, b any) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
 // refuseExtraStreams closes any stream the connector opens after the
 // control stream: sessions are opened by the control plane only.
 func (t *tunnel) refuseExtraStreams() {
@@ -330,8 +338,10 @@ func (t *tunnel) renew(ctx context.Context, der []byte) {
 		fail("certificate request does not parse: " + err.Error())
 	case csr.CheckSignature() != nil:
 		fail("certificate request signature is invalid")
+	case !SameKey(csr.PublicKey, t.leaf.PublicKey):
+		fail("a renewal must be for the key of the certificate in use; a new key needs a recovery token")
 	default:
-		chain, err := b.cfg.Authority.Renew(ctx, t.id, csr)
+		chain, err := b.cfg.Authority.Renew(ctx, t.id, t.leaf, csr)
 		if err != nil {
 			fail(err.Error())
 		} else {

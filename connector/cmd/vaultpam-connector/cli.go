@@ -18,6 +18,9 @@ type Env struct {
 	Unsetenv       func(string) error
 	// Notify replaces sd_notify (tests); nil means the real one.
 	Notify func(string)
+	// Step is called at the named points of an enrolment (crash tests);
+	// nil in the real program.
+	Step func(string)
 }
 
 const usage = `usage: vaultpam-connector <command> [flags]

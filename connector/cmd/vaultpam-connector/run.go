@@ -76,6 +76,12 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 		fail(env.Stderr, fmt.Errorf("data directory: %w", err), "PAM_AGENT_DATA_DIR must be a writable directory")
 		return exitError
 	}
+	lock, err := identity.LockDir(*dataDir) // before the socket: a second instance never touches the first's
+	if err != nil {
+		fail(env.Stderr, err, "stop the other connector first (systemctl stop vaultpam-connector), or give this one its own PAM_AGENT_DATA_DIR")
+		return exitError
+	}
+	defer lock.Close()
 	mode, err := identity.DetectMode(*dataDir, nil)
 	if err != nil {
 		fail(env.Stderr, err, "")
@@ -96,8 +102,8 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 	}
 	opt := agent.Options{
 		Config: cfg, Store: &identity.Dir{Path: *dataDir}, Mode: mode, DataDir: *dataDir,
-		Enroller: &enrol.Client{URL: strings.TrimRight(cfg.ControlPlaneURL, "/"), RootCAs: roots, Proxy: proxy, Name: cfg.ConnectorName},
-		Token:    token, Version: version, Notify: notify, Logger: log,
+		Enroller: &enrol.Client{URL: strings.TrimRight(cfg.ControlPlaneURL, "/"), RootCAs: roots, Proxy: proxy, Name: cfg.ConnectorName, Step: env.Step},
+		Token:    token, Version: version, Notify: notify, Logger: log, Step: env.Step,
 	}
 	var ag *agent.Agent
 	upd, err := newUpdates(cfg, roots, proxy, *dataDir, env.Getenv(envUpdaterSocket), log, func() *identity.Identity { return ag.Identity() })
@@ -152,13 +158,13 @@ func loadRoots(path string) (*x509.CertPool, error) {
 	if path == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := config.ReadFile(path, config.MaxCAFile)
 	if err != nil {
 		return nil, fmt.Errorf("control_plane_ca_file: %w", err)
 	}
 	p := x509.NewCertPool()
 	if !p.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("control_plane_ca_file %s holds no PEM certificate", path)
+		return nil, errors.New("control_plane_ca_file: holds no PEM certificate")
 	}
 	return p, nil
 }

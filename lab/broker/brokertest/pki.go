@@ -20,6 +20,8 @@ import (
 	"net/url"
 	"sync/atomic"
 	"time"
+
+	"github.com/vaultpam/appliance/lab/broker"
 )
 
 // PKI is a throwaway certificate authority.
@@ -139,8 +141,12 @@ func (p *PKI) ClientCertForKey(id string, key any, pub any, notBefore time.Time,
 }
 
 // Renew implements broker.Authority: it issues a one-hour certificate for
-// connectorID and the CSR's public key (the CSR's names are ignored).
-func (p *PKI) Renew(_ context.Context, connectorID string, csr *x509.CertificateRequest) ([][]byte, error) {
+// connectorID and the CSR's public key, which must be current's (the CSR's
+// names are ignored).
+func (p *PKI) Renew(_ context.Context, connectorID string, current *x509.Certificate, csr *x509.CertificateRequest) ([][]byte, error) {
+	if !broker.SameKey(csr.PublicKey, current.PublicKey) {
+		return nil, fmt.Errorf("renewal CSR is not for the key of the current certificate")
+	}
 	c, err := p.ClientCertForKey(connectorID, nil, csr.PublicKey, time.Now().Add(-time.Minute), time.Hour)
 	if err != nil {
 		return nil, err
