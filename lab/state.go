@@ -65,14 +65,17 @@ type tokenRecord struct {
 	PubKeyHash  string `json:"pubkey_hash,omitempty"`
 	ConnectorID string `json:"connector_id,omitempty"`
 	CertPEM     string `json:"cert_pem,omitempty"`
+	// Pairing is the pairing this token was made for (pair.go), if any.
+	Pairing string `json:"pairing,omitempty"`
 }
 
 // state is everything the lab persists in state.json.
 type state struct {
-	Tokens     []*tokenRecord `json:"tokens"`
-	Connectors []*Connector   `json:"connectors"`
-	Resources  []*Resource    `json:"resources"`
-	Offers     []*Offer       `json:"offers,omitempty"`
+	Tokens     []*tokenRecord   `json:"tokens"`
+	Connectors []*Connector     `json:"connectors"`
+	Resources  []*Resource      `json:"resources"`
+	Offers     []*Offer         `json:"offers,omitempty"`
+	Pairings   []*pairingRecord `json:"pairings,omitempty"`
 }
 
 func loadState(dir string) (*state, error) {

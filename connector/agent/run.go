@@ -99,8 +99,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			select {
 			case tok := <-a.tokens:
 				a.enrolWith(ctx, tok)
+			case <-a.wake: // a pairing was asked for
 			case <-ctx.Done():
 			}
+		case state.Pairing:
+			a.pair(ctx)
 		case state.Connecting, state.Reconnecting, state.Online:
 			a.connect(ctx)
 		case state.Draining:

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -19,12 +21,25 @@ var fields = []string{"control_plane_url", "control_plane_ca_file", "connector_n
 // repeats a value from b: whatever is in the file (a token or a password
 // pasted by mistake) stays out of logs and screens.
 func Parse(b []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err != nil {
+	if err := dec.Decode(&root); errors.Is(err, io.EOF) {
+		return nil // empty file: everything from the environment
+	} else if err != nil {
 		return fmt.Errorf("config is not valid YAML: %s", yamlMessage(err))
 	}
+	// One document only: a second (after ---) would be ignored silently,
+	// settings and all.
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		line := next.Line
+		if err != nil {
+			return fmt.Errorf("config is not valid YAML after its first document: %s", yamlMessage(err))
+		}
+		return fmt.Errorf("config holds more than one YAML document (a second one starts at line %d after ---); keep one", line)
+	}
 	if len(root.Content) == 0 {
-		return nil // empty file: everything from the environment
+		return nil
 	}
 	doc := root.Content[0]
 	if doc.Kind != yaml.MappingNode {
@@ -75,7 +90,7 @@ func Parse(b []byte, c *Config) error {
 			}
 			w, err := ParseWindow(s)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: not a window like \"02:00-04:00\" or \"Sat,Sun 02:00-04:00\" (UTC)", field))
+				errs = append(errs, fmt.Errorf("%s: %w", field, err))
 				break
 			}
 			c.UpdateWindow = w

@@ -83,6 +83,9 @@ type Status struct {
 	// SupportRecipient is the age public key the control plane announced
 	// for support bundles (absent before the first tunnel).
 	SupportRecipient string `json:"support_recipient,omitempty"`
+	// Pairing is the code to show while State is "pairing" (pair.go);
+	// absent otherwise, and while the code is still being asked for.
+	Pairing *Pairing `json:"pairing,omitempty"`
 }
 
 // TargetPolicy is the connector's effective target policy (config

@@ -34,6 +34,8 @@ commands:
             --token-file or later from enrol / the console)
   enrol     type the enrolment or recovery token for the running connector (prompt without echo,
             or one line on standard input) and follow it until Online
+  pair      pair without typing a token: show a code, a URL and a QR code for an administrator to
+            approve, and follow until Online (--stop ends a pairing)
   status    show the running connector's status (--json for the status JSON;
             --check live|ready for probes: exit 0 when the local API answers / when Online)
   diagnose  check DNS, TCP and TLS to the control plane with this configuration (--json)
@@ -74,6 +76,8 @@ func Main(ctx context.Context, env Env) int {
 		return cmdRun(ctx, env, args)
 	case "enrol", "enroll":
 		return cmdEnrol(ctx, env, args)
+	case "pair":
+		return cmdPair(ctx, env, args)
 	case "status":
 		return cmdStatus(ctx, env, args)
 	case "diagnose":

@@ -234,6 +234,20 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestDrainForUpdateReboot(t *testing.T) {
 	cp := lab.NewTest(t, lab.WithHeartbeat(200*time.Millisecond))
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			conn, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(conn, conn)
+		}
+	}()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "connector.yaml")
 	os.WriteFile(cfg, []byte("control_plane_url: "+cp.URL()+"\ncontrol_plane_ca_file: "+cp.CAFile+"\nconnector_name: dc1\nallowed_targets: [\"127.0.0.1\"]\n"), 0o644)
@@ -252,20 +266,6 @@ func TestDrainForUpdateReboot(t *testing.T) {
 		id = st.ConnectorID
 		return err == nil && st.State == state.Online.String()
 	})
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			conn, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go io.Copy(conn, conn)
-		}
-	}()
 	if err := cp.Authority.AddResource(lab.Resource{Name: "echo", Address: echo.Addr().String(), Connector: id}); err != nil {
 		t.Fatal(err)
 	}
