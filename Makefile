@@ -41,6 +41,10 @@ DEB_PACKAGES := mmdebstrap squashfs-tools erofs-utils cryptsetup-bin dosfstools 
 	systemd-boot-efi ovmf qemu-system-x86 qemu-utils fdisk e2fsprogs binutils zstd genisoimage \
 	openssh-server openssh-client dnsmasq-base iproute2 tmux ca-certificates git jq \
 	podman runc rpm socat
+# Debian packages only the tests use: the approval page's browser test
+# (tests/e2e TestPairInBrowser) runs Debian's Chromium headless, with the
+# lab's CA in an NSS database made by certutil.
+DEB_TEST_PACKAGES := chromium libnss3-tools
 
 # What the tests find through the environment; each test skips with a reason
 # when its tool or artifact is missing.
@@ -85,9 +89,9 @@ help: ## list the targets
 deps: $(BUILD)/.deps ## install the Debian packages the build and the tests need (as root)
 $(BUILD)/.deps: Makefile
 	@mkdir -p $(BUILD)
-	@if dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then echo "deps: Debian packages present"; else \
-	  echo "deps: installing $(DEB_PACKAGES)"; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES); fi
+	@if dpkg -s $(DEB_PACKAGES) $(DEB_TEST_PACKAGES) >/dev/null 2>&1; then echo "deps: Debian packages present"; else \
+	  echo "deps: installing $(DEB_PACKAGES) $(DEB_TEST_PACKAGES)"; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES) $(DEB_TEST_PACKAGES); fi
 	@touch $@
 
 # The grammar of update/version; vaultpam-sign update-init checks VERSION

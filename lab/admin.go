@@ -30,6 +30,14 @@ type Admin interface {
 	// OfferUpdate offers the update bundle file (listed in the signed
 	// repository repo; "" means update-repo next to it) to a connector.
 	OfferUpdate(connectorID, file, repo string) (Offer, error)
+	// ApprovePairing approves the pending pairing with user code code,
+	// naming the new connector name ("" keeps the name it asked with),
+	// or, with recover set, as a recovery of that connector ID.
+	ApprovePairing(code, name, recover string) (Pairing, error)
+	// DenyPairing denies the pending pairing with user code code.
+	DenyPairing(code string) (Pairing, error)
+	// ListPairings lists the pairings kept (pending and recent ones).
+	ListPairings() ([]Pairing, error)
 }
 
 // ListConnectors implements Admin.
@@ -45,6 +53,13 @@ type offerReq struct {
 	Connector string `json:"connector"`
 	File      string `json:"file"`
 	Repo      string `json:"repo,omitempty"`
+}
+
+type pairReq struct {
+	Code    string `json:"code"`
+	Name    string `json:"name,omitempty"`
+	Recover string `json:"recover,omitempty"`
+	Deny    bool   `json:"deny,omitempty"`
 }
 
 type tokenResp struct {
@@ -88,6 +103,25 @@ func AdminHandler(a Admin, extra func(*http.ServeMux)) http.Handler {
 			return
 		}
 		adminReply(w, res, a.AddResource(res))
+	})
+	mux.HandleFunc("POST /pairings", func(w http.ResponseWriter, r *http.Request) {
+		var q pairReq
+		if json.NewDecoder(r.Body).Decode(&q) != nil {
+			adminReply(w, nil, errors.New("bad request"))
+			return
+		}
+		var p Pairing
+		var err error
+		if q.Deny {
+			p, err = a.DenyPairing(q.Code)
+		} else {
+			p, err = a.ApprovePairing(q.Code, q.Name, q.Recover)
+		}
+		adminReply(w, p, err)
+	})
+	mux.HandleFunc("GET /pairings", func(w http.ResponseWriter, r *http.Request) {
+		ps, err := a.ListPairings()
+		adminReply(w, ps, err)
 	})
 	if extra != nil {
 		extra(mux)
@@ -207,4 +241,25 @@ func (c *AdminClient) OfferUpdate(connectorID, file, repo string) (Offer, error)
 	var o Offer
 	err := c.call("POST", "/updates", offerReq{Connector: connectorID, File: file, Repo: repo}, &o)
 	return o, err
+}
+
+// ApprovePairing implements Admin.
+func (c *AdminClient) ApprovePairing(code, name, recover string) (Pairing, error) {
+	var p Pairing
+	err := c.call("POST", "/pairings", pairReq{Code: code, Name: name, Recover: recover}, &p)
+	return p, err
+}
+
+// DenyPairing implements Admin.
+func (c *AdminClient) DenyPairing(code string) (Pairing, error) {
+	var p Pairing
+	err := c.call("POST", "/pairings", pairReq{Code: code, Deny: true}, &p)
+	return p, err
+}
+
+// ListPairings implements Admin.
+func (c *AdminClient) ListPairings() ([]Pairing, error) {
+	var ps []Pairing
+	err := c.call("GET", "/pairings", nil, &ps)
+	return ps, err
 }

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
 	"golang.org/x/sys/unix"
 
 	"github.com/vaultpam/appliance/connector/protocol"
@@ -35,6 +36,12 @@ type AuthorityConfig struct {
 	CertTTL time.Duration
 	// ChallengeTTL bounds the time between start and finish; 0 means 5 min.
 	ChallengeTTL time.Duration
+	// PairTTL is how long a pairing's codes stay valid; 0 means
+	// DefaultPairTTL (10 min).
+	PairTTL time.Duration
+	// PairInterval is the poll interval pairings start with; 0 means
+	// DefaultPairInterval (5 s). Whole seconds on the wire.
+	PairInterval time.Duration
 	// Now and Rand default to time.Now and crypto/rand.
 	Now  func() time.Time
 	Rand io.Reader
@@ -42,7 +49,8 @@ type AuthorityConfig struct {
 
 // DefaultConfig returns the defaults for the given state directory.
 func DefaultAuthorityConfig(stateDir string) AuthorityConfig {
-	return AuthorityConfig{StateDir: stateDir, TokenTTL: time.Hour, CertTTL: 7 * 24 * time.Hour, ChallengeTTL: 5 * time.Minute, Now: time.Now, Rand: rand.Reader}
+	return AuthorityConfig{StateDir: stateDir, TokenTTL: time.Hour, CertTTL: 7 * 24 * time.Hour, ChallengeTTL: 5 * time.Minute,
+		PairTTL: DefaultPairTTL, PairInterval: DefaultPairInterval, Now: time.Now, Rand: rand.Reader}
 }
 
 // APIError is an enrolment error with its wire code.
@@ -67,9 +75,10 @@ var ErrStateLocked = errors.New("lab state directory is in use by another proces
 // It is safe for concurrent use. Only one Authority may hold a state
 // directory at a time (flock on DIR/lock).
 type Authority struct {
-	cfg  AuthorityConfig
-	ca   *CA
-	lock *os.File
+	cfg     AuthorityConfig
+	ca      *CA
+	support *age.X25519Identity // support bundles are encrypted to it
+	lock    *os.File
 
 	mu         sync.Mutex
 	st         *state
@@ -96,6 +105,12 @@ func OpenAuthority(cfg AuthorityConfig) (*Authority, error) {
 	if cfg.ChallengeTTL == 0 {
 		cfg.ChallengeTTL = def.ChallengeTTL
 	}
+	if cfg.PairTTL == 0 {
+		cfg.PairTTL = def.PairTTL
+	}
+	if cfg.PairInterval == 0 {
+		cfg.PairInterval = def.PairInterval
+	}
 	if cfg.Now == nil {
 		cfg.Now = def.Now
 	}
@@ -121,6 +136,11 @@ func OpenAuthority(cfg AuthorityConfig) (*Authority, error) {
 		lock.Close()
 		return nil, err
 	}
+	sk, err := loadOrCreateSupportKey(cfg.StateDir)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
 	st, err := loadState(cfg.StateDir)
 	if err != nil {
 		lock.Close()
@@ -132,7 +152,7 @@ func OpenAuthority(cfg AuthorityConfig) (*Authority, error) {
 			c.Status, c.StatusReason = StatusOffline, "control plane restarted"
 		}
 	}
-	return &Authority{cfg: cfg, ca: ca, lock: lock, st: st, challenges: map[string]*challenge{}, attempts: map[string]int{}}, nil
+	return &Authority{cfg: cfg, ca: ca, support: sk, lock: lock, st: st, challenges: map[string]*challenge{}, attempts: map[string]int{}}, nil
 }
 
 // Close saves the registry and releases the state directory.
@@ -258,7 +278,7 @@ func checkToken(rec *tokenRecord, now time.Time) error {
 		return apiErr(http.StatusUnauthorized, protocol.CodeTokenUnknown, "token is not known to this control plane")
 	case !rec.UsedAt.IsZero():
 		return apiErr(http.StatusConflict, protocol.CodeTokenUsed, "token was already used on %s", rec.UsedAt.UTC().Format(time.RFC3339))
-	case now.After(rec.ExpiresAt):
+	case !now.Before(rec.ExpiresAt):
 		return apiErr(http.StatusGone, protocol.CodeTokenExpired, "token expired on %s", rec.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	return nil

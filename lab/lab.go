@@ -26,7 +26,10 @@ type Config struct {
 	Listen string
 	// HeartbeatInterval is what connectors are told; 0 means 10 s.
 	HeartbeatInterval time.Duration
-	Logger            *slog.Logger // nil discards
+	// PublicURL is the lab as administrators' browsers reach it, for the
+	// pairing links; "" means the address each connector used.
+	PublicURL string
+	Logger    *slog.Logger // nil discards
 }
 
 // Lab is the whole lab control plane: the enrolment authority, the tunnel
@@ -37,6 +40,8 @@ type ControlPlane struct {
 	Broker    *broker.Broker
 	Server    *Server
 	log       *slog.Logger
+	// AdminPassword signs in to the approval page (DIR/admin-password).
+	AdminPassword string
 
 	endsMu sync.Mutex
 	ends   []broker.SessionEnd // the latest maxEnds, oldest first
@@ -82,8 +87,10 @@ func newOn(a *Authority, cfg Config) (*ControlPlane, error) {
 		bc.HeartbeatInterval = cfg.HeartbeatInterval
 	}
 	bc.Registry = &brokerRegistry{a}
-	bc.ClientCAs = a.ca.Pool()
 	bc.OfferFor = a.StandingOffer
+	bc.SupportRecipient = a.SupportRecipient()
+	bc.OnSupportBundle = a.StoreBundle
+	bc.ClientCAs = a.ca.Pool()
 	bc.Authority = &brokerAuthority{a}
 	bc.Logger = cfg.Logger
 	bc.Now = a.cfg.Now
@@ -97,16 +104,22 @@ func newOn(a *Authority, cfg Config) (*ControlPlane, error) {
 		}
 		l.endsMu.Unlock()
 	}
+	pw, err := LoadOrCreateAdminPassword(a.cfg.StateDir, a.cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	page := &pairPage{a: a, auth: newWebAuth(pw, a.cfg.Now, a.cfg.Rand), limit: newFailLimiter(a.cfg.Now), log: cfg.Logger}
 	b, err := broker.New(bc)
 	if err != nil {
 		return nil, err
 	}
-	srv, err := NewServer(ServerConfig{Authority: a, Listen: cfg.Listen, Tunnel: tunnelFunc(b.ServeConn), Logger: cfg.Logger})
+	srv, err := NewServer(ServerConfig{Authority: a, Listen: cfg.Listen, Tunnel: tunnelFunc(b.ServeConn), Logger: cfg.Logger,
+		PublicURL: cfg.PublicURL, Routes: page.routes})
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
-	l = &ControlPlane{Authority: a, Broker: b, Server: srv, log: cfg.Logger}
+	l = &ControlPlane{Authority: a, Broker: b, Server: srv, log: cfg.Logger, AdminPassword: pw}
 	a.OnChange(func(c Connector) {
 		// A revocation or a recovery makes the certificates in use void:
 		// cut their tunnels so the broker checks the connector again.
@@ -173,6 +186,9 @@ func (r *brokerRegistry) Authorize(_ context.Context, id string, cert *x509.Cert
 func (r *brokerRegistry) Update(u broker.StatusUpdate) {
 	if !u.LastHeartbeat.IsZero() {
 		r.a.Heartbeat(u.ConnectorID, u.LastHeartbeat, u.Version)
+	}
+	if u.ClockOffset != nil {
+		r.a.ClockReported(u.ConnectorID, *u.ClockOffset)
 	}
 	if u.ImageVersion != "" || u.Update != nil {
 		r.a.UpdateReported(u.ConnectorID, u.ImageVersion, u.Update)

@@ -36,6 +36,12 @@ type ServerConfig struct {
 	// Tunnel serves tunnel connections; nil rejects them (closed after
 	// the handshake).
 	Tunnel TunnelHandler
+	// PublicURL is the control plane as administrators' browsers reach
+	// it (https://HOST[:PORT]), for the pairing's verification URIs; ""
+	// means the address the connector itself used (its Host header).
+	PublicURL string
+	// Routes, if set, adds handlers to the HTTPS mux (the approval page).
+	Routes func(*http.ServeMux)
 	Logger *slog.Logger // nil discards
 }
 
@@ -231,7 +237,37 @@ func (s *Server) handler() http.Handler {
 		c, _ := a.Connector(id)
 		reply(w, protocol.WhoAmI{ConnectorID: id, Name: c.Name, Status: c.Status}, nil)
 	})
+	mux.HandleFunc("POST "+protocol.PairStartPath, func(w http.ResponseWriter, r *http.Request) {
+		var req protocol.PairStartRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		base := s.cfg.PublicURL
+		if base == "" {
+			base = "https://" + r.Host
+		}
+		res, err := a.StartPairing(req, PairOrigin{RemoteAddr: clientAddr(r), BaseURL: base})
+		if err == nil {
+			s.cfg.Logger.Info("pairing started", "code", protocol.FormatUserCode(res.UserCode), "name", req.Name, "hostname", req.Hostname, "remote", clientAddr(r))
+		}
+		reply(w, res, err)
+	})
+	mux.HandleFunc("POST "+protocol.PairPollPath, func(w http.ResponseWriter, r *http.Request) {
+		var req protocol.PairPollRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store") // it may carry a token
+		res, err := a.PollPairing(req.DeviceCode)
+		if err == nil {
+			s.cfg.Logger.Info("pairing collected", "name", res.Name, "recovery", res.Recovery, "connector", res.ConnectorID)
+		}
+		reply(w, res, err)
+	})
 	mux.HandleFunc("GET /v1/update/{offer}/{name}", a.serveUpdateFile)
+	if s.cfg.Routes != nil {
+		s.cfg.Routes(mux)
+	}
 	return mux
 }
 

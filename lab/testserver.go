@@ -16,6 +16,8 @@ type TestServer struct {
 	StateDir  string
 	CAFile    string // PEM of the CA, for connector configs
 	CAPool    *x509.CertPool
+	// AdminPassword signs in to the approval page.
+	AdminPassword string
 }
 
 // TestOption adjusts a test server's config before it starts.
@@ -34,6 +36,12 @@ func WithHeartbeat(d time.Duration) TestOption {
 // WithCertTTL sets the lifetime of issued client certificates.
 func WithCertTTL(d time.Duration) TestOption {
 	return func(c *Config) { c.Authority.CertTTL = d }
+}
+
+// WithPairing sets the pairing codes' lifetime and the poll interval
+// (whole seconds; 0 keeps a default).
+func WithPairing(ttl, interval time.Duration) TestOption {
+	return func(c *Config) { c.Authority.PairTTL, c.Authority.PairInterval = ttl, interval }
 }
 
 // WithListen sets the listen address (to restart on the same port).
@@ -61,7 +69,8 @@ func NewTestAt(t testing.TB, dir string, opts ...TestOption) *TestServer {
 		t.Fatalf("starting lab control plane: %v", err)
 	}
 	a := l.Authority
-	ts := &TestServer{Server: l.Server, Lab: l, Authority: a, StateDir: dir, CAFile: filepath.Join(dir, "ca.pem"), CAPool: a.CA().Pool()}
+	ts := &TestServer{Server: l.Server, Lab: l, Authority: a, StateDir: dir, CAFile: filepath.Join(dir, "ca.pem"), CAPool: a.CA().Pool(),
+		AdminPassword: l.AdminPassword}
 	t.Cleanup(func() { ts.Stop() })
 	return ts
 }

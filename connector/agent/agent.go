@@ -3,6 +3,7 @@
 //
 //	awaiting_token ─token→ enrolling ─ok→ connecting ─tunnel up→ online
 //	needs_recovery ─token→ enrolling ─bad token→ back where it came from
+//	awaiting_token|needs_recovery ─pair→ pairing ─approved→ enrolling (pair.go)
 //	online ⇄ reconnecting; any → needs_recovery when the identity is refused;
 //	any → draining on shutdown.
 //
@@ -27,6 +28,7 @@ import (
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/state"
+	"github.com/vaultpam/appliance/connector/tunnel"
 )
 
 // Enroller is what the agent needs from the enrolment client
@@ -68,9 +70,23 @@ type Options struct {
 	// network failure; nil means jittered exponential backoff, 1 s to 30 s.
 	RetryDelay func(n int) time.Duration
 	// LocalAddrs reads the appliance's own addresses for the target policy
-	// in the status; nil means allowlist.InterfaceAddrs. (The tunnel reads
-	// them itself for every session.)
+	// in the status and for pairing requests; nil means
+	// allowlist.InterfaceAddrs. (The tunnel reads them itself for every
+	// session.)
 	LocalAddrs allowlist.LocalAddrs
+	// Counters are the tunnel's cumulative counters the status shows
+	// (sessions, bytes); the Link factory's tunnels must add to the same
+	// ones. Nil shows zeros.
+	Counters *tunnel.Counters
+	// Pairer pairs without a token; nil means Enroller when it implements
+	// Pairer (*enrol.Client does).
+	Pairer Pairer
+	// Hostname names this machine in pairing requests; nil means
+	// os.Hostname.
+	Hostname func() (string, error)
+	// PollWait waits d between pairing polls, reporting false when ctx
+	// ended first; nil means a timer. (Tests record the intervals.)
+	PollWait func(ctx context.Context, d time.Duration) bool
 	// Step, when set, is called at the named points of an enrolment
 	// (Step* constants); crash tests stop the process there.
 	Step func(name string)
@@ -97,6 +113,17 @@ type Agent struct {
 	pending    *identity.Pending // an enrolment interrupted at the last stop, resumed by Run
 
 	rebooting bool // drained for an update's reboot: stay Draining until stopped
+
+	// recipient is the control plane's support-bundle key, as last
+	// announced (kept in DataDir/support-recipient across restarts, so a
+	// bundle can be encrypted while the tunnel is down).
+	recipient string
+	// clock is the last clock-offset estimate (zero clockAt: none).
+	clock   time.Duration
+	clockAt time.Time
+	pairCtl *pairControl      // the wanted pairing, nil when none (pair.go)
+	pairing *localapi.Pairing // its code as shown, nil until there is one
+	wake    chan struct{}     // a pairing was asked for: Run looks at the state again
 
 	submitMu sync.Mutex    // serialises SubmitToken
 	relink   chan struct{} // a re-enrolment replaced the identity: restart the tunnel
@@ -127,7 +154,7 @@ func New(opt Options) (*Agent, error) {
 	if opt.RetryDelay == nil {
 		opt.RetryDelay = defaultRetryDelay
 	}
-	a := &Agent{opt: opt, log: opt.Logger, tokens: make(chan string, 1), relink: make(chan struct{}, 1), burnt: map[[32]byte]string{}, since: opt.Now()}
+	a := &Agent{opt: opt, log: opt.Logger, tokens: make(chan string, 1), relink: make(chan struct{}, 1), wake: make(chan struct{}, 1), burnt: map[[32]byte]string{}, since: opt.Now()}
 	id, err := opt.Store.Load()
 	switch {
 	case err == nil:
@@ -169,6 +196,7 @@ func New(opt Options) (*Agent, error) {
 		a.log.Warn("a pending enrolment cannot be read and is dropped (its token may still be unused)", "err", err)
 		opt.Store.RemovePending()
 	}
+	a.recipient = a.loadRecipient()
 	if a.state == state.Connecting && opt.Token != "" {
 		a.log.Info("identity present; the enrolment token given at start is not used", "connector", a.id.ConnectorID)
 		opt.Token = ""
@@ -263,6 +291,9 @@ func (a *Agent) Status() localapi.Status {
 	if live != nil {
 		a.link = *live
 	}
+	if !a.link.ClockMeasured.IsZero() {
+		a.clock, a.clockAt = a.link.ClockOffset, a.link.ClockMeasured
+	}
 	st := localapi.Status{
 		State: a.state.String(), StateLabel: a.state.Label(), Reason: a.reason, Hint: a.hint,
 		Mode: a.opt.Mode.Name, DataDir: a.opt.DataDir, DataDurable: a.opt.Mode.Durable,
@@ -271,9 +302,22 @@ func (a *Agent) Status() localapi.Status {
 		LastHeartbeat: a.link.LastHeartbeat, HeartbeatInterval: localapi.Duration(a.link.HeartbeatInterval),
 		TunnelRTT: localapi.Duration(a.link.RTT), ActiveSessions: a.link.ActiveSessions,
 	}
-	st.AllowedTargets = targetPolicy(a.opt.Config.AllowedTargets, a.opt.LocalAddrs)
 	if a.opt.Updates != nil {
 		st.Image = a.opt.Updates.Image()
+	}
+	st.AllowedTargets = targetPolicy(a.opt.Config.AllowedTargets, a.opt.LocalAddrs)
+	if !a.clockAt.IsZero() {
+		d := localapi.Duration(a.clock)
+		st.ClockOffset, st.ClockWarning = &d, localapi.ClockWarning(a.clock)
+	}
+	if a.opt.Counters != nil {
+		c := a.opt.Counters.Snapshot()
+		st.SessionsTotal, st.BytesUp, st.BytesDown = c.SessionsTotal, c.BytesUp, c.BytesDown
+	}
+	st.SupportRecipient = a.recipient
+	if a.pairing != nil && a.state == state.Pairing {
+		p := *a.pairing
+		st.Pairing = &p
 	}
 	if a.id != nil {
 		st.ConnectorID = a.id.ConnectorID
@@ -312,17 +356,25 @@ func (a *Agent) SubmitToken(ctx context.Context, token string) error {
 		return &localapi.Error{Status: 409, Code: code, Message: "this token was already tried and refused (" + code + ")", Hint: tokenHint(code)}
 	}
 	switch st {
-	case state.AwaitingToken, state.NeedsRecovery:
+	case state.AwaitingToken, state.NeedsRecovery, state.Pairing:
 	case state.Online, state.Connecting, state.Reconnecting:
 		return a.reenrolWait(canon)
 	default:
 		return &localapi.Error{Status: 409, Code: "not_waiting_for_token", Message: "the connector is " + st.Label() + " and cannot take a token now",
-			Hint: "wait until it shows state.Online, Waiting for token or Needs recovery"}
+			Hint: "wait until it shows Online, Waiting for token, Pairing or Needs recovery"}
 	}
 	// state.Enrolling from here on, before the caller polls the status: the
-	// token is queued for Run (the channel is empty while waiting).
+	// token is queued for Run (the channel is empty while waiting). A
+	// pairing under way ends: the typed token wins, and a refusal goes
+	// back to where the connector was before pairing.
 	a.mu.Lock()
-	a.waiting, a.waitingWhy = st, a.reason
+	if st == state.Pairing {
+		if a.pairCtl != nil {
+			a.endPairingLocked(a.pairCtl)
+		}
+	} else {
+		a.waiting, a.waitingWhy = st, a.reason
+	}
 	a.mu.Unlock()
 	a.transition(state.Enrolling, "token received; presenting it to the control plane", "")
 	a.tokens <- canon

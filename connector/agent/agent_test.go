@@ -104,7 +104,7 @@ func newToken(t *testing.T, cp *lab.TestServer) string {
 }
 
 func TestTransitionTable(t *testing.T) {
-	for from := state.AwaitingToken; from <= state.Draining; from++ {
+	for _, from := range []state.State{state.AwaitingToken, state.Enrolling, state.Connecting, state.Online, state.Reconnecting, state.NeedsRecovery, state.Draining, state.Pairing} {
 		if !CanTransition(from, from) {
 			t.Errorf("%s → itself refused", from)
 		}
@@ -112,7 +112,8 @@ func TestTransitionTable(t *testing.T) {
 			t.Errorf("%s → draining refused", from)
 		}
 	}
-	for _, bad := range [][2]state.State{{state.AwaitingToken, state.Online}, {state.NeedsRecovery, state.Online}, {state.Draining, state.Online}, {state.Online, state.Enrolling}, {state.Online, state.AwaitingToken}} {
+	for _, bad := range [][2]state.State{{state.AwaitingToken, state.Online}, {state.NeedsRecovery, state.Online}, {state.Draining, state.Online}, {state.Online, state.Enrolling}, {state.Online, state.AwaitingToken},
+		{state.Pairing, state.Online}, {state.Online, state.Pairing}, {state.Enrolling, state.Pairing}, {state.Connecting, state.Pairing}} {
 		if CanTransition(bad[0], bad[1]) {
 			t.Errorf("%s → %s allowed", bad[0], bad[1])
 		}

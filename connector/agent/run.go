@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/vaultpam/appliance/connector/enrol"
@@ -24,6 +25,13 @@ type LinkStatus struct {
 	HeartbeatInterval time.Duration
 	RTT               time.Duration
 	ActiveSessions    int
+	// ClockOffset is the control plane's clock minus ours; ClockMeasured
+	// is when it was estimated (zero: never).
+	ClockOffset   time.Duration
+	ClockMeasured time.Time
+	// SupportRecipient is the control plane's support-bundle key ("" when
+	// it announced none).
+	SupportRecipient string
 }
 
 // Link is a running tunnel (the tunnel.Client behind an adapter).
@@ -36,6 +44,9 @@ type Link interface {
 	// Shutdown stops new sessions and waits for the open ones until ctx
 	// ends; the sessions still open then end with reason.
 	Shutdown(ctx context.Context, reason protocol.Reason) error
+	// SendStream hands h.Size bytes of body to the control plane on a
+	// typed stream and returns its ID for them (tunnel.Client.SendStream).
+	SendStream(ctx context.Context, h protocol.StreamHeader, body io.Reader) (string, error)
 }
 
 // LinkHost is what a Link needs from the agent: the current identity
@@ -89,8 +100,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			select {
 			case tok := <-a.tokens:
 				a.enrolWith(ctx, tok)
+			case <-a.wake: // a pairing was asked for
 			case <-ctx.Done():
 			}
+		case state.Pairing:
+			a.pair(ctx)
 		case state.Connecting, state.Reconnecting, state.Online:
 			a.connect(ctx)
 		case state.Draining:
@@ -211,6 +225,7 @@ func (a *Agent) onLink(ls LinkStatus) {
 	a.link = ls
 	cur := a.state
 	a.mu.Unlock()
+	a.noteRecipient(ls.SupportRecipient)
 	switch {
 	case cur == state.Draining || cur == state.NeedsRecovery || cur == state.Enrolling:
 		return

@@ -9,8 +9,9 @@ import (
 // transitions lists, for each state, the states it may go to. Every
 // state change goes through Agent.transition, which enforces this table.
 var transitions = map[state.State][]state.State{
-	state.AwaitingToken: {state.Enrolling, state.Draining},
-	state.NeedsRecovery: {state.Enrolling, state.Draining},
+	state.AwaitingToken: {state.Enrolling, state.Pairing, state.Draining},
+	state.NeedsRecovery: {state.Enrolling, state.Pairing, state.Draining},
+	state.Pairing:       {state.Enrolling, state.AwaitingToken, state.NeedsRecovery, state.Draining},
 	state.Enrolling:     {state.AwaitingToken, state.NeedsRecovery, state.Connecting, state.Draining},
 	state.Connecting:    {state.Online, state.Reconnecting, state.NeedsRecovery, state.Draining},
 	state.Online:        {state.Connecting, state.Reconnecting, state.NeedsRecovery, state.Draining},

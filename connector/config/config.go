@@ -12,9 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +45,10 @@ type Config struct {
 	// UpdateWindow is when the appliance may reboot into an installed
 	// update (UTC); zero means at once.
 	UpdateWindow Window `yaml:"update_window"`
+	// MetricsListen is IP:PORT where the connector serves GET /metrics
+	// over plain HTTP: the one optional inbound port. Empty (the default)
+	// serves the metrics on the local API socket only.
+	MetricsListen string `yaml:"metrics_listen"`
 }
 
 // DefaultDrainTimeout is the drain grace period when none is configured.
@@ -69,6 +76,7 @@ const (
 	EnvProxyURL        = "PAM_PROXY_URL"
 	EnvDrainTimeout    = "PAM_DRAIN_TIMEOUT"
 	EnvUpdateWindow    = "PAM_UPDATE_WINDOW"
+	EnvMetricsListen   = "PAM_METRICS_LISTEN"
 )
 
 // Load reads the YAML file at path ("" means no file: environment only),
@@ -121,6 +129,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str(EnvCAFile, &c.ControlPlaneCAFile)
 	str(EnvConnectorName, &c.ConnectorName)
 	str(EnvProxyURL, &c.ProxyURL)
+	str(EnvMetricsListen, &c.MetricsListen)
 	if v := getenv(EnvAllowedTargets); v != "" {
 		c.AllowedTargets = nil
 		for _, t := range strings.Split(v, ",") {
@@ -197,6 +206,11 @@ func (c *Config) Validate() error {
 	if c.DrainTimeout < 0 {
 		add("drain_timeout: must not be negative")
 	}
+	if c.MetricsListen != "" {
+		if err := checkMetricsListen(c.MetricsListen); err != nil {
+			add("metrics_listen: %v", err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -206,6 +220,33 @@ func (c *Config) Drain() time.Duration {
 		return DefaultDrainTimeout
 	}
 	return time.Duration(c.DrainTimeout)
+}
+
+// checkMetricsListen accepts IP:PORT with an IP literal and a port from 1
+// to 65535. Every interface must be asked for by name (0.0.0.0:9100,
+// [::]:9100): ":9100" is refused, so the one inbound port is never opened
+// on every interface by accident; a host name is refused, so what the
+// connector binds does not depend on DNS at start.
+//
+// The messages never repeat the value (see Validate).
+func checkMetricsListen(v string) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return errors.New("is not IP:PORT (e.g. 192.0.2.10:9100, [2001:db8::10]:9100)")
+	}
+	if host == "" {
+		if p, err := strconv.Atoi(port); err == nil && p >= 1 && p <= 65535 { // a port number is safe to repeat
+			return fmt.Errorf("has no address: write the interface's IP, or 0.0.0.0:%d / [::]:%d to listen on every interface", p, p)
+		}
+		return errors.New("has no address: write the interface's IP, or 0.0.0.0:PORT / [::]:PORT to listen on every interface")
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return errors.New("the address is not an IP address (host names are not accepted here)")
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return errors.New("the port must be a number from 1 to 65535")
+	}
+	return nil
 }
 
 func checkCAFile(path string) error {

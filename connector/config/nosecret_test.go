@@ -91,6 +91,9 @@ func TestNoErrorRepeatsASecret(t *testing.T) {
 		"control_plane_url: https://cp\nconnector_name: a\nproxy_url: %s\n",
 		"control_plane_url: https://cp\nconnector_name: a\ndrain_timeout: %s\n",
 		"control_plane_url: https://cp\nconnector_name: a\nupdate_window: %s\n",
+		"control_plane_url: https://cp\nconnector_name: a\nmetrics_listen: %s\n",
+		"control_plane_url: https://cp\nconnector_name: a\nmetrics_listen: \"%s:9100\"\n",
+		"control_plane_url: https://cp\nconnector_name: a\nmetrics_listen: \"127.0.0.1:%s\"\n",
 		"control_plane_url: https://cp\nconnector_name: a\nupdate_window: \"%s 02:00-04:00\"\n",
 		"control_plane_url: https://cp\nconnector_name: a\nallowed_targets: [\"10.0.0.0/8\", \"%s\"]\n",
 		"control_plane_url: https://cp\nconnector_name: a\nallowed_targets: %s\n",
@@ -132,7 +135,7 @@ func TestNoErrorRepeatsASecret(t *testing.T) {
 		}
 	}
 	// The same through every environment override.
-	for _, name := range []string{EnvControlPlaneURL, EnvCAFile, EnvConnectorName, EnvAllowedTargets, EnvProxyURL, EnvDrainTimeout, EnvUpdateWindow} {
+	for _, name := range []string{EnvControlPlaneURL, EnvCAFile, EnvConnectorName, EnvAllowedTargets, EnvProxyURL, EnvDrainTimeout, EnvUpdateWindow, EnvMetricsListen} {
 		for i := 0; i < 20; i++ {
 			secret := g.secret()
 			for _, v := range []string{secret, "socks5://u:" + secret + "@p:1080", "http://" + secret + "@p:3128/x", "10.0.0.0/8," + secret, secret + " 02:00-04:00"} {

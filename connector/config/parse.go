@@ -14,7 +14,7 @@ import (
 
 // fields are the configuration's fields in their YAML spelling, in the
 // order people read them.
-var fields = []string{"control_plane_url", "control_plane_ca_file", "connector_name", "allowed_targets", "proxy_url", "drain_timeout", "update_window"}
+var fields = []string{"control_plane_url", "control_plane_ca_file", "connector_name", "allowed_targets", "proxy_url", "drain_timeout", "update_window", "metrics_listen"}
 
 // windowProblem is what is wrong with a bad update_window, without
 // repeating it.
@@ -98,6 +98,8 @@ func Parse(b []byte, c *Config) error {
 				break
 			}
 			c.UpdateWindow = w
+		case "metrics_listen":
+			errs = append(errs, scalar(field, v, &c.MetricsListen))
 		default:
 			errs = append(errs, fmt.Errorf("%s (line %d): unknown field (known fields: %s)", safeKey(name), k.Line, strings.Join(fields, ", ")))
 		}

@@ -270,7 +270,7 @@ func (c *Client) do(hc *http.Client, req *http.Request, out any) error {
 	if resp.StatusCode/100 != 2 {
 		var e protocol.ErrorResponse
 		if json.Unmarshal(b, &e) != nil || e.Code == "" {
-			return fmt.Errorf("control plane answered %s", resp.Status)
+			return &StatusError{Status: resp.StatusCode, Text: resp.Status}
 		}
 		return &Error{Code: e.Code, Message: e.Message, certSHA256: e.CertSHA256}
 	}

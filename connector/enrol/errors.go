@@ -27,6 +27,16 @@ func (e *Error) Error() string {
 	return e.Message
 }
 
+// StatusError is a non-2xx answer without an enrolment error in it (a
+// proxy's, or a control plane that lacks the endpoint); it is transient
+// for enrolment.
+type StatusError struct {
+	Status int    // HTTP status code
+	Text   string // e.g. "404 Not Found"
+}
+
+func (e *StatusError) Error() string { return "control plane answered " + e.Text }
+
 // Hint says what the operator does next for this error.
 func (e *Error) Hint() string { return Hint(e.Code) }
 
@@ -53,6 +63,12 @@ func Hint(code string) string {
 		return "enrolment was interrupted; enter the token again"
 	case protocol.CodeBadRequest:
 		return "a token is 20 characters, shown as 4 groups of 5 (letters and digits)"
+	case protocol.CodePairDenied:
+		return "ask the administrator; pair again for a new code, or enter an enrolment token"
+	case protocol.CodePairExpired, protocol.CodePairUnknown:
+		return "a new code is shown by itself; approve that one"
+	case protocol.CodePairRateLimited:
+		return "too many pairings wait for approval at the control plane; the connector asks again by itself"
 	}
 	return ""
 }

@@ -42,8 +42,12 @@ func (e *Error) Error() string { return e.Message }
 //	POST /v1/drain           ← DrainRequest (Backend implements Drainer)
 //	POST /v1/update/install  ← InstallRequest (Backend implements ImageUpdater)
 //	POST /v1/update/rollback ← RollbackRequest (Backend implements ImageUpdater)
+//	POST /v1/support-bundle?name=N ← the encrypted bundle, → SupportReceipt (Backend implements SupportUploader)
+//	POST /v1/pair, DELETE /v1/pair (Backend implements Pairer; pair.go)
 func Handler(b Backend) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/support-bundle", serveSupportBundle(b))
+	pairRoutes(mux, b)
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.Status())
 	})

@@ -65,6 +65,27 @@ type Status struct {
 	// AllowedTargets is the effective target policy: what sessions may
 	// reach. The health screen shows Summary.
 	AllowedTargets *TargetPolicy `json:"allowed_targets,omitempty"`
+
+	// ClockOffset is the control plane's clock minus this machine's, as
+	// last estimated over the tunnel (positive: this machine is behind);
+	// absent before the first estimate, kept while the tunnel is down.
+	// ClockWarning says it for people when it exceeds MaxClockOffset.
+	ClockOffset  *Duration `json:"clock_offset,omitempty"`
+	ClockWarning string    `json:"clock_warning,omitempty"`
+
+	// SessionsTotal counts the sessions ended since the connector started
+	// (refusals included); BytesUp and BytesDown the session bytes relayed
+	// towards the targets and back, counted as they move.
+	SessionsTotal uint64 `json:"sessions_total"`
+	BytesUp       int64  `json:"bytes_up"`
+	BytesDown     int64  `json:"bytes_down"`
+
+	// SupportRecipient is the age public key the control plane announced
+	// for support bundles (absent before the first tunnel).
+	SupportRecipient string `json:"support_recipient,omitempty"`
+	// Pairing is the code to show while State is "pairing" (pair.go);
+	// absent otherwise, and while the code is still being asked for.
+	Pairing *Pairing `json:"pairing,omitempty"`
 }
 
 // TargetPolicy is the connector's effective target policy (config

@@ -25,6 +25,10 @@ import (
 //     when OK, both sides relay raw bytes; each side half-closes (yamux FIN)
 //     when its source reaches EOF.
 //
+//  3. Typed connector streams: opened by the connector after the control
+//     stream, each starting with a StreamHeader naming its type (today only
+//     StreamSupportBundle). See tunnel_stream.go.
+//
 // A frame is a 4-byte big-endian length followed by that many bytes of JSON;
 // frames larger than MaxMessageFrame are refused.
 
@@ -76,7 +80,12 @@ type TunnelHello struct {
 type TunnelHelloAck struct {
 	ConnectorID       string        `json:"connector_id"`
 	HeartbeatInterval time.Duration `json:"heartbeat_interval_ns"`
-	ServerTime        time.Time     `json:"server_time"`
+	// ServerTime is the control plane's clock when it answered; the
+	// connector estimates its clock offset from it (see TunnelAck).
+	ServerTime time.Time `json:"server_time"`
+	// SupportRecipient is the age X25519 public key ("age1…") support
+	// bundles are encrypted to; empty when the control plane takes none.
+	SupportRecipient string `json:"support_recipient,omitempty"`
 }
 
 // TunnelHeartbeat is the connector's health, sent every HeartbeatInterval.
@@ -92,6 +101,9 @@ type TunnelHeartbeat struct {
 	ImageVersion string `json:"image_version,omitempty"`
 	// Update is the state of the latest update, while there is one to say.
 	Update *UpdateReport `json:"update,omitempty"`
+	// ClockOffset is the control plane's clock minus the connector's, as
+	// the connector last estimated it (nil before the first estimate).
+	ClockOffset *time.Duration `json:"clock_offset_ns,omitempty"`
 }
 
 // UpdateOffer offers the appliance an image update (control plane →
@@ -132,9 +144,15 @@ type UpdateReport struct {
 
 // TunnelAck answers a heartbeat. HeartbeatInterval may change the interval
 // from the next heartbeat on.
+//
+// ServerTime is the control plane's clock when it answered. The connector
+// estimates its clock offset as ServerTime minus its own clock at the
+// midpoint of the round trip (heartbeat sent → ack read): the error is at
+// most half the round trip.
 type TunnelAck struct {
 	Seq               uint64        `json:"seq"`
 	HeartbeatInterval time.Duration `json:"heartbeat_interval_ns"`
+	ServerTime        time.Time     `json:"server_time,omitzero"`
 }
 
 // RenewRequest asks for a new client certificate. CSR is DER (PKCS #10),

@@ -19,6 +19,10 @@ const (
 	Reconnecting               // tunnel lost; retrying with backoff
 	NeedsRecovery              // configured, but the identity is gone or refused
 	Draining                   // shutting down: no new sessions
+	// Pairing is waiting for an administrator to approve the code shown
+	// (pairing without typing a token); from AwaitingToken or
+	// NeedsRecovery, back there when denied.
+	Pairing
 	// Stopped is the tunnel client's end state after Run returned; the
 	// connector itself never reports it.
 	Stopped
@@ -32,6 +36,7 @@ var table = [...]struct{ name, label string }{
 	Reconnecting:  {"reconnecting", "Offline (reconnecting)"},
 	NeedsRecovery: {"needs_recovery", "Needs recovery"},
 	Draining:      {"draining", "Draining"},
+	Pairing:       {"pairing", "Pairing"},
 	Stopped:       {"stopped", "Stopped"},
 }
 

@@ -12,6 +12,9 @@ func TestNamesAndLabels(t *testing.T) {
 			t.Errorf("%v: label %q, LabelOf %q", s, s.Label(), LabelOf(s.String()))
 		}
 	}
+	if Pairing.String() != "pairing" || Pairing.Label() != "Pairing" {
+		t.Errorf("Pairing = %q / %q, want pairing / Pairing", Pairing, Pairing.Label())
+	}
 	if NeedsRecovery.String() != "needs_recovery" || NeedsRecovery.Label() != "Needs recovery" || Reconnecting.Label() != "Offline (reconnecting)" {
 		t.Errorf("NeedsRecovery = %q / %q, Reconnecting label %q", NeedsRecovery, NeedsRecovery.Label(), Reconnecting.Label())
 	}

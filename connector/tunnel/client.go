@@ -23,10 +23,11 @@ import (
 // with New, run it with Run, stop it gracefully with Shutdown or at once by
 // cancelling Run's context. Its methods are safe for concurrent use.
 type Client struct {
-	cfg   Config
-	allow *allowlist.List
-	log   *slog.Logger
-	rand  io.Reader
+	cfg      Config
+	allow    *allowlist.List
+	log      *slog.Logger
+	rand     io.Reader
+	counters *Counters
 
 	certNotAfter  atomic.Int64 // unix nanos of the current certificate
 	certNotBefore atomic.Int64
@@ -52,6 +53,7 @@ func New(cfg Config) (*Client, error) {
 		allow:    allow,
 		log:      cfg.Logger,
 		rand:     cfg.Rand,
+		counters: cfg.Counters,
 		drainCh:  make(chan struct{}),
 		sessions: map[string]*relay{},
 		idle:     make(chan struct{}),
@@ -61,6 +63,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.rand == nil {
 		c.rand = rand.Reader
+	}
+	if c.counters == nil {
+		c.counters = &Counters{}
 	}
 	c.status = Status{State: state.Connecting, Since: c.now(), HeartbeatInterval: cfg.DefaultHeartbeatInterval}
 	return c, nil
@@ -80,6 +85,30 @@ func (c *Client) Status() Status {
 	st := c.status
 	st.ActiveSessions = len(c.sessions)
 	return st
+}
+
+// Counters returns the counters the Client adds to (Config.Counters or
+// its own).
+func (c *Client) Counters() *Counters { return c.counters }
+
+// setClock records a clock offset estimate.
+func (c *Client) setClock(offset time.Duration) {
+	c.mu.Lock()
+	c.status.ClockOffset, c.status.ClockMeasured = offset, c.now()
+	c.mu.Unlock()
+}
+
+// clockOffset returns the last estimate; ok is false before the first.
+func (c *Client) clockOffset() (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status.ClockOffset, !c.status.ClockMeasured.IsZero()
+}
+
+// estimateOffset is the control plane's clock minus ours at the midpoint
+// of a round trip of rtt that ended now (by our wall clock).
+func (c *Client) estimateOffset(server time.Time, rtt time.Duration) time.Duration {
+	return server.Sub(c.now().Add(-rtt / 2))
 }
 
 // setState is the one place where the state changes.
@@ -139,6 +168,8 @@ func (c *Client) Run(ctx context.Context) error {
 			// plane that accepts and drops at once sees growing delays,
 			// not a reconnect every second from every connector.
 			attempt = 0
+		} else {
+			c.counters.connectFailures.Add(1)
 		}
 		delay := c.cfg.Backoff.Delay(attempt, c.rand)
 		attempt++
@@ -198,9 +229,11 @@ func (c *Client) connectAndServe(ctx context.Context) (upFor time.Duration, err 
 	if interval <= 0 {
 		interval = c.cfg.DefaultHeartbeatInterval
 	}
+	c.counters.tunnelsUp.Add(1)
 	now := c.now()
 	c.setState(state.Online, "", func(s *Status) {
 		s.ConnectorID = ack.ConnectorID
+		s.SupportRecipient = ack.SupportRecipient
 		s.LastSuccess = now
 		s.LastHeartbeat = now
 		s.HeartbeatInterval = interval
@@ -223,6 +256,10 @@ func (c *Client) connectAndServe(ctx context.Context) (upFor time.Duration, err 
 	c.endAll(protocol.ReasonConnectorOffline, "tunnel closed")
 	return max(c.now().Sub(now), time.Nanosecond), err
 }
+
+// reportGrace bounds the wait for aborted sessions to report their end
+// when a drain's grace period is over.
+const reportGrace = 10 * time.Second
 
 // Shutdown drains the tunnel: the control plane may open no new sessions
 // (yamux GoAway and a draining message), sessions in flight may finish
@@ -261,8 +298,12 @@ func (c *Client) ShutdownFor(ctx context.Context, reason protocol.Reason) error 
 		case <-ctx.Done():
 			err = ctx.Err()
 			c.endAll(reason, "grace period over")
-			// Give the ended sessions a moment to report their end.
-			t := time.NewTimer(2 * time.Second)
+			// Give the ended sessions time to report their end before the
+			// tunnel closes: they were aborted, so this is quick, but a
+			// report lost to the close would leave the control plane
+			// calling them connector_offline. The bound only guards a
+			// stuck relay (seen taking over 2 s on a loaded 2-core machine).
+			t := time.NewTimer(reportGrace)
 			select {
 			case <-idle:
 			case <-t.C:

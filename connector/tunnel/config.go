@@ -92,6 +92,12 @@ type Config struct {
 	// state for the heartbeats; nil (or "" and nil) where there is none.
 	Image func() (string, *protocol.UpdateReport)
 
+	// Counters receives the tunnel's cumulative counters (sessions, bytes,
+	// heartbeats, round trips); share one between the Clients of a process
+	// so totals survive reconnects. Nil gives the Client counters of its
+	// own.
+	Counters *Counters
+
 	// OnStatus is called with the new status on every state change, from
 	// the Client's goroutine; it must not block for long. May be nil.
 	OnStatus func(Status)

@@ -40,6 +40,7 @@ type conn struct {
 type ackMsg struct {
 	seq      uint64
 	interval time.Duration
+	server   time.Time // the control plane's clock; zero from an older one
 }
 
 // send writes one control message, bounded by the write timeout.
@@ -74,6 +75,9 @@ func (cn *conn) heartbeat(seq uint64) protocol.TunnelHeartbeat {
 	if c.cfg.Image != nil {
 		hb.ImageVersion, hb.Update = c.cfg.Image()
 	}
+	if off, ok := c.clockOffset(); ok {
+		hb.ClockOffset = &off
+	}
 	return hb
 }
 
@@ -98,6 +102,7 @@ func (cn *conn) hello(ctx context.Context) (*protocol.TunnelHelloAck, error) {
 		return nil, fail(fmt.Errorf("opening control stream: %w", err))
 	}
 	cn.ctl = ctl
+	sentAt := time.Now()
 	err = cn.send(protocol.TunnelMessage{Type: protocol.MsgHello, Hello: &protocol.TunnelHello{
 		ProtocolVersion: protocol.TunnelVersion,
 		Version:         c.cfg.Version,
@@ -124,6 +129,9 @@ func (cn *conn) hello(ctx context.Context) (*protocol.TunnelHelloAck, error) {
 		return nil, errors.New("control plane sent an empty hello answer")
 	}
 	cn.connectorID = m.HelloAck.ConnectorID
+	if !m.HelloAck.ServerTime.IsZero() {
+		c.setClock(c.estimateOffset(m.HelloAck.ServerTime, time.Since(sentAt)))
+	}
 	return m.HelloAck, nil
 }
 
@@ -174,7 +182,11 @@ func (cn *conn) serve(ctx context.Context, interval time.Duration) error {
 func (cn *conn) heartbeats(ctx context.Context, interval time.Duration, errs <-chan error) error {
 	c := cn.c
 	var seq uint64
-	sent := map[uint64]time.Time{}
+	type sentHB struct {
+		at     time.Time // monotonic
+		missed bool      // counted as missed already
+	}
+	sent := map[uint64]*sentHB{}
 	lastAck := time.Now()
 	t := time.NewTimer(interval)
 	defer t.Stop()
@@ -205,12 +217,16 @@ func (cn *conn) heartbeats(ctx context.Context, interval time.Duration, errs <-c
 				interval = a.interval
 			}
 			var rtt time.Duration
-			if at, ok := sent[a.seq]; ok {
-				rtt = time.Since(at)
+			if hb, ok := sent[a.seq]; ok {
+				rtt = time.Since(hb.at)
 				for s := range sent {
 					if s <= a.seq {
 						delete(sent, s)
 					}
+				}
+				c.counters.observeRTT(rtt)
+				if !a.server.IsZero() {
+					c.setClock(c.estimateOffset(a.server, rtt))
 				}
 			}
 			now := c.now()
@@ -222,15 +238,22 @@ func (cn *conn) heartbeats(ctx context.Context, interval time.Duration, errs <-c
 			}
 			c.mu.Unlock()
 		case <-t.C:
+			for _, hb := range sent {
+				if !hb.missed && time.Since(hb.at) >= interval {
+					hb.missed = true
+					c.counters.hbMissed.Add(1)
+				}
+			}
 			if time.Since(lastAck) > 3*interval {
 				return fmt.Errorf("no heartbeat answer from the control plane for %v", time.Since(lastAck).Round(time.Second))
 			}
 			seq++
-			sent[seq] = time.Now()
+			sent[seq] = &sentHB{at: time.Now()}
 			hb := cn.heartbeat(seq)
 			if err := cn.send(protocol.TunnelMessage{Type: protocol.MsgHeartbeat, Heartbeat: &hb}); err != nil {
 				return fmt.Errorf("sending heartbeat: %w", err)
 			}
+			c.counters.hbSent.Add(1)
 			cn.maybeRenew()
 			c.shrinkIdle(interval)
 			t.Reset(interval)
@@ -249,7 +272,7 @@ func (cn *conn) readControl() error {
 		case protocol.MsgHeartbeatAck:
 			if m.Ack != nil {
 				select {
-				case cn.acks <- ackMsg{seq: m.Ack.Seq, interval: m.Ack.HeartbeatInterval}:
+				case cn.acks <- ackMsg{seq: m.Ack.Seq, interval: m.Ack.HeartbeatInterval, server: m.Ack.ServerTime}:
 				case <-cn.done:
 				}
 			}

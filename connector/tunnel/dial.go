@@ -113,17 +113,19 @@ func (c *Client) dialTCP(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to proxy %s: %w", proxyAddr, err)
 	}
-	if err := connectThrough(ctx, conn, c.cfg.Address, p.User); err != nil {
+	if err := ConnectThrough(ctx, conn, c.cfg.Address, p.User); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("proxy %s: %w", proxyAddr, err)
 	}
 	return conn, nil
 }
 
-// connectThrough sends CONNECT addr on conn and reads the proxy's answer
-// byte by byte: the TLS handshake follows on the same connection, so
-// nothing past the answer's header may be read away.
-func connectThrough(ctx context.Context, conn net.Conn, addr string, user *url.Userinfo) error {
+// ConnectThrough sends CONNECT addr on conn (a connection to an HTTP
+// proxy) and reads the proxy's answer byte by byte: the TLS handshake
+// follows on the same connection, so nothing past the answer's header may
+// be read away. user, when set, goes in Proxy-Authorization (never in an
+// error). The diagnostics use it too.
+func ConnectThrough(ctx context.Context, conn net.Conn, addr string, user *url.Userinfo) error {
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 		defer conn.SetDeadline(time.Time{})

@@ -57,6 +57,9 @@ type pipe struct {
 	// release asks the copy loop, blocked in a read with the large buffer,
 	// to give it back: the idle sweep sets it with a past read deadline.
 	release atomic.Bool
+	// total is the process's count for this direction (Counters), added
+	// to as bytes move.
+	total *atomic.Int64
 }
 
 // end records why the session ended; the first reason wins.
@@ -185,8 +188,10 @@ func (cn *conn) refuse(st *yamux.Stream, id string, e *protocol.SessionError) {
 	cn.report(&protocol.SessionEnd{SessionID: id, Reason: e.Code, Detail: e.Message})
 }
 
-// report tells the control plane how a session ended (best effort).
+// report tells the control plane how a session ended (best effort) and
+// counts the end.
 func (cn *conn) report(e *protocol.SessionEnd) {
+	cn.c.counters.sessionEnded(e.Reason)
 	if err := cn.send(protocol.TunnelMessage{Type: protocol.MsgSessionEnd, SessionEnd: e}); err != nil {
 		cn.c.log.Debug("reporting session end", "session", e.SessionID, "err", err)
 	}
@@ -236,6 +241,7 @@ func (cn *conn) serveSession(ctx context.Context, st *yamux.Stream) {
 		return
 	}
 	r := &relay{id: h.SessionID, st: st, target: target}
+	r.up.total, r.down.total = &c.counters.bytesUp, &c.counters.bytesDown
 	if reason, ok := c.register(r); !ok {
 		target.Close()
 		msg := "connector is draining and takes no new sessions"
@@ -410,6 +416,7 @@ func (r *relay) copy(p *pipe, dst io.Writer, src readDeadliner) (int64, error) {
 			nw, werr := dst.Write(buf[:nr])
 			total += int64(nw)
 			p.n.Add(int64(nw))
+			p.total.Add(int64(nw))
 			p.last.Store(time.Now().UnixNano())
 			if werr != nil {
 				return total, werr

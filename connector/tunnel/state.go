@@ -32,7 +32,21 @@ type Status struct {
 	ActiveSessions    int
 	Attempt           int       // failed connection attempts since the last success
 	NextRetry         time.Time // when Reconnecting: the next attempt
+
+	// ClockOffset is the control plane's clock minus this machine's,
+	// estimated at the midpoint of the last hello or heartbeat round trip
+	// (error at most half the RTT); ClockMeasured is when, zero before the
+	// first estimate. Kept while the tunnel is down: a wrong clock is one
+	// reason it may be.
+	ClockOffset   time.Duration
+	ClockMeasured time.Time
+	// SupportRecipient is the age recipient the control plane announced
+	// for support bundles in its last hello_ack ("" when none).
+	SupportRecipient string
 }
+
+// ErrTunnelDown is returned by SendStream when the tunnel is not up.
+var ErrTunnelDown = errors.New("the tunnel to the control plane is down")
 
 // ErrNeedsRecovery is returned by Run (wrapped with the reason) when the
 // control plane refuses the connector's own certificate for good in its

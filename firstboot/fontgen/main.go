@@ -1,8 +1,10 @@
 // Command fontgen writes the 12×24 console font the VGA console uses on a
 // 1024×768 framebuffer (firstboot/internal/vtfont): Go Mono Bold, from the
 // Go font family in golang.org/x/image, rasterised to a bitmap and stored
-// as a PSF2 file of 256 glyphs, ASCII at its own code points, the rest
-// blank (the console prints ASCII only).
+// as a PSF2 file of 256 glyphs, ASCII at its own code points, the block
+// elements of code page 437 at theirs (0xDB █, 0xDC ▄, 0xDD ▌, 0xDE ▐,
+// 0xDF ▀: the kernel's default Unicode map sends U+2588 and the others
+// there, and the console draws QR codes with them), the rest blank.
 //
 // It lives in a module of its own so the appliance's runtime module does
 // not depend on the font rasteriser. Run it through go generate in
@@ -15,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"image"
+	"image/draw"
 	"os"
 
 	"golang.org/x/image/font"
@@ -33,6 +36,16 @@ const (
 	// threshold is the coverage (of 255) from which a pixel is set.
 	threshold = 110
 )
+
+// blocks are the CP437 block elements, exactly filling their part of the
+// cell so that neighbouring cells join without a seam.
+var blocks = map[int]image.Rectangle{
+	0xDB: image.Rect(0, 0, width, height),        // █ full block
+	0xDC: image.Rect(0, height/2, width, height), // ▄ lower half
+	0xDD: image.Rect(0, 0, width/2, height),      // ▌ left half
+	0xDE: image.Rect(width/2, 0, width, height),  // ▐ right half
+	0xDF: image.Rect(0, 0, width, height/2),      // ▀ upper half
+}
 
 func main() {
 	out := flag.String("o", "", "write the PSF2 font to this file")
@@ -77,6 +90,9 @@ func render() ([]byte, error) {
 		if c > 0x20 && c < 0x7f {
 			d := font.Drawer{Dst: cell, Src: image.Opaque, Face: face, Dot: fixed.P(0, baseline)}
 			d.DrawString(string(rune(c)))
+		}
+		if r, ok := blocks[c]; ok {
+			draw.Draw(cell, r, image.Opaque, image.Point{}, draw.Src)
 		}
 		for y := range height {
 			var row [rowBytes]byte

@@ -52,6 +52,24 @@ type Config struct {
 	// after every hello; nil (or a nil result) means none.
 	OfferFor func(connectorID string) *protocol.UpdateOffer
 
+	// SupportRecipient is announced to connectors in hello_ack: the age
+	// X25519 recipient ("age1…") they encrypt support bundles to. Empty
+	// announces none.
+	SupportRecipient string
+	// OnSupportBundle receives a support bundle a connector uploads on a
+	// typed stream (protocol.StreamSupportBundle): exactly b.Size bytes
+	// from r (r fails with io.ErrUnexpectedEOF when the connector stops
+	// short). It returns the ID the bundle is stored under. Calls for one
+	// connector never overlap. Nil refuses support bundles
+	// (unknown_stream_type).
+	OnSupportBundle func(ctx context.Context, b SupportBundle, r io.Reader) (id string, err error)
+	// MaxSupportBundle bounds a bundle's size; 0 means
+	// protocol.MaxSupportBundle.
+	MaxSupportBundle int64
+	// StreamIdleTimeout ends an upload that moved no byte for this long; 0
+	// means 60 s.
+	StreamIdleTimeout time.Duration
+
 	// OnSessionEnd is called once for every session end the broker sees
 	// (By "control_plane") and for every end the connector reports (By
 	// "connector"). It must not block. May be nil.
@@ -113,10 +131,11 @@ type Broker struct {
 	log  *slog.Logger
 	rand io.Reader
 
-	mu      sync.Mutex
-	tunnels map[string]*tunnel // connector ID → its current tunnel
-	seen    map[string]ConnectorState
-	closed  bool
+	mu        sync.Mutex
+	tunnels   map[string]*tunnel // connector ID → its current tunnel
+	seen      map[string]ConnectorState
+	uploading map[string]bool // connector ID + "/" + stream type → an upload is under way
+	closed    bool
 }
 
 // New returns a Broker; see Config.
@@ -124,7 +143,13 @@ func New(cfg Config) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("broker config: %w", err)
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger, rand: cfg.Rand, tunnels: map[string]*tunnel{}, seen: map[string]ConnectorState{}}
+	if cfg.MaxSupportBundle <= 0 {
+		cfg.MaxSupportBundle = protocol.MaxSupportBundle
+	}
+	if cfg.StreamIdleTimeout <= 0 {
+		cfg.StreamIdleTimeout = 60 * time.Second
+	}
+	b := &Broker{cfg: cfg, log: cfg.Logger, rand: cfg.Rand, tunnels: map[string]*tunnel{}, seen: map[string]ConnectorState{}, uploading: map[string]bool{}}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -160,6 +185,9 @@ type ConnectorState struct {
 	ActiveSessions int // sessions through this broker in flight
 	CertNotAfter   time.Time
 	Since          time.Time
+	// ClockOffset is the connector's last estimate of the control plane's
+	// clock minus its own; nil before it reported one.
+	ClockOffset *time.Duration
 }
 
 // Connectors returns the state of every connector seen, sorted by ID.
@@ -205,6 +233,9 @@ func (b *Broker) record(u StatusUpdate) {
 	}
 	if !u.CertNotAfter.IsZero() {
 		s.CertNotAfter = u.CertNotAfter
+	}
+	if u.ClockOffset != nil {
+		s.ClockOffset = u.ClockOffset
 	}
 	b.seen[u.ConnectorID] = s
 	b.mu.Unlock()

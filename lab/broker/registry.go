@@ -64,6 +64,9 @@ type StatusUpdate struct {
 	// ("" elsewhere); Update its latest image update, when it reports one.
 	ImageVersion string
 	Update       *protocol.UpdateReport
+	// ClockOffset is the connector's estimate of the control plane's clock
+	// minus its own (from its heartbeat); nil when it sent none.
+	ClockOffset *time.Duration
 }
 
 // MemoryRegistry is an in-memory Registry for tests: every connector is

@@ -103,7 +103,7 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 	}
 	t.id, t.leaf = id, cs.PeerCertificates[0]
 	if err := t.send(protocol.TunnelMessage{Type: protocol.MsgHelloAck, HelloAck: &protocol.TunnelHelloAck{
-		ConnectorID: id, HeartbeatInterval: t.interval, ServerTime: b.now().UTC(),
+		ConnectorID: id, HeartbeatInterval: t.interval, ServerTime: b.now().UTC(), SupportRecipient: b.cfg.SupportRecipient,
 	}}); err != nil {
 		return fmt.Errorf("answering hello: %w", err)
 	}
@@ -127,7 +127,7 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 	now := b.now()
 	b.record(StatusUpdate{ConnectorID: id, Status: StatusOnline, LastHeartbeat: now, Version: m.Hello.Version,
 		ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: conn.RemoteAddr().String(),
-		ImageVersion: hb.ImageVersion, Update: hb.Update})
+		ImageVersion: hb.ImageVersion, Update: hb.Update, ClockOffset: hb.ClockOffset})
 	b.log.Info("connector online", "connector", id, "remote", conn.RemoteAddr(), "version", m.Hello.Version, "image", hb.ImageVersion)
 	if b.cfg.OfferFor != nil {
 		if o := b.cfg.OfferFor(id); o != nil {
@@ -137,7 +137,7 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 		}
 	}
 
-	go t.refuseExtraStreams()
+	go t.acceptStreams(ctx)
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -252,18 +252,6 @@ func SameKey(a, b any) bool {
 	return ok && k.Equal(b)
 }
 
-// refuseExtraStreams closes any stream the connector opens after the
-// control stream: sessions are opened by the control plane only.
-func (t *tunnel) refuseExtraStreams() {
-	for {
-		st, err := t.mux.AcceptStream()
-		if err != nil {
-			return
-		}
-		st.Close()
-	}
-}
-
 // readControl handles the connector's control messages until the stream
 // or the tunnel ends.
 func (t *tunnel) readControl(ctx context.Context) error {
@@ -294,11 +282,11 @@ func (t *tunnel) readControl(ctx context.Context) error {
 			t.mu.Unlock()
 			b.record(StatusUpdate{ConnectorID: t.id, Status: status, LastHeartbeat: b.now(), Version: hb.Version,
 				ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: t.conn.RemoteAddr().String(),
-				ImageVersion: hb.ImageVersion, Update: hb.Update})
+				ImageVersion: hb.ImageVersion, Update: hb.Update, ClockOffset: hb.ClockOffset})
 			t.shrinkIdle()
 			if m.Type == protocol.MsgHeartbeat {
 				err := t.send(protocol.TunnelMessage{Type: protocol.MsgHeartbeatAck,
-					Ack: &protocol.TunnelAck{Seq: hb.Seq, HeartbeatInterval: t.interval}})
+					Ack: &protocol.TunnelAck{Seq: hb.Seq, HeartbeatInterval: t.interval, ServerTime: b.now().UTC()}})
 				if err != nil {
 					return fmt.Errorf("acknowledging heartbeat: %w", err)
 				}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vaultpam/appliance/connector/redact"
+	"github.com/vaultpam/appliance/connector/support"
 )
 
 // Env is the outside world of one CLI invocation; tests fill it in.
@@ -18,6 +19,9 @@ type Env struct {
 	Unsetenv       func(string) error
 	// Notify replaces sd_notify (tests); nil means the real one.
 	Notify func(string)
+	// Support edits the support bundle's sources before collecting
+	// (tests: no journald here); nil leaves the appliance's.
+	Support func(*support.Options)
 	// Step is called at the named points of an enrolment (crash tests);
 	// nil in the real program.
 	Step func(string)
@@ -30,12 +34,19 @@ commands:
             --token-file or later from enrol / the console)
   enrol     type the enrolment or recovery token for the running connector (prompt without echo,
             or one line on standard input) and follow it until Online
+  pair      pair without typing a token: show a code, a URL and a QR code for an administrator to
+            approve, and follow until Online (--stop ends a pairing)
   status    show the running connector's status (--json for the status JSON;
             --check live|ready for probes: exit 0 when the local API answers / when Online)
+  diagnose  check DNS, TCP and TLS to the control plane with this configuration (--json)
+  support-bundle [--out FILE] [--json]
+            collect status, journal, network, diagnostics, image, verity and config (secrets
+            redacted), encrypt to the vendor's key and send through the tunnel; exit 4 when
+            it cannot be sent (the tunnel is down), --out keeps the encrypted file
   version   print the version
 `
 
-// exit codes
+// exit codes (and exitNotSent, support.go)
 const (
 	exitOK     = 0
 	exitError  = 1
@@ -65,8 +76,14 @@ func Main(ctx context.Context, env Env) int {
 		return cmdRun(ctx, env, args)
 	case "enrol", "enroll":
 		return cmdEnrol(ctx, env, args)
+	case "pair":
+		return cmdPair(ctx, env, args)
 	case "status":
 		return cmdStatus(ctx, env, args)
+	case "diagnose":
+		return cmdDiagnose(ctx, env, args)
+	case "support-bundle":
+		return cmdSupportBundle(ctx, env, args)
 	case "version", "--version":
 		fmt.Fprintf(env.Stdout, "vaultpam-connector %s\n", version)
 		return exitOK

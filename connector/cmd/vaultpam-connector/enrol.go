@@ -30,15 +30,14 @@ import (
 // Exit codes: 0 Online, 1 refused / not reachable / timed out, 2 usage.
 func cmdEnrol(ctx context.Context, env Env, args []string) int {
 	fs := flag.NewFlagSet("enrol", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	socket := fs.String("socket", envOr(env, config.EnvSocket, localapi.DefaultSocket), "local API socket of the running connector (PAM_AGENT_SOCKET)")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to follow the enrolment before giving up")
 	poll := fs.Duration("poll", 500*time.Millisecond, "how often to read the status while following")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, env.Stderr); err != nil {
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
-		fail(env.Stderr, fmt.Errorf("unexpected argument %q", fs.Arg(0)), "the token is never an argument: run `vaultpam-connector enrol` and type it at the prompt, or pipe it on standard input")
+		fail(env.Stderr, errors.New("unexpected argument (not repeated here: it could be the token)"), "the token is never an argument: run `vaultpam-connector enrol` and type it at the prompt, or pipe it on standard input")
 		return exitUsage
 	}
 	c := localapi.NewClient(*socket)

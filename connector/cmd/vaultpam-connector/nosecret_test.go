@@ -83,6 +83,7 @@ func TestCLIMisuseNeverRepeatsASecret(t *testing.T) {
 		cases := [][]string{
 			{"run", s}, {s}, {"run", "--" + s}, {"run", "-" + s + "=x"}, {"status", "--json=" + s},
 			{"run", "--config"}, {"status", s, "--" + s},
+			{"pair", s}, {"pair", "--" + s}, {"pair", "--qr=" + s}, {"pair", "--stop", s},
 		}
 		if i%3 != 2 { // paths: a token pasted where a file name goes
 			cases = append(cases, []string{"run", "--config", s}, []string{"run", "--token-file", s},

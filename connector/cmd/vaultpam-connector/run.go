@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,6 +23,8 @@ import (
 	"github.com/vaultpam/appliance/connector/enrol"
 	"github.com/vaultpam/appliance/connector/identity"
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/metrics"
+	"github.com/vaultpam/appliance/connector/tunnel"
 )
 
 // Appliance defaults (common contracts).
@@ -112,7 +115,9 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 		return exitError
 	}
 	opt.Updates = upd
-	opt.Link = newLinkFactory(cfg, roots, proxy, log, upd)
+	counters := &tunnel.Counters{} // one for every tunnel of this process: totals survive reconnects
+	opt.Counters = counters
+	opt.Link = newLinkFactory(cfg, roots, proxy, log, upd, counters)
 	ag, err = agent.New(opt)
 	if err != nil {
 		fail(env.Stderr, err, "")
@@ -125,8 +130,15 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 		fail(env.Stderr, err, "set PAM_AGENT_SOCKET to a writable path")
 		return exitError
 	}
-	srv := &http.Server{Handler: localapi.Handler(ag), ReadHeaderTimeout: 5 * time.Second}
+	metricsPage := metrics.Handler(func() (localapi.Status, tunnel.CounterSnapshot) { return ag.Status(), counters.Snapshot() })
+	api := http.NewServeMux()
+	api.Handle("/", localapi.Handler(ag))
+	api.Handle("GET /metrics", metricsPage)
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
+	if stop := serveMetrics(cfg.MetricsListen, metricsPage, log); stop != nil {
+		defer stop()
+	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		srv.Shutdown(sctx)
@@ -146,6 +158,29 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 	}
 	log.Info("stopped", "state", ag.State().String())
 	return exitOK
+}
+
+// serveMetrics serves page at GET /metrics on addr (config
+// metrics_listen), plain HTTP, nothing else: the one optional inbound
+// port. The page holds no secret. A port that cannot be opened is logged
+// and the connector runs on (the metrics stay on the local API socket):
+// monitoring must not stop the tunnel. It returns how to stop, nil when
+// not serving.
+func serveMetrics(addr string, page http.Handler, log *slog.Logger) func() {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Error("metrics_listen: cannot listen; the metrics stay on the local API socket only", "addr", addr, "err", err)
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", page)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() { srv.Close() }
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {

@@ -229,14 +229,27 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // it reboots into an update. New sessions are refused at once, the open one
 // runs until the grace period is over and then ends with reason
 // update_reboot, and the connector stays Draining (it does not exit, so
-// systemd does not start a fresh one into the reboot).
+// systemd does not start a fresh one into the reboot). The echo target is
+// on loopback, which only an allowed_targets entry naming it allows.
 func TestDrainForUpdateReboot(t *testing.T) {
 	cp := lab.NewTest(t, lab.WithHeartbeat(200*time.Millisecond))
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			conn, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(conn, conn)
+		}
+	}()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "connector.yaml")
-	// The session goes to a target on loopback, which the connector
-	// refuses unless allowed_targets names it (the default deny set).
 	os.WriteFile(cfg, []byte("control_plane_url: "+cp.URL()+"\ncontrol_plane_ca_file: "+cp.CAFile+"\nconnector_name: dc1\nallowed_targets: [\"127.0.0.1\"]\n"), 0o644)
 	sock := filepath.Join(dir, "c.sock")
 	getenv, unset := mapEnv(map[string]string{"PAM_AGENT_CONFIG": cfg, "PAM_AGENT_DATA_DIR": filepath.Join(dir, "data"), "PAM_AGENT_SOCKET": sock,
@@ -253,20 +266,6 @@ func TestDrainForUpdateReboot(t *testing.T) {
 		id = st.ConnectorID
 		return err == nil && st.State == state.Online.String()
 	})
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			conn, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go io.Copy(conn, conn)
-		}
-	}()
 	if err := cp.Authority.AddResource(lab.Resource{Name: "echo", Address: echo.Addr().String(), Connector: id}); err != nil {
 		t.Fatal(err)
 	}

@@ -105,6 +105,40 @@ func TestEmbeddedFont(t *testing.T) {
 	}
 }
 
+// The block elements the console draws QR codes with are where the
+// kernel's default Unicode map looks for them (CP437: U+2588 █ at 0xDB,
+// U+2584 ▄ at 0xDC, U+2580 ▀ at 0xDF), filling exactly their half of the
+// cell, so the halves of neighbouring rows join.
+func TestEmbeddedFontBlocks(t *testing.T) {
+	b, err := os.ReadFile("gomono-bold-12x24.psf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ParsePSF(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		glyph int
+		name  string
+		set   func(x, y int) bool
+	}{
+		{0xDB, "█", func(x, y int) bool { return true }},
+		{0xDC, "▄", func(x, y int) bool { return y >= p.Height/2 }},
+		{0xDF, "▀", func(x, y int) bool { return y < p.Height/2 }},
+		{0xDD, "▌", func(x, y int) bool { return x < p.Width/2 }},
+		{0xDE, "▐", func(x, y int) bool { return x >= p.Width/2 }},
+	} {
+		for y := range p.Height {
+			for x := range p.Width {
+				if got, want := p.Pixel(tc.glyph, x, y), tc.set(x, y); got != want {
+					t.Fatalf("glyph 0x%X (%s): pixel (%d,%d) = %v, want %v", tc.glyph, tc.name, x, y, got, want)
+				}
+			}
+		}
+	}
+}
+
 // The loader reads Debian's console fonts too (package console-setup-linux):
 // PSF2, gzipped, with a Unicode table; Lat15-Terminus24x12 is the Terminus
 // font of the same cell as ours. VAULTPAM_CONSOLEFONTS names another

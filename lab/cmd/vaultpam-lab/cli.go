@@ -23,7 +23,7 @@ type Env struct {
 
 const usage = `usage: vaultpam-lab <command> [flags]
 
-  serve --state DIR --listen 127.0.0.1:PORT [--heartbeat-interval 10s]
+  serve --state DIR --listen 127.0.0.1:PORT [--heartbeat-interval 10s] [--public-url URL]
   token create --state DIR --name NAME [--ttl 1h]
   token recover --state DIR --connector ID [--ttl 1h]
   connectors --state DIR [--json]
@@ -31,6 +31,12 @@ const usage = `usage: vaultpam-lab <command> [flags]
   resources add --state DIR --name N --address HOST:PORT --connector ID
   connect --state DIR --resource N [--listen 127.0.0.1:PORT]
   update offer --state DIR --connector ID --file BUNDLE [--repo DIR]
+  bundles --state DIR [--json]                       list the support bundles connectors uploaded
+  bundles --state DIR --decrypt ID --out DIR2        decrypt one with DIR/support.key and unpack it
+  pair approve --state DIR --code XXXX-XXXX [--name NAME] [--recover ID]
+  pair deny --state DIR --code XXXX-XXXX
+  pair list --state DIR [--json]
+  admin-password --state DIR
 `
 
 // Main runs one command and returns the exit code.
@@ -41,7 +47,7 @@ func Main(ctx context.Context, env Env) int {
 	}
 	cmd, args := env.Args[0], env.Args[1:]
 	sub := ""
-	if (cmd == "token" || cmd == "resources" || cmd == "update") && len(args) > 0 {
+	if (cmd == "token" || cmd == "resources" || cmd == "update" || cmd == "pair") && len(args) > 0 {
 		sub, args = args[0], args[1:]
 	}
 	var err error
@@ -60,6 +66,12 @@ func Main(ctx context.Context, env Env) int {
 		err = cmdConnect(ctx, env, args)
 	case "update offer":
 		err = cmdUpdateOffer(env, args)
+	case "bundles ":
+		err = cmdBundles(env, args)
+	case "pair approve", "pair deny", "pair list":
+		err = cmdPair(env, sub, args)
+	case "admin-password ":
+		err = cmdAdminPassword(env, args)
 	case "help ", "-h ", "--help ":
 		fmt.Fprint(env.Stdout, usage)
 		return 0
