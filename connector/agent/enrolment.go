@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vaultpam/appliance/connector/enrol"
@@ -187,7 +188,19 @@ func (a *Agent) refused(back state.State, tok string, err error) {
 }
 
 // storeProblem says why the data directory did not take a write, and what
-// to do.
+// to do: a full disk (or quota) says so, a read-only one too.
 func storeProblem(dir string, err error) (reason, hint string) {
+	switch {
+	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+		return "the data directory " + dir + " is full (no space left on device)",
+			"free space in " + dir + " (PAM_AGENT_DATA_DIR), or grow the data disk"
+	case errors.Is(err, syscall.EROFS):
+		return "the data directory " + dir + " is read-only", "remount " + dir + " read-write (PAM_AGENT_DATA_DIR must be writable)"
+	}
 	return "cannot write to the data directory " + dir + ": " + err.Error(), "check that PAM_AGENT_DATA_DIR is writable"
+}
+
+// dataDirFull reports whether err is a full data directory.
+func dataDirFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }

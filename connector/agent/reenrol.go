@@ -52,8 +52,10 @@ func (a *Agent) reenrolWait(tok string) error {
 		switch {
 		case errors.As(err, &ee):
 			return &localapi.Error{Status: 409, Code: ee.Code, Message: "re-enrolment refused: " + ee.Message + "; the connector keeps its current identity", Hint: ee.Hint()}
+		case errors.As(err, &se) && dataDirFull(se):
+			return &localapi.Error{Status: 507, Code: "data_dir_full", Message: "re-enrolment failed: " + se.why, Hint: se.hint}
 		case errors.As(err, &se):
-			return &localapi.Error{Status: 507, Code: "data_dir_unwritable", Message: "re-enrolment failed: " + se.why, Hint: se.hint}
+			return &localapi.Error{Status: 500, Code: "data_dir_unwritable", Message: "re-enrolment failed: " + se.why, Hint: se.hint}
 		}
 		return &localapi.Error{Status: 502, Code: "enrolment_failed", Message: "re-enrolment failed: " + err.Error(), Hint: "check the network and the control plane URL, then try again"}
 	case <-time.After(reenrolWait):

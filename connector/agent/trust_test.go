@@ -16,6 +16,7 @@ import (
 	"github.com/vaultpam/appliance/connector/identity"
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/state"
+	"github.com/vaultpam/appliance/connector/tunnel"
 	"github.com/vaultpam/appliance/lab"
 	"github.com/vaultpam/appliance/lab/broker/brokertest"
 )
@@ -218,4 +219,32 @@ func TestStatusShowsTargetPolicy(t *testing.T) {
 		}
 		r.stop()
 	}
+}
+
+// The control plane is verified with the configured roots
+// (control_plane_ca_file, or the system roots), not with the CA bundle
+// the enrolment returned, which is kept with the identity for reference:
+// a connector whose stored bundle names another CA still goes Online, so
+// an operator changes trust in the configuration without re-enrolling.
+func TestTrustComesFromTheConfigurationNotTheEnrolmentBundle(t *testing.T) {
+	cp := lab.NewTest(t, lab.WithHeartbeat(time.Second))
+	store := &identity.Mem{}
+	tc := tunnel.DefaultConfig()
+	tc.Address, tc.RootCAs, tc.Name, tc.Version = cp.Addr().String(), cp.CAPool, "dc1", "test"
+	opt := Options{Config: config.Config{ControlPlaneURL: cp.URL(), ConnectorName: "dc1"}, Store: store, Mode: durable,
+		Enroller: &enrol.Client{URL: cp.URL(), RootCAs: cp.CAPool}, Link: TunnelLink(tc), Token: newToken(t, cp)}
+	r := launch(t, opt)
+	r.waitFor(t, state.Online)
+	r.stop()
+	other, err := brokertest.NewPKINamed("Some Other CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := store.Load()
+	swapped := *id
+	swapped.CAPEM = other.CAPEM()
+	store.Save(&swapped)
+	opt.Token = ""
+	r2 := launch(t, opt)
+	r2.waitFor(t, state.Online)
 }

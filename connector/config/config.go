@@ -90,12 +90,12 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	c := DefaultConfig()
 	var errs []error
 	if path != "" {
-		b, err := os.ReadFile(path)
+		b, err := ReadFile(path, MaxConfigFile)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			return c, fmt.Errorf("config file %s does not exist (set %s to the right path, or run the console's setup)", path, EnvConfig)
 		case err != nil:
-			return c, fmt.Errorf("reading config: %w", err)
+			return c, fmt.Errorf("config file %s: %w", path, err)
 		}
 		if err := Parse(b, &c); err != nil {
 			var se *SecretError
@@ -141,7 +141,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	if v := getenv(EnvUpdateWindow); v != "" {
 		w, err := ParseWindow(v)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", EnvUpdateWindow, err))
+			errs = append(errs, fmt.Errorf("%s: %s", EnvUpdateWindow, windowProblem))
 		} else {
 			c.UpdateWindow = w
 		}
@@ -245,9 +245,9 @@ func checkMetricsListen(v string) error {
 }
 
 func checkCAFile(path string) error {
-	b, err := os.ReadFile(path)
+	b, err := ReadFile(path, MaxCAFile)
 	if err != nil {
-		return fmt.Errorf("cannot read the file: %v", pathless(err))
+		return err
 	}
 	if hasPrivateKey(string(b)) {
 		return errors.New("the file contains a private key; it must hold only the CA certificates (remove the key and keep it off this machine)")
@@ -256,14 +256,4 @@ func checkCAFile(path string) error {
 		return errors.New("the file holds no PEM certificate")
 	}
 	return nil
-}
-
-// pathless is an *fs.PathError's cause without the path (the path is a
-// configuration value; the field name says which file it is).
-func pathless(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -37,7 +37,8 @@ func (g *secretGen) token() string {
 }
 
 // password is 12 to 24 characters: letters, digits and at least one
-// symbol (no quote, backslash or space, so it can stand in YAML unquoted).
+// symbol, one upper-case letter and one digit, as password rules ask (no
+// quote, backslash or space, so it can stand in YAML unquoted).
 func (g *secretGen) password() string {
 	const letters = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 	const symbols = "!$%&*+,./;<=>?^_~(){}|"
@@ -46,7 +47,10 @@ func (g *secretGen) password() string {
 	for i := range b {
 		b[i] = letters[g.r.IntN(len(letters))]
 	}
-	b[g.r.IntN(n)] = symbols[g.r.IntN(len(symbols))]
+	p := g.r.Perm(n)
+	b[p[0]] = symbols[g.r.IntN(len(symbols))]
+	b[p[1]] = "ABCDEFGHJKLMNPQRSTUVWXYZ"[g.r.IntN(24)]
+	b[p[2]] = "23456789"[g.r.IntN(8)]
 	return string(b)
 }
 
@@ -86,6 +90,8 @@ func TestNoErrorRepeatsASecret(t *testing.T) {
 		"control_plane_url: https://cp\nconnector_name: a\ncontrol_plane_ca_file: %s\n",
 		"control_plane_url: https://cp\nconnector_name: a\nproxy_url: %s\n",
 		"control_plane_url: https://cp\nconnector_name: a\ndrain_timeout: %s\n",
+		"control_plane_url: https://cp\nconnector_name: a\nupdate_window: %s\n",
+		"control_plane_url: https://cp\nconnector_name: a\nupdate_window: \"%s 02:00-04:00\"\n",
 		"control_plane_url: https://cp\nconnector_name: a\nallowed_targets: [\"10.0.0.0/8\", \"%s\"]\n",
 		"control_plane_url: https://cp\nconnector_name: a\nallowed_targets: %s\n",
 		"control_plane_url: https://%s@cp\nconnector_name: a\n",
@@ -126,10 +132,10 @@ func TestNoErrorRepeatsASecret(t *testing.T) {
 		}
 	}
 	// The same through every environment override.
-	for _, name := range []string{EnvControlPlaneURL, EnvCAFile, EnvConnectorName, EnvAllowedTargets, EnvProxyURL, EnvDrainTimeout} {
+	for _, name := range []string{EnvControlPlaneURL, EnvCAFile, EnvConnectorName, EnvAllowedTargets, EnvProxyURL, EnvDrainTimeout, EnvUpdateWindow} {
 		for i := 0; i < 20; i++ {
 			secret := g.secret()
-			for _, v := range []string{secret, "socks5://u:" + secret + "@p:1080", "http://" + secret + "@p:3128/x", "10.0.0.0/8," + secret} {
+			for _, v := range []string{secret, "socks5://u:" + secret + "@p:1080", "http://" + secret + "@p:3128/x", "10.0.0.0/8," + secret, secret + " 02:00-04:00"} {
 				_, err := Load("", env(map[string]string{EnvControlPlaneURL: "https://cp", EnvConnectorName: "a", name: v}))
 				if err == nil {
 					continue

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -14,17 +16,34 @@ import (
 // order people read them.
 var fields = []string{"control_plane_url", "control_plane_ca_file", "connector_name", "allowed_targets", "proxy_url", "drain_timeout", "update_window", "metrics_listen"}
 
+// windowProblem is what is wrong with a bad update_window, without
+// repeating it.
+const windowProblem = `not a window like "02:00-04:00" or "Sat,Sun 02:00-04:00" (UTC; weekdays Mon to Sun; start and end differ)`
+
 // Parse decodes YAML b into c. Unknown fields, values of the wrong shape
 // and secrets are errors, each naming its field and line. No message
 // repeats a value from b: whatever is in the file (a token or a password
 // pasted by mistake) stays out of logs and screens.
 func Parse(b []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err != nil {
+	if err := dec.Decode(&root); errors.Is(err, io.EOF) {
+		return nil // empty file: everything from the environment
+	} else if err != nil {
 		return fmt.Errorf("config is not valid YAML: %s", yamlMessage(err))
 	}
+	// One document only: a second (after ---) would be ignored silently,
+	// settings and all.
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		line := next.Line
+		if err != nil {
+			return fmt.Errorf("config is not valid YAML after its first document: %s", yamlMessage(err))
+		}
+		return fmt.Errorf("config holds more than one YAML document (a second one starts at line %d after ---); keep one", line)
+	}
 	if len(root.Content) == 0 {
-		return nil // empty file: everything from the environment
+		return nil
 	}
 	doc := root.Content[0]
 	if doc.Kind != yaml.MappingNode {
@@ -75,7 +94,7 @@ func Parse(b []byte, c *Config) error {
 			}
 			w, err := ParseWindow(s)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: not a window like \"02:00-04:00\" or \"Sat,Sun 02:00-04:00\" (UTC)", field))
+				errs = append(errs, fmt.Errorf("%s: %s", field, windowProblem))
 				break
 			}
 			c.UpdateWindow = w
@@ -138,8 +157,9 @@ func kind(n *yaml.Node) string {
 }
 
 // safeKey returns a field name for a message: as written when it looks
-// like a field name (letters, digits, underscores), else a placeholder,
-// since a key could be anything pasted by mistake.
+// like a field name (lower case, digits, underscores: how every field is
+// spelt), else a placeholder — a key could be anything pasted by mistake,
+// a token or a password.
 func safeKey(k string) string {
 	if keyRE.MatchString(k) && !looksLikeToken(k) {
 		return k
@@ -147,7 +167,7 @@ func safeKey(k string) string {
 	return "a field (name not shown)"
 }
 
-var keyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,40}$`)
+var keyRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)
 
 // yamlMessage is a YAML parser error without anything it quotes from the
 // input (anchors, tags: the parser quotes up to a few characters of

@@ -48,7 +48,9 @@ type Identity struct {
 	Key          *ecdsa.PrivateKey
 	// Chain is the client certificate chain, leaf first.
 	Chain []*x509.Certificate
-	// CAPEM is the control plane's CA bundle (PEM).
+	// CAPEM is the CA bundle the control plane returned at enrolment (PEM),
+	// kept for reference: the control plane is verified with the
+	// configured roots (control_plane_ca_file or the system roots).
 	CAPEM []byte
 }
 

@@ -75,6 +75,14 @@ func (m *Mem) Save(id *Identity) error {
 	return nil
 }
 
+// SetErrors sets SaveErr and SavePendingErr while the store is in use
+// (a disk that fills up, or gets space back).
+func (m *Mem) SetErrors(save, savePending error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.SaveErr, m.SavePendingErr = save, savePending
+}
+
 // Saves reports how many times Save succeeded.
 func (m *Mem) Saves() int {
 	m.mu.Lock()

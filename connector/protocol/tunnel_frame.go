@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 )
@@ -11,6 +12,14 @@ import (
 // header: a certificate chain fits easily, a hostile peer cannot make the
 // other side allocate much.
 const MaxMessageFrame = 64 << 10
+
+// Errors of ReadTunnelFrame, for errors.Is: a frame whose length prefix
+// exceeds MaxMessageFrame (its body is left unread) and a body that is not
+// the expected JSON.
+var (
+	ErrFrameTooLarge = errors.New("tunnel frame too large")
+	ErrFrameDecode   = errors.New("tunnel frame does not decode")
+)
 
 // WriteTunnelFrame writes v as one frame (4-byte big-endian length, JSON)
 // in a single Write, so concurrent writers must still serialise calls.
@@ -44,14 +53,14 @@ func ReadTunnelFrame(r io.Reader, v any) error {
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
 	if n > MaxMessageFrame {
-		return fmt.Errorf("tunnel frame of %d bytes exceeds %d", n, MaxMessageFrame)
+		return fmt.Errorf("%w: %d bytes exceeds %d", ErrFrameTooLarge, n, MaxMessageFrame)
 	}
 	body := make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {
 		return fmt.Errorf("reading tunnel frame: %w", err)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("decoding tunnel frame: %w", err)
+		return fmt.Errorf("%w: %v", ErrFrameDecode, err)
 	}
 	return nil
 }

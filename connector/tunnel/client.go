@@ -150,7 +150,7 @@ func (c *Client) Run(ctx context.Context) error {
 			c.setState(state.Stopped, "shut down", nil)
 			return ErrClientClosed
 		}
-		up, err := c.connectAndServe(ctx)
+		upFor, err := c.connectAndServe(ctx)
 		var perm *permanentError
 		switch {
 		case errors.As(err, &perm):
@@ -163,7 +163,10 @@ func (c *Client) Run(ctx context.Context) error {
 			c.setState(state.Stopped, "stopped", nil)
 			return ctx.Err()
 		}
-		if up {
+		if upFor >= c.cfg.StableAfter {
+			// Only a tunnel that stayed up resets the schedule: a control
+			// plane that accepts and drops at once sees growing delays,
+			// not a reconnect every second from every connector.
 			attempt = 0
 		} else {
 			c.counters.connectFailures.Add(1)
@@ -199,23 +202,23 @@ func (c *Client) isDraining() bool {
 }
 
 // connectAndServe dials, says hello and serves the tunnel until it ends.
-// up reports whether the tunnel came up (Online) before it ended.
-func (c *Client) connectAndServe(ctx context.Context) (up bool, err error) {
+// upFor is how long the tunnel was Online (0: it never came up).
+func (c *Client) connectAndServe(ctx context.Context) (upFor time.Duration, err error) {
 	tc, err := c.dialTLS(ctx)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	rc := &recordConn{Conn: tc}
 	mux, err := transport.Client(rc, transport.Under(tc))
 	if err != nil {
 		tc.Close()
-		return false, fmt.Errorf("starting yamux: %w", err)
+		return 0, fmt.Errorf("starting yamux: %w", err)
 	}
 	cn := &conn{c: c, mux: mux, raw: rc, acks: make(chan ackMsg, 4), done: make(chan struct{})}
 	defer mux.Close()
 	ack, err := cn.hello(ctx)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 
 	c.mu.Lock()
@@ -242,7 +245,7 @@ func (c *Client) connectAndServe(ctx context.Context) (up bool, err error) {
 		c.mu.Lock()
 		c.cur = nil
 		c.mu.Unlock()
-		return true, nil
+		return c.now().Sub(now), nil
 	}
 	err = cn.serve(ctx, interval)
 
@@ -251,7 +254,7 @@ func (c *Client) connectAndServe(ctx context.Context) (up bool, err error) {
 	c.mu.Unlock()
 	mux.Close()
 	c.endAll(protocol.ReasonConnectorOffline, "tunnel closed")
-	return true, err
+	return max(c.now().Sub(now), time.Nanosecond), err
 }
 
 // reportGrace bounds the wait for aborted sessions to report their end

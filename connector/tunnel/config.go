@@ -60,6 +60,10 @@ type Config struct {
 	DialTimeout time.Duration
 	// Backoff shapes the waits between connection attempts.
 	Backoff backoff.Backoff
+	// StableAfter is how long a tunnel must stay Online for the backoff to
+	// start over from its first wait; a tunnel dropped sooner counts as
+	// one more failed attempt. Default DefaultStableAfter.
+	StableAfter time.Duration
 	// RenewAfter is the fraction of the certificate's lifetime after which
 	// the connector asks for a new one (0.5 = half its lifetime); renewal
 	// is retried every heartbeat until it succeeds.
@@ -109,12 +113,19 @@ type Config struct {
 // Resolver resolves a target host name to IP addresses.
 type Resolver = allowlist.Resolver
 
+// DefaultStableAfter is how long a tunnel stays up before the backoff
+// resets: a minute, six heartbeats at the default interval. A control plane
+// (or a middlebox) that accepts the tunnel and drops it at once would
+// otherwise get a reconnect within a second, forever, from every connector.
+const DefaultStableAfter = time.Minute
+
 // DefaultConfig returns a Config with every setting that has a sensible
 // default filled in; Address and Certificate are still empty.
 func DefaultConfig() Config {
 	return Config{
 		DialTimeout:              10 * time.Second,
 		Backoff:                  backoff.Default(),
+		StableAfter:              DefaultStableAfter,
 		RenewAfter:               0.5,
 		DefaultHeartbeatInterval: 10 * time.Second,
 	}
@@ -145,6 +156,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Backoff.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.StableAfter <= 0 {
+		errs = append(errs, errors.New("stable-after duration must be positive"))
 	}
 	if c.RenewAfter <= 0 || c.RenewAfter >= 1 {
 		errs = append(errs, fmt.Errorf("renew-after fraction %v: want between 0 and 1", c.RenewAfter))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -203,13 +204,25 @@ func (cn *conn) serveSession(ctx context.Context, st *yamux.Stream) {
 	st.SetReadDeadline(time.Now().Add(c.cfg.DialTimeout))
 	var h protocol.SessionHeader
 	if err := protocol.ReadTunnelFrame(st, &h); err != nil {
-		st.Close()
-		c.log.Warn("reading session header", "err", err)
+		switch {
+		case errors.Is(err, protocol.ErrFrameTooLarge):
+			cn.refuse(st, "", &protocol.SessionError{Code: protocol.ReasonBadRequest,
+				Message: fmt.Sprintf("session header larger than %d bytes", protocol.MaxMessageFrame)})
+		case errors.Is(err, protocol.ErrFrameDecode):
+			cn.refuse(st, "", &protocol.SessionError{Code: protocol.ReasonBadRequest, Message: "session header is not valid JSON"})
+		default: // the stream ended or stalled: nobody to answer
+			st.Close()
+			c.log.Warn("reading session header", "err", err)
+		}
 		return
 	}
 	st.SetReadDeadline(time.Time{})
-	if h.SessionID == "" {
-		cn.refuse(st, h.SessionID, &protocol.SessionError{Code: protocol.ReasonBadRequest, Message: "session header without a session ID"})
+	if msg := checkHeader(&h); msg != "" {
+		id := h.SessionID
+		if len(id) > maxSessionID {
+			id = ""
+		}
+		cn.refuse(st, id, &protocol.SessionError{Code: protocol.ReasonBadRequest, Message: msg})
 		return
 	}
 	if c.isDraining() {
@@ -257,6 +270,31 @@ func (cn *conn) serveSession(ctx context.Context, st *yamux.Stream) {
 	// report returns once yamux has written the frame to the connection
 	// (or given up), so the report precedes a close of the tunnel.
 	cn.report(&protocol.SessionEnd{SessionID: r.id, Reason: r.reason, Detail: r.detail, BytesUp: r.up.n.Load(), BytesDown: r.down.n.Load()})
+}
+
+// Bounds of a session header's fields: a session ID is an opaque token of
+// the control plane; a target is host:port (253 for a name, 5 for a port).
+const (
+	maxSessionID = 128
+	maxTarget    = 261
+)
+
+// checkHeader says what is wrong with a session header ("" when nothing),
+// without repeating it, so the refusal always fits in a frame.
+func checkHeader(h *protocol.SessionHeader) string {
+	switch {
+	case h.SessionID == "":
+		return "session header without a session ID"
+	case len(h.SessionID) > maxSessionID:
+		return fmt.Sprintf("session ID longer than %d bytes", maxSessionID)
+	case strings.IndexFunc(h.SessionID, func(r rune) bool { return r < 0x21 || r > 0x7e }) >= 0:
+		return "session ID with characters other than printable ASCII"
+	case h.Target == "":
+		return "session header without a target"
+	case len(h.Target) > maxTarget:
+		return fmt.Sprintf("target longer than %d bytes (a host name is at most 253)", maxTarget)
+	}
+	return ""
 }
 
 // relay copies both ways with half-close: a direction that reaches EOF

@@ -48,7 +48,10 @@ func (g *secrets) password() string {
 	for i := range b {
 		b[i] = letters[g.r.IntN(len(letters))]
 	}
-	b[g.r.IntN(len(b))] = symbols[g.r.IntN(len(symbols))]
+	p := g.r.Perm(len(b))
+	b[p[0]] = symbols[g.r.IntN(len(symbols))]
+	b[p[1]] = "ABCDEFGHJKLMNPQRSTUVWXYZ"[g.r.IntN(24)]
+	b[p[2]] = "23456789"[g.r.IntN(8)]
 	return string(b)
 }
 

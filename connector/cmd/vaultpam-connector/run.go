@@ -193,13 +193,13 @@ func loadRoots(path string) (*x509.CertPool, error) {
 	if path == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := config.ReadFile(path, config.MaxCAFile)
 	if err != nil {
 		return nil, fmt.Errorf("control_plane_ca_file: %w", err)
 	}
 	p := x509.NewCertPool()
 	if !p.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("control_plane_ca_file %s holds no PEM certificate", path)
+		return nil, errors.New("control_plane_ca_file: holds no PEM certificate")
 	}
 	return p, nil
 }

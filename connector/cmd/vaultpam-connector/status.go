@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,7 +24,7 @@ func cmdStatus(ctx context.Context, env Env, args []string) int {
 		return exitUsage
 	}
 	if *check != "" && *check != "live" && *check != "ready" {
-		fail(env.Stderr, fmt.Errorf("--check %q is not live or ready", *check), "")
+		fail(env.Stderr, errors.New("--check wants live or ready (the value given is not repeated)"), "")
 		return exitUsage
 	}
 	st, err := localapi.NewClient(*socket).Status(ctx)
