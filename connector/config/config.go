@@ -226,20 +226,26 @@ func (c *Config) Drain() time.Duration {
 // to 65535. Every interface must be asked for by name (0.0.0.0:9100,
 // [::]:9100): ":9100" is refused, so the one inbound port is never opened
 // on every interface by accident; a host name is refused, so what the
-// connector binds does not depend on DNS at start.
+// connector binds does not depend on DNS at start. Like every check here
+// it never repeats the value (a secret pasted into the wrong field), only
+// a port that is a valid port number.
 func checkMetricsListen(v string) error {
 	host, port, err := net.SplitHostPort(v)
 	if err != nil {
-		return fmt.Errorf("%q is not IP:PORT (e.g. 192.0.2.10:9100, [2001:db8::10]:9100)", v)
+		return errors.New("is not IP:PORT (e.g. 192.0.2.10:9100, [2001:db8::10]:9100)")
 	}
+	p, perr := strconv.ParseUint(port, 10, 16)
 	if host == "" {
-		return fmt.Errorf("%q has no address: write the interface's IP, or 0.0.0.0:%s / [::]:%s to listen on every interface", v, port, port)
+		if perr != nil || p == 0 {
+			return errors.New("has no address: write the interface's IP and the port, or 0.0.0.0:PORT / [::]:PORT to listen on every interface")
+		}
+		return fmt.Errorf("has no address: write the interface's IP, or 0.0.0.0:%d / [::]:%d to listen on every interface", p, p)
 	}
 	if _, err := netip.ParseAddr(host); err != nil {
-		return fmt.Errorf("%q: %q is not an IP address (host names are not accepted here)", v, host)
+		return errors.New("the address is not an IP address (host names are not accepted here)")
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("%q: the port must be a number from 1 to 65535", v)
+	if perr != nil || p == 0 {
+		return errors.New("the port must be a number from 1 to 65535")
 	}
 	return nil
 }
