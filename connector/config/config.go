@@ -173,7 +173,7 @@ func (c *Config) Validate() error {
 		add("control_plane_url: must not contain credentials (user@ or user:password@)")
 	} else if u.Scheme != "https" {
 		add("control_plane_url: must start with https:// (the connector talks to the control plane over TLS only)")
-	} else if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+	} else if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(c.ControlPlaneURL, "?#") {
 		add("control_plane_url: must be only https://HOST[:PORT], without a path or query")
 	}
 	if c.ConnectorName == "" {
