@@ -106,7 +106,7 @@ func FuzzSessionHeader(f *testing.F) {
 		st.SetDeadline(time.Now().Add(time.Minute))
 		go func() {
 			st.Write(raw) // blocks on the window when the connector refuses early
-			st.Close() // FIN: the connector reads EOF after raw
+			st.Close()    // FIN: the connector reads EOF after raw
 		}()
 		var reply protocol.SessionReply
 		rerr := protocol.ReadTunnelFrame(st, &reply)
