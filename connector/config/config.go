@@ -173,7 +173,7 @@ func (c *Config) Validate() error {
 		add("control_plane_url: must not contain credentials (user@ or user:password@)")
 	} else if u.Scheme != "https" {
 		add("control_plane_url: must start with https:// (the connector talks to the control plane over TLS only)")
-	} else if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+	} else if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(c.ControlPlaneURL, "?#") {
 		add("control_plane_url: must be only https://HOST[:PORT], without a path or query")
 	}
 	if c.ConnectorName == "" {
@@ -226,24 +226,25 @@ func (c *Config) Drain() time.Duration {
 // to 65535. Every interface must be asked for by name (0.0.0.0:9100,
 // [::]:9100): ":9100" is refused, so the one inbound port is never opened
 // on every interface by accident; a host name is refused, so what the
-// connector binds does not depend on DNS at start.
-//
-// The messages never repeat the value (see Validate).
+// connector binds does not depend on DNS at start. Like every check here
+// it never repeats the value (a secret pasted into the wrong field), only
+// a port that is a valid port number.
 func checkMetricsListen(v string) error {
 	host, port, err := net.SplitHostPort(v)
 	if err != nil {
 		return errors.New("is not IP:PORT (e.g. 192.0.2.10:9100, [2001:db8::10]:9100)")
 	}
+	p, perr := strconv.ParseUint(port, 10, 16)
 	if host == "" {
-		if p, err := strconv.Atoi(port); err == nil && p >= 1 && p <= 65535 { // a port number is safe to repeat
-			return fmt.Errorf("has no address: write the interface's IP, or 0.0.0.0:%d / [::]:%d to listen on every interface", p, p)
+		if perr != nil || p == 0 {
+			return errors.New("has no address: write the interface's IP and the port, or 0.0.0.0:PORT / [::]:PORT to listen on every interface")
 		}
-		return errors.New("has no address: write the interface's IP, or 0.0.0.0:PORT / [::]:PORT to listen on every interface")
+		return fmt.Errorf("has no address: write the interface's IP, or 0.0.0.0:%d / [::]:%d to listen on every interface", p, p)
 	}
 	if _, err := netip.ParseAddr(host); err != nil {
 		return errors.New("the address is not an IP address (host names are not accepted here)")
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+	if perr != nil || p == 0 {
 		return errors.New("the port must be a number from 1 to 65535")
 	}
 	return nil

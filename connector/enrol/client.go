@@ -252,6 +252,11 @@ func (c *Client) post(ctx context.Context, hc *http.Client, path string, in, out
 func (c *Client) do(hc *http.Client, req *http.Request, out any) error {
 	resp, err := hc.Do(req)
 	if err != nil {
+		if strings.Contains(err.Error(), "failed to parse Location header") {
+			// net/http parses a redirect's Location before it asks
+			// CheckRedirect, and quotes it whole: it could carry anything.
+			return fmt.Errorf("control plane %s answered with a redirect to an address that does not parse; redirects are never followed, so the token cannot be sent elsewhere: set control_plane_url to the address that answers itself", c.URL)
+		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL adds nothing; keep the cause

@@ -91,6 +91,9 @@ func decodePending(b []byte) (*Pending, error) {
 	if f.Sum != f.sum() {
 		return nil, errors.New("checksum does not match")
 	}
+	if f.ChallengeID == "" { // SavePending never stores one without
+		return nil, errors.New("no challenge ID")
+	}
 	kb, _ := pem.Decode([]byte(f.KeyPEM))
 	if kb == nil {
 		return nil, errors.New("no private key")

@@ -153,7 +153,7 @@ func ConnectThrough(ctx context.Context, conn net.Conn, addr string, user *url.U
 	status, _, _ := strings.Cut(string(head), "\r\n")
 	proto, rest, _ := strings.Cut(status, " ")
 	code, _, _ := strings.Cut(rest, " ")
-	if !strings.HasPrefix(proto, "HTTP/1.") || len(code) != 3 || code[0] != '2' {
+	if proto != "HTTP/1.1" && proto != "HTTP/1.0" || len(code) != 3 || code[0] != '2' || strings.Trim(code, "0123456789") != "" {
 		return fmt.Errorf("CONNECT %s refused: %q", addr, status)
 	}
 	return nil

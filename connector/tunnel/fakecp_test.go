@@ -27,7 +27,7 @@ type fakeControlPlane struct {
 	Tunnels atomic.Int32 // tunnels accepted (hello answered)
 }
 
-func newFakeControlPlane(t *testing.T, onTunnel func(mux *yamux.Session, ctl *yamux.Stream)) *fakeControlPlane {
+func newFakeControlPlane(t testing.TB, onTunnel func(mux *yamux.Session, ctl *yamux.Stream)) *fakeControlPlane {
 	t.Helper()
 	pki, err := brokertest.NewPKI()
 	if err != nil {
@@ -75,7 +75,7 @@ func newFakeControlPlane(t *testing.T, onTunnel func(mux *yamux.Session, ctl *ya
 }
 
 // client starts a tunnel client for connector c1 against f.
-func (f *fakeControlPlane) client(t *testing.T, edit func(*tunnel.Config)) *tunnel.Client {
+func (f *fakeControlPlane) client(t testing.TB, edit func(*tunnel.Config)) *tunnel.Client {
 	t.Helper()
 	cert, err := f.PKI.ClientCert("c1", time.Now().Add(-time.Minute), time.Hour)
 	if err != nil {

@@ -167,7 +167,7 @@ func (m *Manager) Report() (string, *protocol.UpdateReport) {
 }
 
 var (
-	offerIDRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	offerIDRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`) // a directory name: never . or ..
 	fileNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 )
 

@@ -250,6 +250,8 @@ func TestDrainForUpdateReboot(t *testing.T) {
 	}()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "connector.yaml")
+	// The session goes to a target on loopback, which the connector
+	// refuses unless allowed_targets names it (the default deny set).
 	os.WriteFile(cfg, []byte("control_plane_url: "+cp.URL()+"\ncontrol_plane_ca_file: "+cp.CAFile+"\nconnector_name: dc1\nallowed_targets: [\"127.0.0.1\"]\n"), 0o644)
 	sock := filepath.Join(dir, "c.sock")
 	getenv, unset := mapEnv(map[string]string{"PAM_AGENT_CONFIG": cfg, "PAM_AGENT_DATA_DIR": filepath.Join(dir, "data"), "PAM_AGENT_SOCKET": sock,
