@@ -146,7 +146,7 @@ func verityState(ctx context.Context, env *Env) string {
 	if len(short) > 12 {
 		short = short[:12] + "..."
 	}
-	out, err := env.Run.Output(ctx, "dmsetup", "status", "--target", "verity")
+	out, err := env.Privileged.VerityStatus(ctx)
 	if err != nil {
 		return "root hash " + short + ", status unknown"
 	}
