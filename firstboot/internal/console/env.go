@@ -79,9 +79,9 @@ type Env struct {
 	// socket.
 	Privileged Privileged
 	Net        netinfo.Source
-	Run       Runner
-	Now       func() time.Time
-	OVF       ovfenv.Sources
+	Run        Runner
+	Now        func() time.Time
+	OVF        ovfenv.Sources
 	// DefaultURL pre-fills the control plane URL; "" = settings.DefaultControlPlaneURL.
 	DefaultURL string
 	Probes     Probes // appliance facts for the health screen; nil fields = real ones

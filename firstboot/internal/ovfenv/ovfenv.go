@@ -81,13 +81,13 @@ var ErrNotFound = errors.New("no OVF environment found")
 
 // Sources says where to look, in order. Empty fields are skipped.
 type Sources struct {
-	File     string   // a file holding the document (tests, or a copied env)
+	File string // a file holding the document (tests, or a copied env)
 	// GuestInfo returns VMware Tools' guestinfo.ovfEnv as it is (on the
 	// appliance the console's root helper runs vmware-rpctool for it);
 	// an error or nothing means none.
 	GuestInfo func(ctx context.Context) ([]byte, error)
-	CDROMs   []string // block devices or image files holding an ISO 9660 filesystem
-	MaxBytes int64    // 0 = 1 MiB
+	CDROMs    []string // block devices or image files holding an ISO 9660 filesystem
+	MaxBytes  int64    // 0 = 1 MiB
 }
 
 // Load returns the first OVF environment found and where it came from.
