@@ -40,7 +40,7 @@ UNITPKGS := ./... $(patsubst %,./%/...,$(filter-out . tests,$(MODULES)))
 DEB_PACKAGES := mmdebstrap squashfs-tools erofs-utils cryptsetup-bin dosfstools mtools \
 	systemd-boot-efi ovmf qemu-system-x86 qemu-utils fdisk e2fsprogs binutils zstd genisoimage \
 	openssh-server openssh-client dnsmasq-base iproute2 tmux ca-certificates git jq \
-	podman runc rpm socat
+	podman runc rpm socat systemd
 
 # What the tests find through the environment; each test skips with a reason
 # when its tool or artifact is missing.
@@ -103,7 +103,7 @@ build: check-version ## build the Go binaries into bin/ (VERSION, GOTAGS)
 	  if [ -d $$c ]; then $(GO) build -trimpath -tags "$(GOTAGS)" -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/ ./$$c; fi; \
 	done
 	@# The systemd units that start a program live beside its source; the image takes them from bin/.
-	cp connector/cmd/vaultpam-connector/*.service firstboot/cmd/vaultpam-console/*.service $(BIN)/
+	cp connector/cmd/vaultpam-connector/*.service firstboot/cmd/vaultpam-console/*.service firstboot/cmd/vaultpam-console/*.socket $(BIN)/
 
 tools: $(TOOLS)/packer $(TOOLS)/cosign ## build pinned Packer and cosign from the Go module proxy into bin/tools/
 $(TOOLS)/packer: packer/tools/go.mod packer/tools/go.sum
