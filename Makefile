@@ -103,7 +103,8 @@ build: check-version ## build the Go binaries into bin/ (VERSION, GOTAGS)
 	  if [ -d $$c ]; then $(GO) build -trimpath -tags "$(GOTAGS)" -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/ ./$$c; fi; \
 	done
 	@# The systemd units that start a program live beside its source; the image takes them from bin/.
-	cp connector/cmd/vaultpam-connector/*.service firstboot/cmd/vaultpam-console/*.service firstboot/cmd/vaultpam-console/*.socket $(BIN)/
+	cp connector/cmd/vaultpam-connector/*.service firstboot/cmd/vaultpam-console/*.service $(BIN)/
+	cp firstboot/cmd/vaultpam-console/*.socket $(BIN)/
 
 tools: $(TOOLS)/packer $(TOOLS)/cosign ## build pinned Packer and cosign from the Go module proxy into bin/tools/
 $(TOOLS)/packer: packer/tools/go.mod packer/tools/go.sum

@@ -148,7 +148,8 @@ func verityState(ctx context.Context, env *Env) string {
 	}
 	out, err := env.Privileged.VerityStatus(ctx)
 	if err != nil {
-		return "root hash " + short + ", status unknown"
+		msg, _ := privilegedError(err)
+		return "root hash " + short + ", status unknown: " + msg
 	}
 	for _, l := range strings.Split(string(out), "\n") {
 		f := strings.Fields(l)
