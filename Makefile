@@ -40,7 +40,7 @@ UNITPKGS := ./... $(patsubst %,./%/...,$(filter-out . tests,$(MODULES)))
 DEB_PACKAGES := mmdebstrap squashfs-tools erofs-utils cryptsetup-bin dosfstools mtools \
 	systemd-boot-efi ovmf qemu-system-x86 qemu-utils fdisk e2fsprogs binutils zstd genisoimage \
 	openssh-server openssh-client dnsmasq-base iproute2 tmux ca-certificates git jq \
-	podman runc rpm socat
+	podman runc rpm socat systemd
 # Debian packages only the tests use: the approval page's browser test
 # (tests/e2e TestPairInBrowser) runs Debian's Chromium headless, with the
 # lab's CA in an NSS database made by certutil.
@@ -108,6 +108,7 @@ build: check-version ## build the Go binaries into bin/ (VERSION, GOTAGS)
 	done
 	@# The systemd units that start a program live beside its source; the image takes them from bin/.
 	cp connector/cmd/vaultpam-connector/*.service firstboot/cmd/vaultpam-console/*.service $(BIN)/
+	cp firstboot/cmd/vaultpam-console/*.socket $(BIN)/
 
 tools: $(TOOLS)/packer $(TOOLS)/cosign ## build pinned Packer and cosign from the Go module proxy into bin/tools/
 $(TOOLS)/packer: packer/tools/go.mod packer/tools/go.sum

@@ -29,7 +29,7 @@ var enabled = map[string][]string{
 		"vaultpam-console-serial.service", "vaultpam-boot-report.service",
 		"systemd-networkd.service", "systemd-resolved.service",
 	},
-	"sockets.target":  {"systemd-networkd.socket"},
+	"sockets.target":  {"systemd-networkd.socket", "vaultpam-console-helper.socket"},
 	"local-fs.target": {"vaultpam-data.service"},
 	"sysinit.target":  {"vaultpam-config.service", "systemd-timesyncd.service"},
 }
@@ -180,9 +180,9 @@ func makeLinks(tree string) error {
 }
 
 // installBinaries installs each of Binaries found in BinDir into /usr/bin,
-// with the systemd units that start it (NAME.service and NAME-*.service in
-// BinDir: `make build` puts them there from beside the program's source,
-// e.g. connector/cmd/vaultpam-connector/vaultpam-connector.service).
+// with the systemd units that start it (NAME.service, NAME-*.service and
+// NAME-*.socket in BinDir: `make build` puts them there from beside the
+// program's source, e.g. connector/cmd/vaultpam-connector/vaultpam-connector.service).
 func installBinaries(o Options, tree string, res *Result) error {
 	for _, name := range Binaries {
 		src := filepath.Join(o.BinDir, name)
@@ -200,7 +200,8 @@ func installBinaries(o Options, tree string, res *Result) error {
 		res.Installed = append(res.Installed, name)
 		units, _ := filepath.Glob(filepath.Join(o.BinDir, name+".service"))
 		more, _ := filepath.Glob(filepath.Join(o.BinDir, name+"-*.service"))
-		units = append(units, more...)
+		sockets, _ := filepath.Glob(filepath.Join(o.BinDir, name+"-*.socket"))
+		units = append(append(units, more...), sockets...)
 		if len(units) == 0 {
 			return fmt.Errorf("no systemd unit for %s in %s (want %s.service or %s-*.service; make build copies them there)", name, o.BinDir, name, name)
 		}

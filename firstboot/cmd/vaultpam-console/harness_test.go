@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,6 +37,10 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	// The console runs as testUID: it must be able to reach the binary.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		panic(err)
+	}
 	consoleBin = filepath.Join(dir, "vaultpam-console")
 	if out, err := exec.Command("go", "build", "-o", consoleBin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building vaultpam-console: %v\n%s", err, out)
@@ -46,20 +51,31 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// The console runs unprivileged, as on the appliance (user
+// vaultpam-console): the tests run it as nobody/nogroup, with no
+// capabilities. Its sockets (the helper's, the connector's) are shared
+// with it through the group, as the appliance does.
+const testUID, testGID = 65534, 65534
+
 // harness runs the real vaultpam-console in tmux (80×25, TERM=linux)
-// inside a network namespace with a dummy eth0, against a fake connector on
-// a Unix socket, a temp root and fake system commands.
+// inside a network namespace with a dummy eth0, as an unprivileged user,
+// against a fake connector on a Unix socket, a temp root and fake system
+// commands; what needs root goes through a real helper (vaultpam-console
+// helper) running as root in the same network namespace and a UTS
+// namespace of its own (it sets the hostname there).
 type harness struct {
-	t      *testing.T
-	root   string
-	ns     string
-	bin    string // fake commands
-	log    string // what the fake commands were asked to do
-	socket string
-	tmux   string // tmux server socket name
-	fake   *fakeconnector.Backend
-	caPEM  []byte
-	cert   tls.Certificate
+	t         *testing.T
+	root      string
+	ns        string
+	bin       string // fake commands
+	log       string // what the fake commands were asked to do
+	socket    string
+	helper    string // the helper's socket
+	helperCmd *exec.Cmd
+	tmux      string // tmux server socket name
+	fake      *fakeconnector.Backend
+	caPEM     []byte
+	cert      tls.Certificate
 }
 
 func needRoot(t *testing.T) {
@@ -91,12 +107,20 @@ func newHarness(t *testing.T) *harness {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	h := &harness{t: t, root: filepath.Join(dir, "root"), bin: filepath.Join(dir, "bin"), log: filepath.Join(dir, "commands.log"),
-		socket: filepath.Join(dir, "connector.sock"), tmux: "vpc" + filepath.Base(dir)[3:], ns: "vpc" + filepath.Base(dir)[3:]}
+		socket: filepath.Join(dir, "connector.sock"), helper: filepath.Join(dir, "helper.sock"),
+		tmux: "vpc" + filepath.Base(dir)[3:], ns: "vpc" + filepath.Base(dir)[3:]}
+	os.Chmod(dir, 0o755)
 	os.MkdirAll(filepath.Join(h.root, "config"), 0o755)
 	os.MkdirAll(filepath.Join(h.root, "data"), 0o755)
-	os.MkdirAll(filepath.Join(h.root, "proc/sys/kernel"), 0o755)
+	// The console's own runtime directory (RuntimeDirectory= on the
+	// appliance): the wizard lock and the setup record.
+	os.MkdirAll(filepath.Join(h.root, "run"), 0o755)
+	os.Mkdir(filepath.Join(h.root, "run/vaultpam-console"), 0o750)
+	os.Chown(filepath.Join(h.root, "run/vaultpam-console"), testUID, testGID)
 	os.MkdirAll(h.bin, 0o755)
-	os.WriteFile(h.log, nil, 0o644)
+	// The console's own commands (journalctl, timedatectl) log here too.
+	os.WriteFile(h.log, nil, 0o666)
+	os.Chmod(h.log, 0o666)
 
 	run(t, "ip", "netns", "add", h.ns)
 	t.Cleanup(func() {
@@ -137,9 +161,75 @@ exit 0`, unit))
 
 	h.fake = fakeconnector.New()
 	fakeconnector.Serve(t, h.fake, h.socket)
+	h.share(h.socket)
 	h.makeCert()
 	t.Cleanup(func() { exec.Command("tmux", "-L", h.tmux, "kill-server").Run() })
+	h.startHelper()
 	return h
+}
+
+// startHelper runs the real root helper (vaultpam-console helper) in the
+// namespace, in a UTS namespace of its own, on h.helper with the fake
+// commands.
+func (h *harness) startHelper() {
+	h.t.Helper()
+	os.Remove(h.helper)
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+h.ns, "--", "unshare", "--uts", "--",
+		consoleBin, "helper", "--root", h.root, "--bin-dir", h.bin, "--listen", h.helper)
+	logf, err := os.OpenFile(h.log+".helper", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		h.t.Fatalf("starting the console helper: %v", err)
+	}
+	h.helperCmd = cmd
+	h.t.Cleanup(func() { h.stopHelper(); logf.Close() })
+	h.waitSocket(h.helper)
+	h.share(h.helper)
+}
+
+// stopHelper ends the helper (it forgets what it was asked).
+func (h *harness) stopHelper() {
+	if c := h.helperCmd; c != nil && c.ProcessState == nil {
+		c.Process.Signal(syscall.SIGTERM)
+		c.Wait()
+	}
+}
+
+// helperHostname is the kernel hostname the helper set (in its own UTS
+// namespace).
+func (h *harness) helperHostname() string {
+	h.t.Helper()
+	return strings.TrimSpace(run(h.t, "nsenter", "-t", fmt.Sprint(h.helperCmd.Process.Pid), "-u", "hostname"))
+}
+
+// waitSocket waits until a process listens on path. The deadline only
+// bounds a hung test.
+func (h *harness) waitSocket(path string) {
+	h.t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return
+		}
+	}
+	b, _ := os.ReadFile(h.log + ".helper")
+	h.t.Fatalf("nothing listens on %s\nhelper log:\n%s", path, b)
+}
+
+// share gives the console's group the socket at path, as the appliance
+// does (the helper's is root:vaultpam-console 0660, the connector's
+// vaultpam:vaultpam 0660 with the console in the group vaultpam).
+func (h *harness) share(path string) {
+	h.t.Helper()
+	if err := os.Chown(path, -1, testGID); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		h.t.Fatal(err)
+	}
 }
 
 // script writes a fake command that logs its arguments, then runs body.
@@ -239,7 +329,10 @@ var (
 // startOn runs the console in tmux session name on a terminal like term.
 func (h *harness) startOn(session, tty string, term terminal, extra ...string) {
 	h.t.Helper()
-	args := []string{"ip", "netns", "exec", h.ns, consoleBin, "--root", h.root, "--socket", h.socket, "--bin-dir", h.bin,
+	args := []string{"ip", "netns", "exec", h.ns,
+		"setpriv", "--reuid", fmt.Sprint(testUID), "--regid", fmt.Sprint(testGID), "--clear-groups",
+		"--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+		consoleBin, "--root", h.root, "--socket", h.socket, "--helper", h.helper, "--bin-dir", h.bin,
 		"--tty", tty, "--address-timeout", "30s", "--step-timeout", "5s", "--enrol-timeout", "60s"}
 	args = append(args, extra...)
 	cmd := "TERM=" + term.term + " " + strings.Join(args, " ") + " 2>>" + h.log + ".stderr; echo CONSOLE-EXITED; sleep 600"

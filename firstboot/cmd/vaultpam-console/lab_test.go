@@ -107,6 +107,10 @@ func (h *harness) runConnector(bin, dataDir, token string) *connectorProc {
 	}
 	p := &connectorProc{cmd: cmd}
 	h.t.Cleanup(p.stop)
+	// The connector makes its socket 0660 for its group, which the
+	// console is in on the appliance.
+	h.waitSocket(h.realSocket())
+	h.share(h.realSocket())
 	return p
 }
 

@@ -94,7 +94,7 @@ func TestWizardStatic(t *testing.T) {
 	if got := readFile(t, filepath.Join(h.root, "config/hostname")); got != "vaultpam-test\n" {
 		t.Errorf("/config/hostname = %q, want vaultpam-test", got)
 	}
-	if got := readFile(t, filepath.Join(h.root, "proc/sys/kernel/hostname")); got != "vaultpam-test" {
+	if got := h.helperHostname(); got != "vaultpam-test" {
 		t.Errorf("kernel hostname set to %q, want vaultpam-test", got)
 	}
 	cy := readFile(t, filepath.Join(h.root, "config/connector.yaml"))
@@ -270,5 +270,26 @@ func TestTokenRefused(t *testing.T) {
 	h.waitFor(s, "Setup is complete")
 	if diff := cmp.Diff([]string{expired, goodToken}, h.fake.Submits()); diff != "" {
 		t.Errorf("tokens handed over (-want +got):\n%s", diff)
+	}
+}
+
+// TestWizardWithoutHelper: the console itself cannot write /config or
+// restart anything (it runs as an unprivileged user); without its helper
+// the apply stops at the first step, says why, and nothing is written.
+func TestWizardWithoutHelper(t *testing.T) {
+	h := newHarness(t)
+	h.stopHelper()
+	const s = "n"
+	h.start(s, "tty1", "--ovf-env", "/nonexistent/ovf-env.xml")
+	h.answerStatic(s, "https://127.0.0.1:9", goodTyped)
+	scr := h.waitFor(s, "[FAIL]")
+	if !strings.Contains(strings.Join(strings.Fields(scr), " "), "console helper is not reachable") {
+		t.Errorf("the failed apply does not name the helper:\n%s", scr)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(h.root, "config")); len(entries) > 1 || len(entries) == 1 && entries[0].Name() != "ca.pem" {
+		t.Errorf("/config changed without the helper: %v", entries)
+	}
+	if len(h.fake.Submits()) != 0 {
+		t.Errorf("the token was handed over although setup failed")
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/firstboot/internal/ovfenv"
+	"github.com/vaultpam/appliance/firstboot/internal/privileged"
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
 	"github.com/vaultpam/appliance/firstboot/internal/vtfont"
 )
@@ -28,13 +29,18 @@ type CLI struct {
 
 // Main parses flags, puts the terminal in raw mode and runs the console
 // until the terminal closes or ctx ends. It returns the exit code.
+// `vaultpam-console helper …` runs the root helper instead (HelperCLI).
 func (c CLI) Main(ctx context.Context) int {
+	if len(c.Args) > 0 && c.Args[0] == "helper" {
+		return HelperCLI{Stderr: c.Stderr, Args: c.Args[1:]}.Main(ctx)
+	}
 	fs := flag.NewFlagSet("vaultpam-console", flag.ContinueOnError)
 	fs.SetOutput(c.Stderr)
 	var (
 		env      Env
 		socket   = fs.String("socket", firstOf(os.Getenv("PAM_AGENT_SOCKET"), localapi.DefaultSocket), "connector local API socket (default $PAM_AGENT_SOCKET)")
-		binDir   = fs.String("bin-dir", "", "look up systemctl, journalctl, hostname, … here instead of $PATH")
+		helper   = fs.String("helper", privileged.DefaultSocket, "the root helper's socket (writing /config, restarts, power, guestinfo, verity)")
+		binDir   = fs.String("bin-dir", "", "look up journalctl and timedatectl here instead of $PATH")
 		ovfFile  = fs.String("ovf-env", "", "read the OVF environment from this file instead of VMware Tools or the CD-ROM")
 		cdroms   = fs.String("cdrom", "/dev/sr0,/dev/sr1", "comma-separated devices to look for ovf-env.xml (ISO transport)")
 		showVer  = fs.Bool("version", false, "print the version and exit")
@@ -67,10 +73,11 @@ func (c CLI) Main(ctx context.Context) int {
 	}
 	env.Connector = localapi.NewClient(*socket)
 	env.Run = ExecRunner{BinDir: *binDir}
+	env.Privileged = privileged.NewClient(*helper)
 	env.AddressTimeout, env.StepTimeout, env.EnrolTimeout, env.DoneTimeout = *addrWait, *step, *enrol, *doneWait
 	env.OVF = ovfenv.Sources{File: *ovfFile}
 	if *ovfFile == "" {
-		env.OVF.Tools = env.Run
+		env.OVF.GuestInfo = env.Privileged.GuestInfo
 		for _, d := range strings.Split(*cdroms, ",") {
 			if d = strings.TrimSpace(d); d != "" {
 				env.OVF.CDROMs = append(env.OVF.CDROMs, d)

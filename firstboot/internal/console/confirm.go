@@ -10,7 +10,7 @@ import (
 type confirmView struct {
 	what string
 	note string
-	cmd  []string
+	do   func(ctx context.Context) error // the action, through the helper
 	err  string
 	sent bool
 }
@@ -33,11 +33,14 @@ func (v *confirmView) key(a *App, k screen.Key) {
 	case k.Kind == screen.KeyRune && (k.Rune == 'y' || k.Rune == 'Y'):
 		v.sent = true
 		goDo(a, func(ctx context.Context) error {
-			_, err := a.env.Run.Output(ctx, v.cmd[0], v.cmd[1:]...)
-			return err
+			return v.do(ctx)
 		}, func(err error) {
 			if err != nil {
-				v.sent, v.err = false, "error: "+err.Error()
+				msg, hint := privilegedError(err)
+				v.sent, v.err = false, "error: "+msg
+				if hint != "" {
+					v.err += "; " + hint
+				}
 			}
 		})
 	case k.Kind == screen.KeyEsc || k.Kind == screen.KeyRune && (k.Rune == 'n' || k.Rune == 'N'):

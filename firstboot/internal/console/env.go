@@ -13,6 +13,7 @@ import (
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/firstboot/internal/netinfo"
 	"github.com/vaultpam/appliance/firstboot/internal/ovfenv"
+	"github.com/vaultpam/appliance/firstboot/internal/privileged"
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
 	"github.com/vaultpam/appliance/firstboot/internal/settings"
 )
@@ -24,7 +25,20 @@ type Connector interface {
 	SubmitToken(ctx context.Context, token string) error
 }
 
-// Runner runs a system command (systemctl, journalctl, hostname, …) and
+// Privileged is what the console asks of its root helper: the one
+// privileged path (package privileged). *privileged.Client implements it.
+// The console itself runs without privileges.
+type Privileged interface {
+	WriteSettings(ctx context.Context, s settings.Settings) ([]string, error)
+	ApplyNetwork(ctx context.Context) error
+	RestartConnector(ctx context.Context) error
+	Reboot(ctx context.Context) error
+	PowerOff(ctx context.Context) error
+	GuestInfo(ctx context.Context) ([]byte, error)
+	VerityStatus(ctx context.Context) ([]byte, error)
+}
+
+// Runner runs an unprivileged system command (journalctl, timedatectl) and
 // returns its standard output. Commands never carry secrets in argv.
 type Runner interface {
 	Output(ctx context.Context, name string, args ...string) ([]byte, error)
@@ -57,13 +71,17 @@ const DefaultDoneTimeout = 60 * time.Second
 
 // Env is the outside world of the console.
 type Env struct {
-	Root      string // prefix for /config, /data, /run, /etc, /proc; "/" on the appliance
+	Root      string // prefix for /config, /data, /run, /etc, /proc the console reads; "/" on the appliance
 	TTY       string // this console's name, shown on the other console ("tty1")
 	Connector Connector
-	Net       netinfo.Source
-	Run       Runner
-	Now       func() time.Time
-	OVF       ovfenv.Sources
+	// Privileged does what needs root (writing /config, restarts, power,
+	// the guestinfo and verity reads); nil = the helper on its default
+	// socket.
+	Privileged Privileged
+	Net        netinfo.Source
+	Run        Runner
+	Now        func() time.Time
+	OVF        ovfenv.Sources
 	// DefaultURL pre-fills the control plane URL; "" = settings.DefaultControlPlaneURL.
 	DefaultURL string
 	Probes     Probes // appliance facts for the health screen; nil fields = real ones
@@ -101,6 +119,9 @@ func (e *Env) defaults() {
 	}
 	if e.Run == nil {
 		e.Run = ExecRunner{}
+	}
+	if e.Privileged == nil {
+		e.Privileged = privileged.NewClient("")
 	}
 	if e.DefaultURL == "" {
 		e.DefaultURL = settings.DefaultControlPlaneURL

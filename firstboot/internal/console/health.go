@@ -128,10 +128,10 @@ func (v *healthView) key(a *App, k screen.Key) {
 	case 'd', 'D':
 		a.show(newDiagView(a))
 	case 'b', 'B':
-		a.show(&confirmView{what: "Reboot the appliance", cmd: []string{"systemctl", "reboot"},
+		a.show(&confirmView{what: "Reboot the appliance", do: a.env.Privileged.Reboot,
 			note: "Sessions through this connector drop; it reconnects after the reboot."})
 	case 's', 'S':
-		a.show(&confirmView{what: "Shut down the appliance", cmd: []string{"systemctl", "poweroff"},
+		a.show(&confirmView{what: "Shut down the appliance", do: a.env.Privileged.PowerOff,
 			note: "The connector goes Offline in the dashboard until the VM is powered on again."})
 	}
 }

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
@@ -79,7 +80,14 @@ func (h *health) refresh(a *App) {
 	p := a.probes
 	probe("data", 5*time.Second, p.Data, &h.data)
 	probe("image", time.Hour, p.Image, &h.image)
-	probe("verity", 30*time.Second, p.Verity, &h.verity)
+	// The verity status comes through the helper, which systemd starts on
+	// the first request (slow at boot): an inconclusive answer is asked
+	// again soon.
+	verityEvery := 30 * time.Second
+	if strings.Contains(h.verity, "status unknown") {
+		verityEvery = 5 * time.Second
+	}
+	probe("verity", verityEvery, p.Verity, &h.verity)
 	probe("ntp", 10*time.Second, p.NTP, &h.ntp)
 	probe("dns", 5*time.Second, p.DNS, &h.dns)
 }

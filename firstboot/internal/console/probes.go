@@ -146,9 +146,10 @@ func verityState(ctx context.Context, env *Env) string {
 	if len(short) > 12 {
 		short = short[:12] + "..."
 	}
-	out, err := env.Run.Output(ctx, "dmsetup", "status", "--target", "verity")
+	out, err := env.Privileged.VerityStatus(ctx)
 	if err != nil {
-		return "root hash " + short + ", status unknown"
+		msg, _ := privilegedError(err)
+		return "root hash " + short + ", status unknown: " + msg
 	}
 	for _, l := range strings.Split(string(out), "\n") {
 		f := strings.Fields(l)

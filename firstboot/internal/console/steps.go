@@ -14,6 +14,7 @@ import (
 	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/firstboot/internal/diag"
 	"github.com/vaultpam/appliance/firstboot/internal/netinfo"
+	"github.com/vaultpam/appliance/firstboot/internal/privileged"
 	"github.com/vaultpam/appliance/firstboot/internal/settings"
 )
 
@@ -32,9 +33,10 @@ func networkSteps(iface string) []step {
 
 func writeStep() step {
 	return step{title: "Write settings to /config", run: func(ctx context.Context, r *applyRun) (string, error) {
-		files, err := r.s.Write(r.env.Root)
+		files, err := r.env.Privileged.WriteSettings(ctx, r.s)
 		if err != nil {
-			return "", &stepFailure{msg: "Writing settings: " + err.Error(), hint: "check that the CONFIG partition is mounted on /config"}
+			msg, hint := privilegedError(err)
+			return "", &stepFailure{msg: "Writing settings: " + msg, hint: orDefault(hint, "check that the CONFIG partition is mounted on /config")}
 		}
 		return fmt.Sprintf("%d files in /config", len(files)), nil
 	}}
@@ -42,8 +44,9 @@ func writeStep() step {
 
 func networkStep() step {
 	return step{title: "Apply network settings", run: func(ctx context.Context, r *applyRun) (string, error) {
-		if err := applyNetwork(ctx, r.env, r.s); err != nil {
-			return "", &stepFailure{msg: "Network: " + err.Error()}
+		if err := r.env.Privileged.ApplyNetwork(ctx); err != nil {
+			msg, hint := privilegedError(err)
+			return "", &stepFailure{msg: "Network: " + msg, hint: hint}
 		}
 		return "networkd, hostname, timesyncd", nil
 	}}
@@ -150,27 +153,11 @@ func diagConfig(env Env, s settings.Settings) diag.Config {
 	return cfg
 }
 
-func applyNetwork(ctx context.Context, env Env, s settings.Settings) error {
-	// The kernel's hostname, as vaultpam-config.service sets it at boot
-	// from /config/hostname.
-	if err := os.WriteFile(env.path("/proc/sys/kernel/hostname"), []byte(s.Hostname), 0o644); err != nil {
-		return fmt.Errorf("setting the hostname: %w", err)
-	}
-	for _, c := range [][]string{
-		{"systemctl", "restart", "systemd-networkd"},
-		{"systemctl", "restart", "systemd-timesyncd"},
-	} {
-		if _, err := env.Run.Output(ctx, c[0], c[1:]...); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // startConnector restarts the connector and waits for its local API.
 func startConnector(ctx context.Context, env Env) error {
-	if _, err := env.Run.Output(ctx, "systemctl", "restart", "vaultpam-connector"); err != nil {
-		return err
+	if err := env.Privileged.RestartConnector(ctx); err != nil {
+		msg, _ := privilegedError(err)
+		return errors.New(msg)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -224,6 +211,16 @@ func waitOnline(ctx context.Context, env Env, progress func(localapi.Status)) (l
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// privilegedError splits an error from the helper into a message and a
+// hint for people.
+func privilegedError(err error) (msg, hint string) {
+	var e *privileged.Error
+	if errors.As(err, &e) {
+		return e.Message, e.Hint
+	}
+	return err.Error(), ""
 }
 
 // apiError turns a local API error into a message and a hint for people.

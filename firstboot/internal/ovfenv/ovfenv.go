@@ -75,21 +75,19 @@ func (e Env) Apply(s *settings.Settings) (token string) {
 	return p[KeyToken]
 }
 
-// Runner runs a command and returns its standard output.
-type Runner interface {
-	Output(ctx context.Context, name string, args ...string) ([]byte, error)
-}
-
 // ErrNotFound means no source had an OVF environment (a plain VM, not
 // deployed from the OVA with properties).
 var ErrNotFound = errors.New("no OVF environment found")
 
 // Sources says where to look, in order. Empty fields are skipped.
 type Sources struct {
-	File     string   // a file holding the document (tests, or a copied env)
-	Tools    Runner   // runs vmware-rpctool "info-get guestinfo.ovfEnv"
-	CDROMs   []string // block devices or image files holding an ISO 9660 filesystem
-	MaxBytes int64    // 0 = 1 MiB
+	File string // a file holding the document (tests, or a copied env)
+	// GuestInfo returns VMware Tools' guestinfo.ovfEnv as it is (on the
+	// appliance the console's root helper runs vmware-rpctool for it);
+	// an error or nothing means none.
+	GuestInfo func(ctx context.Context) ([]byte, error)
+	CDROMs    []string // block devices or image files holding an ISO 9660 filesystem
+	MaxBytes  int64    // 0 = 1 MiB
 }
 
 // Load returns the first OVF environment found and where it came from.
@@ -102,8 +100,8 @@ func (s Sources) Load(ctx context.Context) (Env, string, error) {
 		env, err := Parse(b)
 		return env, s.File, err
 	}
-	if s.Tools != nil {
-		out, err := s.Tools.Output(ctx, "vmware-rpctool", "info-get guestinfo.ovfEnv")
+	if s.GuestInfo != nil {
+		out, err := s.GuestInfo(ctx)
 		if err == nil && len(bytes.TrimSpace(out)) > 0 {
 			env, err := Parse(out)
 			return env, "guestinfo.ovfEnv", err

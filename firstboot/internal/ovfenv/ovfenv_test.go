@@ -43,17 +43,13 @@ func TestParseAndApply(t *testing.T) {
 	}
 }
 
-type fakeTools struct{ out []byte }
-
-func (f fakeTools) Output(ctx context.Context, name string, args ...string) ([]byte, error) {
-	if name != "vmware-rpctool" || len(args) != 1 || args[0] != "info-get guestinfo.ovfEnv" {
-		return nil, os.ErrNotExist
-	}
-	return f.out, nil
+// guestInfo returns out as VMware Tools' guestinfo.ovfEnv.
+func guestInfo(out []byte) func(context.Context) ([]byte, error) {
+	return func(context.Context) ([]byte, error) { return out, nil }
 }
 
 func TestLoadFromGuestinfo(t *testing.T) {
-	env, src, err := Sources{Tools: fakeTools{fixture(t)}}.Load(context.Background())
+	env, src, err := Sources{GuestInfo: guestInfo(fixture(t))}.Load(context.Background())
 	if err != nil || src != "guestinfo.ovfEnv" || env.Properties[KeyHostname] != "vaultpam-ovf" {
 		t.Errorf("Load() = %v, %q, %v; want the fixture from guestinfo.ovfEnv", env.Properties[KeyHostname], src, err)
 	}
@@ -65,7 +61,7 @@ func TestLoadFromISO(t *testing.T) {
 	if err := os.WriteFile(iso, makeISO("OVF_ENV.XML;1", doc), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env, src, err := Sources{Tools: fakeTools{}, CDROMs: []string{"/nonexistent/sr0", iso}}.Load(context.Background())
+	env, src, err := Sources{GuestInfo: guestInfo(nil), CDROMs: []string{"/nonexistent/sr0", iso}}.Load(context.Background())
 	if err != nil || src != iso || env.Properties[KeyConnectorName] != "ovf-connector-1" {
 		t.Errorf("Load() = %v, %q, %v; want the fixture from the ISO", env.Properties, src, err)
 	}

@@ -87,9 +87,7 @@ func (s Settings) Problems() []Problem {
 func (s Settings) Check(field string) string {
 	switch field {
 	case FieldInterface:
-		if s.Interface == "" {
-			return "Interface: none chosen; pick the network card to configure"
-		}
+		return CheckInterface(s.Interface)
 	case FieldAddress:
 		if s.DHCP {
 			return ""
@@ -115,6 +113,20 @@ func (s Settings) Check(field string) string {
 		return CheckControlPlaneURL(s.ControlPlaneURL)
 	case FieldName:
 		return CheckConnectorName(s.ConnectorName)
+	}
+	return ""
+}
+
+// CheckInterface validates the name of the network card to configure. It
+// goes into the networkd unit's [Match] section, so it must be a plain
+// Linux interface name (at most 15 characters, no spaces, slashes or
+// line breaks), whoever sends it.
+func CheckInterface(v string) string {
+	switch {
+	case v == "":
+		return "Interface: none chosen; pick the network card to configure"
+	case !ifaceRE.MatchString(v) || v == "." || v == "..":
+		return fmt.Sprintf("Interface: %q is not a network interface name; expected up to 15 letters, digits, dots, hyphens or underscores, like eth0 or ens192", v)
 	}
 	return ""
 }
@@ -208,6 +220,7 @@ var (
 	labelRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
 	hostRE  = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
 	nameRE  = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
+	ifaceRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,15}$`)
 )
 
 // CheckHostname validates the appliance's host name (one DNS label, or a
@@ -216,7 +229,9 @@ func CheckHostname(v string) string {
 	switch {
 	case v == "":
 		return "Hostname: empty; expected a name like vaultpam-dc1 (letters, digits, hyphens)"
-	case len(v) > 253 || !hostRE.MatchString(v):
+	case len(v) > 64:
+		return fmt.Sprintf("Hostname: %q is longer than 64 characters, the kernel's limit; expected a shorter name like vaultpam-dc1", v)
+	case !hostRE.MatchString(v):
 		return fmt.Sprintf("Hostname: %q is not valid; expected letters, digits and hyphens, not starting or ending with a hyphen, like vaultpam-dc1", v)
 	case !labelRE.MatchString(strings.Split(v, ".")[0]):
 		return fmt.Sprintf("Hostname: %q is not valid; expected like vaultpam-dc1", v)

@@ -24,6 +24,11 @@ func TestCheckMessages(t *testing.T) {
 		{"url ok", CheckControlPlaneURL("https://cp.example.com:8443"), ""},
 		{"proxy", CheckProxy("proxy:3128"), `HTTP proxy: "proxy:3128" is not valid; expected http://host:port, like http://proxy.internal:3128 (or empty for none)`},
 		{"proxy ok", CheckProxy("http://proxy.internal:3128"), ""},
+		{"iface ok", CheckInterface("ens192"), ""},
+		{"iface newline", CheckInterface("eth0\n[Network]"), `Interface: "eth0\n[Network]" is not a network interface name; expected up to 15 letters, digits, dots, hyphens or underscores, like eth0 or ens192`},
+		{"iface long", CheckInterface("a234567890123456"), `Interface: "a234567890123456" is not a network interface name; expected up to 15 letters, digits, dots, hyphens or underscores, like eth0 or ens192`},
+		{"iface dotdot", CheckInterface(".."), `Interface: ".." is not a network interface name; expected up to 15 letters, digits, dots, hyphens or underscores, like eth0 or ens192`},
+		{"host long", CheckHostname(strings.Repeat("a", 30) + "." + strings.Repeat("b", 34)), `Hostname: "` + strings.Repeat("a", 30) + "." + strings.Repeat("b", 34) + `" is longer than 64 characters, the kernel's limit; expected a shorter name like vaultpam-dc1`},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.name, tc.got, tc.want)
