@@ -59,7 +59,7 @@ VULN_ACCEPTED_BUILD := GO-2026-4529 GO-2026-5932
 
 COMMANDS := connector/cmd/vaultpam-connector firstboot/cmd/vaultpam-console \
 	lab/cmd/vaultpam-lab packer/cmd/packer-plugin-vaultpam appliance/cmd/vaultpam-image \
-	signing/cmd/vaultpam-sign
+	signing/cmd/vaultpam-sign update/cmd/vaultpam-update
 
 .PHONY: help deps build tools image ova lint unit test bench e2e clean
 
@@ -80,7 +80,8 @@ build: ## build the Go binaries into bin/
 	  if [ -d $$c ]; then $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/ ./$$c; fi; \
 	done
 	@# The systemd units that start a program live beside its source; the image takes them from bin/.
-	cp connector/cmd/vaultpam-connector/*.service firstboot/cmd/vaultpam-console/*.service $(BIN)/
+	cp connector/cmd/vaultpam-connector/*.service firstboot/cmd/vaultpam-console/*.service \
+	  update/cmd/vaultpam-update/*.service $(BIN)/
 
 tools: $(TOOLS)/packer $(TOOLS)/cosign ## build pinned Packer and cosign from the Go module proxy into bin/tools/
 $(TOOLS)/packer: packer/tools/go.mod packer/tools/go.sum

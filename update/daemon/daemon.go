@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +37,9 @@ import (
 type Config struct {
 	Socket      string // the updater's API socket
 	SocketGroup string // group that may use it ("" keeps the process's)
+	// IncomingOwner is the user the download directory
+	// (StateDir/incoming) belongs to: the connector's; "" leaves it root's.
+	IncomingOwner string
 	StateDir    string // /data/update
 	ESPDir      string // /efi/EFI/Linux
 	VarsDir     string // efivarfs
@@ -74,6 +79,7 @@ func DefaultConfig() Config {
 	return Config{
 		Socket:          localapi.UpdaterSocket,
 		SocketGroup:     "vaultpam",
+		IncomingOwner:   "vaultpam",
 		StateDir:        state.DefaultDir,
 		ESPDir:          esp.DefaultDir,
 		VarsDir:         esp.DefaultVarsDir,
@@ -146,6 +152,17 @@ func New(cfg Config) (*Daemon, error) {
 	var err error
 	if d.store, err = state.Open(cfg.StateDir); err != nil {
 		return nil, err
+	}
+	if cfg.IncomingOwner != "" {
+		u, err := user.Lookup(cfg.IncomingOwner)
+		if err != nil {
+			return nil, fmt.Errorf("the connector's user %s: %w", cfg.IncomingOwner, err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := d.store.MakeIncoming(uid, gid); err != nil {
+			return nil, err
+		}
 	}
 	if d.running, err = cfg.Disk.Running(); err != nil {
 		return nil, err

@@ -125,12 +125,13 @@ type Store struct {
 	BeforeStep func(atomicfile.Step) error
 }
 
-// Open returns a store on dir ("" means DefaultDir), creating it 0700.
+// Open returns a store on dir ("" means DefaultDir), creating it 0755
+// (the connector reaches incoming/ through it; every record is 0600).
 func Open(dir string) (*Store, error) {
 	if dir == "" {
 		dir = DefaultDir
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("update state: %w", err)
 	}
 	return &Store{Dir: dir}, nil
@@ -141,6 +142,19 @@ func (s *Store) TUFDir() string { return filepath.Join(s.Dir, "tuf") }
 
 // IncomingDir is where the connector puts offered downloads.
 func (s *Store) IncomingDir() string { return filepath.Join(s.Dir, "incoming") }
+
+// MakeIncoming creates IncomingDir, 0700, owned by uid:gid (the
+// connector's user), so the connector can download into it.
+func (s *Store) MakeIncoming(uid, gid int) error {
+	d := s.IncomingDir()
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return fmt.Errorf("update state: %w", err)
+	}
+	if err := os.Chown(d, uid, gid); err != nil {
+		return fmt.Errorf("update state: handing %s to the connector: %w", d, err)
+	}
+	return nil
+}
 
 const (
 	pendingFile = "pending.json"
