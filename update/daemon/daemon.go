@@ -40,10 +40,10 @@ type Config struct {
 	// IncomingOwner is the user the download directory
 	// (StateDir/incoming) belongs to: the connector's; "" leaves it root's.
 	IncomingOwner string
-	StateDir    string // /data/update
-	ESPDir      string // /efi/EFI/Linux
-	VarsDir     string // efivarfs
-	Disk        slot.Disk
+	StateDir      string // /data/update
+	ESPDir        string // /efi/EFI/Linux
+	VarsDir       string // efivarfs
+	Disk          slot.Disk
 	// BakedRoot is the image's trusted TUF root.
 	BakedRoot string
 	// OSRelease names the running version (IMAGE_VERSION).

@@ -42,8 +42,12 @@ func Steps() []string {
 var steps = []step{
 	{"record-pending", FailState, (*writeRun).recordPending},
 	{"remove-old-uki", FailESP, (*writeRun).removeOldUKI},
-	{"write-root", FailWrite, func(w *writeRun, ctx context.Context) error { return w.writePart(ctx, "write-root", bundle.PartRoot, w.plan.To.Root) }},
-	{"write-verity", FailWrite, func(w *writeRun, ctx context.Context) error { return w.writePart(ctx, "write-verity", bundle.PartVerity, w.plan.To.Verity) }},
+	{"write-root", FailWrite, func(w *writeRun, ctx context.Context) error {
+		return w.writePart(ctx, "write-root", bundle.PartRoot, w.plan.To.Root)
+	}},
+	{"write-verity", FailWrite, func(w *writeRun, ctx context.Context) error {
+		return w.writePart(ctx, "write-verity", bundle.PartVerity, w.plan.To.Verity)
+	}},
 	{"verify-slot", FailVerify, (*writeRun).verifySlot},
 	{"write-uki", FailESP, (*writeRun).writeUKI},
 	{"boot-next", FailESP, (*writeRun).bootNext},

@@ -33,12 +33,12 @@ import (
 type Outcome int
 
 const (
-	Nothing     Outcome = iota // no change pending
-	Waiting                    // installed, waiting for the reboot
-	Trial                      // the new slot runs on trial; the gate decides
-	Succeeded                  // the new slot was blessed and is kept
-	RolledBack                 // the new slot failed; the old one runs again
-	Failed                     // stopped before the new slot ran (interrupted, lost entry, failed manual rollback)
+	Nothing    Outcome = iota // no change pending
+	Waiting                   // installed, waiting for the reboot
+	Trial                     // the new slot runs on trial; the gate decides
+	Succeeded                 // the new slot was blessed and is kept
+	RolledBack                // the new slot failed; the old one runs again
+	Failed                    // stopped before the new slot ran (interrupted, lost entry, failed manual rollback)
 )
 
 func (o Outcome) String() string {

@@ -74,17 +74,17 @@ type Pending struct {
 	// ConnectorID is the connector's ID when the change started: the gate
 	// requires the new slot's connector Online with this ID. Empty means
 	// the gate accepts any ID (the connector had none).
-	ConnectorID  string    `json:"connector_id,omitempty"`
-	Source       string    `json:"source,omitempty"` // control_plane, cdrom, console
-	Target       string    `json:"target,omitempty"` // the TUF target name
-	BundleSHA256 string    `json:"bundle_sha256,omitempty"`
-	UKI          string    `json:"uki,omitempty"` // the boot entry's file name as written
+	ConnectorID  string `json:"connector_id,omitempty"`
+	Source       string `json:"source,omitempty"` // control_plane, cdrom, console
+	Target       string `json:"target,omitempty"` // the TUF target name
+	BundleSHA256 string `json:"bundle_sha256,omitempty"`
+	UKI          string `json:"uki,omitempty"` // the boot entry's file name as written
 	// BootID is the boot in which the reboot into the new slot was asked
 	// for (stage rebooting): a later boot that still runs the old slot
 	// with the new entry untried means the boot loader did not pick it.
-	BootID string `json:"boot_id,omitempty"`
-	Started      time.Time `json:"started"`
-	Updated      time.Time `json:"updated"`
+	BootID  string    `json:"boot_id,omitempty"`
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
 	// Attempts are the gate's verdicts on trial boots, oldest first.
 	Attempts []Attempt `json:"attempts,omitempty"`
 }

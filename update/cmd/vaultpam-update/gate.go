@@ -43,7 +43,9 @@ func cmdGate(ctx context.Context, env Env, args []string) int {
 			}
 			return nil
 		},
-		Logf: func(format string, args ...any) { fmt.Fprintf(env.Stderr, "vaultpam-update-gate: "+format+"\n", args...) },
+		Logf: func(format string, args ...any) {
+			fmt.Fprintf(env.Stderr, "vaultpam-update-gate: "+format+"\n", args...)
+		},
 	}
 	if n, err := slot.DefaultDisk().Running(); err == nil {
 		g.Slot = string(n)

@@ -94,7 +94,6 @@ func runStdin(in, name string, args ...string) ([]byte, error) {
 	return c.CombinedOutput()
 }
 
-
 func createEmpty(t testing.TB, path string) string {
 	f, err := os.Create(path)
 	must(t, err)
