@@ -6,11 +6,13 @@ import (
 	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/vaultpam/appliance/connector/protocol"
@@ -35,6 +37,26 @@ type ControlPlane struct {
 	Broker    *broker.Broker
 	Server    *Server
 	log       *slog.Logger
+
+	endsMu sync.Mutex
+	ends   []broker.SessionEnd // the latest maxEnds, oldest first
+}
+
+// maxEnds bounds the session ends a ControlPlane remembers.
+const maxEnds = 1000
+
+// SessionEnds returns the ends recorded for session id: the broker's own
+// view (By "control_plane") and the connector's report (By "connector").
+func (l *ControlPlane) SessionEnds(id string) []broker.SessionEnd {
+	l.endsMu.Lock()
+	defer l.endsMu.Unlock()
+	var out []broker.SessionEnd
+	for _, e := range l.ends {
+		if e.SessionID == id {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // New opens the state, starts the broker and listens.
@@ -60,11 +82,19 @@ func newOn(a *Authority, cfg Config) (*ControlPlane, error) {
 		bc.HeartbeatInterval = cfg.HeartbeatInterval
 	}
 	bc.Registry = &brokerRegistry{a}
+	bc.OfferFor = a.StandingOffer
 	bc.Authority = &brokerAuthority{a}
 	bc.Logger = cfg.Logger
 	bc.Now = a.cfg.Now
+	var l *ControlPlane
 	bc.OnSessionEnd = func(e broker.SessionEnd) {
 		cfg.Logger.Info("session ended", "session", e.SessionID, "connector", e.ConnectorID, "by", e.By, "reason", e.Reason, "detail", e.Detail)
+		l.endsMu.Lock()
+		l.ends = append(l.ends, e)
+		if len(l.ends) > maxEnds {
+			l.ends = l.ends[len(l.ends)-maxEnds:]
+		}
+		l.endsMu.Unlock()
 	}
 	b, err := broker.New(bc)
 	if err != nil {
@@ -75,7 +105,7 @@ func newOn(a *Authority, cfg Config) (*ControlPlane, error) {
 		b.Close()
 		return nil, err
 	}
-	l := &ControlPlane{Authority: a, Broker: b, Server: srv, log: cfg.Logger}
+	l = &ControlPlane{Authority: a, Broker: b, Server: srv, log: cfg.Logger}
 	a.OnChange(func(c Connector) {
 		// A revocation or a recovery makes the certificates in use void:
 		// cut their tunnels so the broker checks the connector again.
@@ -141,6 +171,9 @@ func (r *brokerRegistry) Update(u broker.StatusUpdate) {
 	if !u.LastHeartbeat.IsZero() {
 		r.a.Heartbeat(u.ConnectorID, u.LastHeartbeat, u.Version)
 	}
+	if u.ImageVersion != "" || u.Update != nil {
+		r.a.UpdateReported(u.ConnectorID, u.ImageVersion, u.Update)
+	}
 	switch u.Status {
 	case broker.StatusOnline:
 		r.a.SetStatus(u.ConnectorID, StatusOnline, "")
@@ -187,8 +220,32 @@ func (a *Authority) Renew(id string, csr *x509.CertificateRequest) ([][]byte, er
 	return [][]byte{cert.Raw}, nil
 }
 
-// AdminRoutes mounts the lab's routing on the admin socket: POST
-// /connect?resource=N opens a session (see connect.go).
+// AdminRoutes mounts what needs the running server on the admin socket:
+// POST /connect?resource=N opens a session (see connect.go), POST
+// /updates offers an update and sends it at once when the connector is
+// online.
 func (l *ControlPlane) AdminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /connect", l.serveConnect)
+	mux.HandleFunc("POST /updates", func(w http.ResponseWriter, r *http.Request) {
+		var q offerReq
+		if json.NewDecoder(r.Body).Decode(&q) != nil {
+			adminReply(w, nil, errors.New("bad request"))
+			return
+		}
+		o, err := l.OfferUpdate(q.Connector, q.File, q.Repo)
+		adminReply(w, o, err)
+	})
+}
+
+// OfferUpdate offers an update (Authority.OfferUpdate) and sends it to the
+// connector at once when it is online.
+func (l *ControlPlane) OfferUpdate(connectorID, file, repo string) (Offer, error) {
+	o, err := l.Authority.OfferUpdate(connectorID, file, repo)
+	if err != nil {
+		return o, err
+	}
+	if w := l.Authority.StandingOffer(connectorID); w != nil {
+		l.Broker.SendOffer(connectorID, w)
+	}
+	return o, nil
 }

@@ -229,6 +229,7 @@ func (s *Server) handler() http.Handler {
 		c, _ := a.Connector(id)
 		reply(w, protocol.WhoAmI{ConnectorID: id, Name: c.Name, Status: c.Status}, nil)
 	})
+	mux.HandleFunc("GET /v1/update/{offer}/{name}", a.serveUpdateFile)
 	return mux
 }
 

@@ -29,11 +29,15 @@ type Connector struct {
 	LastHeartbeat time.Time `json:"last_heartbeat,omitzero"`
 	StatusReason  string    `json:"status_reason,omitempty"`
 	EnrolledAt    time.Time `json:"enrolled_at"`
-	Version       string    `json:"version,omitempty"`
+	// Version is the running version: the appliance image's version, or
+	// the connector's own where it runs in another shape.
+	Version string `json:"version,omitempty"`
 	// Serials of every certificate issued to it (hex); Revoked lists the
 	// ones no longer accepted.
 	Serials []string `json:"serials,omitempty"`
 	Revoked []string `json:"revoked,omitempty"`
+	// Update is the connector's latest image update, as it reported it.
+	Update *UpdateInfo `json:"update,omitempty"`
 }
 
 // Resource names a target and the connector that reaches it.
@@ -64,6 +68,7 @@ type state struct {
 	Tokens     []*tokenRecord `json:"tokens"`
 	Connectors []*Connector   `json:"connectors"`
 	Resources  []*Resource    `json:"resources"`
+	Offers     []*Offer       `json:"offers,omitempty"`
 }
 
 func loadState(dir string) (*state, error) {

@@ -51,6 +51,9 @@ type Options struct {
 	// identity exists.
 	Token   string
 	Version string
+	// Updates are the appliance's image updates; nil where there are none
+	// (containers, native packages).
+	Updates Updates
 	// Notify receives sd_notify lines ("READY=1", "STATUS=…"); nil drops them.
 	Notify func(string)
 	// OnTransition is called after every state change; nil means none.
@@ -80,6 +83,8 @@ type Agent struct {
 	history    []Transition
 	waiting    state.State // where to go back to after a failed enrolment
 	waitingWhy string      // and why it was there (kept in front of a refusal)
+
+	rebooting bool // drained for an update's reboot: stay Draining until stopped
 
 	submitMu sync.Mutex    // serialises SubmitToken
 	relink   chan struct{} // a re-enrolment replaced the identity: restart the tunnel
@@ -234,6 +239,9 @@ func (a *Agent) Status() localapi.Status {
 		Version: a.opt.Version, Since: a.since.UTC(),
 		LastHeartbeat: a.link.LastHeartbeat, HeartbeatInterval: localapi.Duration(a.link.HeartbeatInterval),
 		TunnelRTT: localapi.Duration(a.link.RTT), ActiveSessions: a.link.ActiveSessions,
+	}
+	if a.opt.Updates != nil {
+		st.Image = a.opt.Updates.Image()
 	}
 	if a.id != nil {
 		st.ConnectorID = a.id.ConnectorID

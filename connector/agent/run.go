@@ -33,8 +33,9 @@ type Link interface {
 	// Run keeps the tunnel up until ctx ends or Shutdown finishes. An
 	// error wrapping ErrLinkRefused means the identity is refused for good.
 	Run(ctx context.Context) error
-	// Shutdown stops new sessions and waits for the open ones until ctx ends.
-	Shutdown(ctx context.Context) error
+	// Shutdown stops new sessions and waits for the open ones until ctx
+	// ends; the sessions still open then end with reason.
+	Shutdown(ctx context.Context, reason protocol.Reason) error
 }
 
 // LinkHost is what a Link needs from the agent: the current identity
@@ -84,6 +85,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		case state.Connecting, state.Reconnecting, state.Online:
 			a.connect(ctx)
 		case state.Draining:
+			if a.isRebooting() {
+				// Drained for an update's reboot: wait to be stopped, do
+				// not exit (systemd would start a fresh connector).
+				<-ctx.Done()
+			}
 			return nil
 		}
 	}
@@ -225,6 +231,9 @@ func (a *Agent) connect(ctx context.Context) {
 		<-done
 		a.transition(state.Connecting, "reconnecting with the new identity", "")
 	case err := <-done:
+		if a.isRebooting() {
+			return // Drain closed the tunnel; stay Draining
+		}
 		if errors.Is(err, ErrLinkRefused) {
 			a.transition(state.NeedsRecovery, err.Error(), enrol.Hint(protocol.CodeCertRevoked))
 			return
@@ -235,7 +244,7 @@ func (a *Agent) connect(ctx context.Context) {
 		a.transition(state.Draining, fmt.Sprintf("shutting down: no new sessions, waiting up to %s for open ones", grace), "")
 		a.notify("STOPPING=1")
 		sctx, scancel := context.WithTimeout(context.Background(), grace)
-		if err := link.Shutdown(sctx); err != nil {
+		if err := link.Shutdown(sctx, protocol.ReasonDraining); err != nil {
 			a.log.Warn("drain ended", "err", err)
 		}
 		scancel()

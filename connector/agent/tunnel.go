@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/connector/tunnel"
 )
@@ -47,7 +48,9 @@ func (l *tunnelLink) Run(ctx context.Context) error {
 	return err
 }
 
-func (l *tunnelLink) Shutdown(ctx context.Context) error { return l.c.Shutdown(ctx) }
+func (l *tunnelLink) Shutdown(ctx context.Context, reason protocol.Reason) error {
+	return l.c.ShutdownFor(ctx, reason)
+}
 
 func (l *tunnelLink) Status() LinkStatus {
 	ls, _ := linkStatus(l.c.Status())

@@ -42,6 +42,9 @@ type Config struct {
 	// DrainTimeout is how long SIGTERM waits for sessions to end; 0 means
 	// DefaultDrainTimeout.
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// UpdateWindow is when the appliance may reboot into an installed
+	// update (UTC); zero means at once.
+	UpdateWindow Window `yaml:"update_window"`
 }
 
 // DefaultDrainTimeout is the drain grace period when none is configured.
@@ -78,6 +81,7 @@ const (
 	EnvAllowedTargets  = "PAM_ALLOWED_TARGETS" // comma-separated
 	EnvProxyURL        = "PAM_PROXY_URL"
 	EnvDrainTimeout    = "PAM_DRAIN_TIMEOUT"
+	EnvUpdateWindow    = "PAM_UPDATE_WINDOW"
 )
 
 // Load reads the YAML file at path ("" means no file: environment only),
@@ -135,7 +139,7 @@ func Parse(b []byte, c *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config: %w (known fields: control_plane_url, control_plane_ca_file, connector_name, allowed_targets, proxy_url, drain_timeout)", err)
+		return fmt.Errorf("config: %w (known fields: control_plane_url, control_plane_ca_file, connector_name, allowed_targets, proxy_url, drain_timeout, update_window)", err)
 	}
 	return nil
 }
@@ -161,6 +165,14 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			if t = strings.TrimSpace(t); t != "" {
 				c.AllowedTargets = append(c.AllowedTargets, t)
 			}
+		}
+	}
+	if v := getenv(EnvUpdateWindow); v != "" {
+		w, err := ParseWindow(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvUpdateWindow, err))
+		} else {
+			c.UpdateWindow = w
 		}
 	}
 	if v := getenv(EnvDrainTimeout); v != "" {

@@ -173,3 +173,41 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	return nil
 }
+
+// DrainRequest is the body of POST /v1/drain on the connector's socket:
+// the updater asks the connector to stop taking sessions before it reboots
+// into an update. Sessions still open after Grace end with Reason.
+type DrainRequest struct {
+	Reason string   `json:"reason"` // "update_reboot"
+	Grace  Duration `json:"grace"`
+}
+
+// Drainer is implemented by a Backend that can drain before a reboot
+// (POST /v1/drain; the call returns when the drain is over).
+type Drainer interface {
+	Drain(ctx context.Context, r DrainRequest) error
+}
+
+// ImageUpdater is implemented by a Backend that forwards the console's
+// update requests to the appliance's updater (POST /v1/update/install,
+// POST /v1/update/rollback on the connector's socket).
+type ImageUpdater interface {
+	InstallUpdate(ctx context.Context, r InstallRequest) error
+	RollbackUpdate(ctx context.Context, r RollbackRequest) error
+}
+
+// Drain asks the connector to drain for a reboot and waits for the end of
+// the drain.
+func (c *Client) Drain(ctx context.Context, r DrainRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/drain", r, nil)
+}
+
+// InstallUpdate forwards an install request through the connector.
+func (c *Client) InstallUpdate(ctx context.Context, r InstallRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/update/install", r, nil)
+}
+
+// RollbackUpdate forwards a rollback request through the connector.
+func (c *Client) RollbackUpdate(ctx context.Context, r RollbackRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/update/rollback", r, nil)
+}

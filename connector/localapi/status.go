@@ -59,8 +59,8 @@ type Status struct {
 	ActiveSessions    int       `json:"active_sessions"`
 	// Image is the appliance's image and update status (from the updater);
 	// absent where there is no updater (containers, native packages).
-	Image *Image `json:"image,omitempty"`
-	Since             time.Time `json:"since,omitzero"` // when State was entered
+	Image *Image    `json:"image,omitempty"`
+	Since time.Time `json:"since,omitzero"` // when State was entered
 }
 
 // TokenRequest is the body of POST /v1/token: an enrolment or recovery token

@@ -104,7 +104,7 @@ type UpdateOffer struct {
 	ID      string `json:"id"`      // unique per offer
 	Version string `json:"version"` // the offered image version
 	// Target is the bundle's name in the signed metadata.
-	Target string `json:"target"`
+	Target string     `json:"target"`
 	Bundle UpdateFile `json:"bundle"`
 	// Metadata are the signed metadata files: every root version
 	// (1.root.json … N.root.json), timestamp.json, snapshot.json and

@@ -219,6 +219,12 @@ func (c *Client) connectAndServe(ctx context.Context) (up bool, err error) {
 // closes and Run returns ErrClientClosed. Shutdown returns nil when every
 // session finished in time, ctx.Err() otherwise.
 func (c *Client) Shutdown(ctx context.Context) error {
+	return c.ShutdownFor(ctx, protocol.ReasonDraining)
+}
+
+// ShutdownFor is Shutdown with the reason the sessions still open when ctx
+// ends are given (protocol.ReasonUpdateReboot before an update's reboot).
+func (c *Client) ShutdownFor(ctx context.Context, reason protocol.Reason) error {
 	c.mu.Lock()
 	if !c.draining {
 		c.draining = true
@@ -243,7 +249,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 			continue
 		case <-ctx.Done():
 			err = ctx.Err()
-			c.endAll(protocol.ReasonDraining, "grace period over")
+			c.endAll(reason, "grace period over")
 			// Give the ended sessions a moment to report their end.
 			t := time.NewTimer(2 * time.Second)
 			select {

@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/protocol"
+
 	"github.com/vaultpam/appliance/connector/backoff"
 )
 
@@ -71,6 +73,14 @@ type Config struct {
 	DialControlPlane func(ctx context.Context, network, addr string) (net.Conn, error)
 	DialTarget       func(ctx context.Context, network, addr string) (net.Conn, error)
 	Resolver         Resolver
+
+	// OnUpdateOffer receives the image updates the control plane offers
+	// (each offer again after every reconnect while it stands), from its
+	// own goroutine. Nil ignores them.
+	OnUpdateOffer func(protocol.UpdateOffer)
+	// Image returns the running image version and the latest update's
+	// state for the heartbeats; nil (or "" and nil) where there is none.
+	Image func() (string, *protocol.UpdateReport)
 
 	// OnStatus is called with the new status on every state change, from
 	// the Client's goroutine; it must not block for long. May be nil.

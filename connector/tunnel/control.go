@@ -62,7 +62,7 @@ func (cn *conn) heartbeat(seq uint64) protocol.TunnelHeartbeat {
 	if c.isDraining() {
 		now = state.Draining
 	}
-	return protocol.TunnelHeartbeat{
+	hb := protocol.TunnelHeartbeat{
 		Seq:            seq,
 		State:          now.String(),
 		Version:        c.cfg.Version,
@@ -70,6 +70,10 @@ func (cn *conn) heartbeat(seq uint64) protocol.TunnelHeartbeat {
 		CertNotAfter:   time.Unix(0, c.certNotAfter.Load()).UTC(),
 		SentAt:         c.now().UTC(),
 	}
+	if c.cfg.Image != nil {
+		hb.ImageVersion, hb.Update = c.cfg.Image()
+	}
+	return hb
 }
 
 // hello opens the control stream and waits for the control plane's answer.
@@ -227,6 +231,10 @@ func (cn *conn) readControl() error {
 			}
 		case protocol.MsgRenewResponse:
 			cn.renewed(m.Renewed)
+		case protocol.MsgUpdateOffer:
+			if m.Offer != nil && cn.c.cfg.OnUpdateOffer != nil {
+				go cn.c.cfg.OnUpdateOffer(*m.Offer)
+			}
 		case protocol.MsgSessionAbort:
 			if m.Abort != nil {
 				cn.c.abort(m.Abort.SessionID, m.Abort.Reason)

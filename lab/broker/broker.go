@@ -40,6 +40,10 @@ type Config struct {
 	Registry  Registry
 	Authority Authority // nil: renewals are refused
 
+	// OfferFor returns the image update standing for a connector, sent
+	// after every hello; nil (or a nil result) means none.
+	OfferFor func(connectorID string) *protocol.UpdateOffer
+
 	// OnSessionEnd is called once for every session end the broker sees
 	// (By "control_plane") and for every end the connector reports (By
 	// "connector"). It must not block. May be nil.
@@ -194,6 +198,24 @@ func (b *Broker) record(u StatusUpdate) {
 	b.seen[u.ConnectorID] = s
 	b.mu.Unlock()
 	b.cfg.Registry.Update(u)
+}
+
+// SendOffer sends an update offer to connector id now, if it is online;
+// it reports whether it did. (A standing offer also goes out after every
+// hello, through Config.OfferFor.)
+func (b *Broker) SendOffer(id string, o *protocol.UpdateOffer) bool {
+	b.mu.Lock()
+	t := b.tunnels[id]
+	b.mu.Unlock()
+	if t == nil {
+		return false
+	}
+	if err := t.send(protocol.TunnelMessage{Type: protocol.MsgUpdateOffer, Offer: o}); err != nil {
+		b.log.Warn("sending update offer", "connector", id, "err", err)
+		return false
+	}
+	b.log.Info("update offered", "connector", id, "version", o.Version, "offer", o.ID)
+	return true
 }
 
 // Serve accepts TLS connections on ln (a tls.NewListener whose config

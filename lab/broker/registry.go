@@ -6,6 +6,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/protocol"
 )
 
 // Connector statuses the broker reports through Registry.Update. The lab
@@ -55,6 +57,10 @@ type StatusUpdate struct {
 	ActiveSessions int
 	CertNotAfter   time.Time
 	RemoteAddr     string
+	// ImageVersion is the appliance image's version the connector runs on
+	// ("" elsewhere); Update its latest image update, when it reports one.
+	ImageVersion string
+	Update       *protocol.UpdateReport
 }
 
 // MemoryRegistry is an in-memory Registry for tests: every connector is

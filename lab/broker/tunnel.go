@@ -123,8 +123,16 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 	hb := m.Hello.Heartbeat
 	now := b.now()
 	b.record(StatusUpdate{ConnectorID: id, Status: StatusOnline, LastHeartbeat: now, Version: m.Hello.Version,
-		ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: conn.RemoteAddr().String()})
-	b.log.Info("connector online", "connector", id, "remote", conn.RemoteAddr(), "version", m.Hello.Version)
+		ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: conn.RemoteAddr().String(),
+		ImageVersion: hb.ImageVersion, Update: hb.Update})
+	b.log.Info("connector online", "connector", id, "remote", conn.RemoteAddr(), "version", m.Hello.Version, "image", hb.ImageVersion)
+	if b.cfg.OfferFor != nil {
+		if o := b.cfg.OfferFor(id); o != nil {
+			if err := t.send(protocol.TunnelMessage{Type: protocol.MsgUpdateOffer, Offer: o}); err != nil {
+				b.log.Warn("sending the standing update offer", "connector", id, "err", err)
+			}
+		}
+	}
 
 	go t.refuseExtraStreams()
 	go func() {
@@ -218,7 +226,8 @@ func (t *tunnel) readControl(ctx context.Context) error {
 			}
 			t.mu.Unlock()
 			b.record(StatusUpdate{ConnectorID: t.id, Status: status, LastHeartbeat: b.now(), Version: hb.Version,
-				ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: t.conn.RemoteAddr().String()})
+				ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: t.conn.RemoteAddr().String(),
+				ImageVersion: hb.ImageVersion, Update: hb.Update})
 			if m.Type == protocol.MsgHeartbeat {
 				err := t.send(protocol.TunnelMessage{Type: protocol.MsgHeartbeatAck,
 					Ack: &protocol.TunnelAck{Seq: hb.Seq, HeartbeatInterval: t.interval}})

@@ -1,8 +1,8 @@
 package bundle
 
 import (
-	"bytes"
 	"archive/tar"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"

@@ -102,8 +102,15 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 		Enroller: &enrol.Client{URL: strings.TrimRight(cfg.ControlPlaneURL, "/"), RootCAs: roots, Proxy: proxy, Name: cfg.ConnectorName},
 		Token:    token, Version: version, Notify: notify, Logger: log,
 	}
-	opt.Link = newLinkFactory(cfg, roots, proxy, log)
-	ag, err := agent.New(opt)
+	var ag *agent.Agent
+	upd, err := newUpdates(cfg, roots, proxy, *dataDir, env.Getenv(envUpdaterSocket), log, func() *identity.Identity { return ag.Identity() })
+	if err != nil {
+		fail(env.Stderr, err, "")
+		return exitError
+	}
+	opt.Updates = upd
+	opt.Link = newLinkFactory(cfg, roots, proxy, log, upd)
+	ag, err = agent.New(opt)
 	if err != nil {
 		fail(env.Stderr, err, "")
 		return exitError
@@ -129,6 +136,7 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 		defer cancel()
 		go ag.Watchdog(wctx, wd)
 	}
+	go upd.Run(ctx)
 	if err := ag.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		fail(env.Stderr, err, "")
 		return exitError

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/lab"
 )
 
 func formatToken(t string) string { return protocol.FormatToken(t) }
@@ -18,7 +19,10 @@ type connectorView struct {
 	Status        string     `json:"status"`
 	LastHeartbeat *time.Time `json:"last_heartbeat"`
 	Reason        string     `json:"reason,omitempty"`
-	Version       string     `json:"version,omitempty"`
+	// Version is the running version (the appliance image's, or the
+	// connector's own in other shapes); Update the latest image update.
+	Version string          `json:"version,omitempty"`
+	Update  *lab.UpdateInfo `json:"update,omitempty"`
 }
 
 func cmdConnectors(env Env, args []string) error {
@@ -39,7 +43,7 @@ func cmdConnectors(env Env, args []string) error {
 	}
 	views := make([]connectorView, 0, len(cs))
 	for _, c := range cs {
-		v := connectorView{ID: c.ID, Name: c.Name, Status: c.Status, Reason: c.StatusReason, Version: c.Version}
+		v := connectorView{ID: c.ID, Name: c.Name, Status: c.Status, Reason: c.StatusReason, Version: c.Version, Update: c.Update}
 		if !c.LastHeartbeat.IsZero() {
 			t := c.LastHeartbeat
 			v.LastHeartbeat = &t
@@ -52,13 +56,20 @@ func cmdConnectors(env Env, args []string) error {
 		return enc.Encode(views)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tLAST HEARTBEAT\tREASON")
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tVERSION\tLAST HEARTBEAT\tUPDATE\tREASON")
 	for _, v := range views {
 		hb := "-"
 		if v.LastHeartbeat != nil {
 			hb = v.LastHeartbeat.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.ID, v.Name, v.Status, hb, v.Reason)
+		up, ver := "-", v.Version
+		if v.Update != nil {
+			up = v.Update.Version + " " + v.Update.State
+		}
+		if ver == "" {
+			ver = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Name, v.Status, ver, hb, up, v.Reason)
 	}
 	return tw.Flush()
 }
