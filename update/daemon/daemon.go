@@ -126,6 +126,7 @@ type Daemon struct {
 	bootID    string
 	trustRoot int64
 
+	checkMu   sync.Mutex // one install.Check at a time (they share the TUF store)
 	mu        sync.Mutex
 	working   *localapi.UpdateStatus // an install running now
 	available *localapi.Available
@@ -151,6 +152,9 @@ func New(cfg Config) (*Daemon, error) {
 		conn: localapi.NewClient(cfg.ConnectorSocket), kick: make(chan struct{}, 1)}
 	var err error
 	if d.store, err = state.Open(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	if err := d.store.Secure(); err != nil {
 		return nil, err
 	}
 	if cfg.IncomingOwner != "" {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -339,5 +340,50 @@ func TestManualRollback(t *testing.T) {
 	}
 	if next := a.powerCycle(); next.Slot != "A" {
 		t.Errorf("next boot %s, want A to stay", next.Name)
+	}
+}
+
+// TestRebootWaitsForTheWindow: with update_window closed, an installed
+// update waits; when the window opens (here: the setting changes), the
+// appliance drains and reboots.
+func TestRebootWaitsForTheWindow(t *testing.T) {
+	a := newAppliance(t)
+	closed := time.Now().UTC().Add(3 * time.Hour).Format("15:04") + "-" + time.Now().UTC().Add(4*time.Hour).Format("15:04")
+	os.WriteFile(a.cfgFile, []byte("control_plane_url: https://cp.example\nconnector_name: c1\nupdate_window: \""+closed+"\"\n"), 0o644)
+	c := localapi.NewUpdaterClient(a.start("", nil))
+	im2 := updatetest.MakeImage(t, "0.2.0", rootBytes)
+	path, digest := im2.Bundle(t, t.TempDir())
+	a.repo.AddBundle(t, path, "0.2.0", digest)
+	offer := filepath.Join(a.stateDir, "incoming", "offer-1")
+	os.MkdirAll(filepath.Dir(offer), 0o700)
+	os.Rename(a.repo.Offer(t, path), offer)
+	if err := c.Install(context.Background(), localapi.InstallRequest{Source: "control_plane", Dir: offer, Target: filepath.Base(path)}); err != nil {
+		t.Fatal(err)
+	}
+	im := waitStatus(t, c, "installed", func(im localapi.Image) bool { return im.Update != nil && im.Update.State == localapi.UpdateInstalled })
+	if !strings.Contains(im.Update.Reason, "maintenance window "+closed+" UTC") {
+		t.Errorf("reason = %q", im.Update.Reason)
+	}
+	t.Logf("waiting: %s", im.Update.Reason)
+	select {
+	case <-a.reboots:
+		t.Fatal("rebooted outside the maintenance window")
+	case <-time.After(200 * time.Millisecond): // ten ticks of the daemon
+	}
+	os.WriteFile(a.cfgFile, []byte("control_plane_url: https://cp.example\nconnector_name: c1\n"), 0o644)
+	<-a.reboots
+}
+
+func TestStateDirTakenBackFromTheConnector(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	a := newAppliance(t)
+	os.MkdirAll(a.stateDir, 0o777)
+	os.Chown(a.stateDir, 990, 990) // the connector made it first
+	a.start("", nil)
+	fi, _ := os.Stat(a.stateDir)
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || fi.Mode().Perm() != 0o755 {
+		t.Errorf("/data/update: uid %d mode %v, want root 0755", st.Uid, fi.Mode().Perm())
 	}
 }

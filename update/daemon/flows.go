@@ -18,7 +18,6 @@ import (
 	"github.com/vaultpam/appliance/update/reboot"
 	"github.com/vaultpam/appliance/update/reconcile"
 	"github.com/vaultpam/appliance/update/state"
-	"github.com/vaultpam/appliance/update/window"
 )
 
 // Source names (localapi.InstallRequest.Source).
@@ -76,17 +75,22 @@ func (d *Daemon) Install(ctx context.Context, req localapi.InstallRequest) error
 	}
 
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.working != nil || d.rebooting {
+		d.mu.Unlock()
 		return &install.Refusal{Code: localapi.UpdateCodeBusy, Message: "another install is running", Hint: "wait until it ends; the health screen shows its progress"}
 	}
+	d.working = &localapi.UpdateStatus{State: localapi.UpdateDownloading, Source: ireq.Source, At: d.cfg.Now().UTC(), Reason: "checking the update's signatures"}
+	d.mu.Unlock()
+	// Checked without the status lock: Check reads the connector's
+	// status, and the connector may be reading ours.
+	d.checkMu.Lock()
 	plan, err := d.installer.Check(ctx, ireq)
+	d.checkMu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if err != nil {
-		var r *install.Refusal
-		if errors.As(err, &r) && ireq.Source == SourceControlPlane {
-			// The control plane learns why from the status it forwards.
-			d.cfg.Logf("updater: refused %s: %v", ireq.Target, r)
-		}
+		d.working = nil
+		d.cfg.Logf("updater: refused %s: %v", ireq.Target, err)
 		return err
 	}
 	d.working = &localapi.UpdateStatus{Version: plan.Version, State: localapi.UpdateDownloading, Source: plan.Source, At: d.cfg.Now().UTC(),
@@ -139,6 +143,7 @@ func (d *Daemon) Rollback(ctx context.Context, req localapi.RollbackRequest) err
 	if !req.Confirm {
 		return badRequest("a rollback needs confirm: true")
 	}
+	st, connErr := d.conn.Status(ctx)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.working != nil || d.rebooting {
@@ -163,9 +168,8 @@ func (d *Daemon) Rollback(ctx context.Context, req localapi.RollbackRequest) err
 		return &install.Refusal{Code: localapi.UpdateCodeNothingHere, Message: fmt.Sprintf("slot %s holds no image that booted well", other), Hint: "there is nothing to roll back to"}
 	}
 	e := es[0]
-	st, err := d.conn.Status(ctx)
-	if err != nil || st.ConnectorID == "" {
-		return &install.Refusal{Code: install.CodeNotEnrolled, Message: fmt.Sprintf("the connector's identity is not known (%v)", err), Hint: "the rollback's health check needs the connector running and enrolled"}
+	if connErr != nil || st.ConnectorID == "" {
+		return &install.Refusal{Code: install.CodeNotEnrolled, Message: fmt.Sprintf("the connector's identity is not known (%v)", connErr), Hint: "the rollback's health check needs the connector running and enrolled"}
 	}
 	now := d.cfg.Now().UTC()
 	p := &state.Pending{Kind: state.KindRollback, Version: e.Version, Slot: other, FromVersion: d.version, FromSlot: string(d.running),
@@ -219,7 +223,7 @@ func (d *Daemon) step(ctx context.Context) {
 		return
 	}
 	if p.Kind != state.KindRollback {
-		w, err := window.FromConfig(d.cfg.ConnectorConfig)
+		w, err := readWindow(d.cfg.ConnectorConfig)
 		if err != nil {
 			d.cfg.Logf("updater: %v; waiting", err)
 			return
@@ -260,11 +264,12 @@ func (d *Daemon) rebootInto(ctx context.Context, p *state.Pending) {
 	}
 }
 
-// checkCDROM offers the update on the CD-ROM when it would install.
+// checkCDROM offers the update on the CD-ROM when it would install, or
+// says in the status why not.
 func (d *Daemon) checkCDROM(ctx context.Context) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.working != nil || d.rebooting {
+		d.mu.Unlock()
 		return
 	}
 	m, err := d.finder.Find()
@@ -273,6 +278,7 @@ func (d *Daemon) checkCDROM(ctx context.Context) {
 		if !errors.Is(err, cdrom.ErrNone) {
 			d.cdromWhy = &localapi.UpdateStatus{State: localapi.UpdateFailed, Source: SourceCDROM, At: d.cfg.Now().UTC(), Reason: err.Error()}
 		}
+		d.mu.Unlock()
 		return
 	}
 	key := m.Device + "|" + m.Target
@@ -280,17 +286,24 @@ func (d *Daemon) checkCDROM(ctx context.Context) {
 		key += fmt.Sprintf("|%d|%d", fi.Size(), fi.ModTime().UnixNano())
 	}
 	if key == d.cdromKey {
+		d.mu.Unlock()
 		return
 	}
-	d.cdromKey = key
-	d.available, d.cdromWhy = nil, nil
+	d.mu.Unlock()
+
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	d.checkMu.Lock()
 	plan, err := d.installer.Check(ctx, install.Request{Source: SourceCDROM, MetadataDir: m.MetadataDir, Target: m.Target, Bundle: m.Bundle})
+	d.checkMu.Unlock()
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.available, d.cdromWhy, d.cdromKey = nil, nil, key
 	if err != nil {
 		var r *install.Refusal
 		if errors.As(err, &r) && r.Code == localapi.UpdateCodeBusy {
-			d.cdromKey = ""
+			d.cdromKey = "" // look again once the change in progress ended
 			return
 		}
 		d.cdromWhy = &localapi.UpdateStatus{State: localapi.UpdateFailed, Source: SourceCDROM, At: d.cfg.Now().UTC(),

@@ -9,7 +9,6 @@ import (
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/update/esp"
 	"github.com/vaultpam/appliance/update/state"
-	"github.com/vaultpam/appliance/update/window"
 )
 
 // Status is the image and update status (GET /v1/status).
@@ -54,16 +53,16 @@ func (d *Daemon) pendingStatus(p *state.Pending) *localapi.UpdateStatus {
 		u.State, u.Reason = localapi.UpdateDownloading, "writing "+what
 	case state.StageInstalled:
 		u.State = localapi.UpdateInstalled
-		w, err := window.FromConfig(d.cfg.ConnectorConfig)
+		w, err := readWindow(d.cfg.ConnectorConfig)
 		switch {
 		case p.Kind == state.KindRollback:
 			u.Reason = what + ": rebooting now"
 		case err != nil:
 			u.Reason = fmt.Sprintf("%s installed; the maintenance window is not readable (%v), so it waits", what, err)
-		case w.Always():
+		case w.IsZero():
 			u.Reason = what + " installed; rebooting at once"
 		default:
-			u.Reason = fmt.Sprintf("%s installed; reboots in the maintenance window %s (next %s)", what, w, w.Next(d.cfg.Now()).UTC().Format("Mon 2006-01-02 15:04 UTC"))
+			u.Reason = fmt.Sprintf("%s installed; reboots in the maintenance window %s UTC (next %s)", what, w, w.Next(d.cfg.Now()).UTC().Format("Mon 2006-01-02 15:04 UTC"))
 		}
 	case state.StageRebooting:
 		u.State, u.Reason = localapi.UpdateRebooting, "draining sessions and rebooting into "+what

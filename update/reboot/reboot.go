@@ -28,12 +28,6 @@ const ReasonUpdateReboot = "update_reboot"
 // DefaultGrace is how long in-flight sessions may go on.
 const DefaultGrace = 60 * time.Second
 
-// DrainRequest is the body of the connector's POST /v1/drain.
-type DrainRequest struct {
-	Reason string `json:"reason"`
-	Grace  string `json:"grace"`
-}
-
 // Drainer asks the connector at Socket to drain.
 type Drainer struct {
 	Socket string // localapi.DefaultSocket on the appliance
@@ -49,19 +43,25 @@ func (d *Drainer) logf(format string, args ...any) {
 	}
 }
 
-// Drain asks for the drain and waits until the connector reports no
-// active session or the grace has passed (plus a few seconds for the
-// connector to close them). It never fails: what went wrong is logged.
+// Drain asks for the drain; the connector answers when its drain is over.
+// A connector that cannot drain is watched instead until it reports no
+// active session or the grace has passed. Drain never fails: what went
+// wrong is logged, and the reboot goes ahead.
 func (d *Drainer) Drain(ctx context.Context) {
 	grace := d.Grace
 	if grace <= 0 {
 		grace = DefaultGrace
 	}
-	ctx, cancel := context.WithTimeout(ctx, grace+5*time.Second)
-	defer cancel()
-	if err := d.post(ctx, grace); err != nil {
-		d.logf("reboot: the connector did not take the drain request (%v); waiting for its sessions up to %s", err, grace)
+	pctx, pcancel := context.WithTimeout(ctx, grace+15*time.Second)
+	err := d.post(pctx, grace)
+	pcancel()
+	if err == nil {
+		d.logf("reboot: the connector drained its sessions")
+		return
 	}
+	d.logf("reboot: the connector did not drain on request (%v); waiting for its sessions up to %s", err, grace)
+	ctx, cancel := context.WithTimeout(ctx, grace)
+	defer cancel()
 	poll := d.Poll
 	if poll <= 0 {
 		poll = time.Second
@@ -90,11 +90,13 @@ func (d *Drainer) Drain(ctx context.Context) {
 }
 
 func (d *Drainer) post(ctx context.Context, grace time.Duration) error {
-	body, _ := json.Marshal(DrainRequest{Reason: ReasonUpdateReboot, Grace: grace.String()})
+	// Not localapi.Client: its 5 s timeout would cancel the drain (the
+	// connector ties the drain to the request) long before the grace.
+	body, _ := json.Marshal(localapi.DrainRequest{Reason: ReasonUpdateReboot, Grace: localapi.Duration(grace)})
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var dl net.Dialer
 		return dl.DialContext(ctx, "unix", d.Socket)
-	}}, Timeout: 10 * time.Second}
+	}}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://connector/v1/drain", bytes.NewReader(body))
 	if err != nil {
 		return err

@@ -17,7 +17,7 @@ import (
 type connector struct {
 	mu       sync.Mutex
 	sessions int
-	drain    *DrainRequest
+	drain    *localapi.DrainRequest
 	reads    int
 }
 
@@ -42,12 +42,16 @@ func serve(t *testing.T, c *connector, withDrain bool) string {
 	mux.Handle("/", localapi.Handler(c))
 	if withDrain {
 		mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
-			var d DrainRequest
+			var d localapi.DrainRequest
 			json.NewDecoder(r.Body).Decode(&d)
 			c.mu.Lock()
 			c.drain = &d
 			c.mu.Unlock()
-			w.WriteHeader(http.StatusAccepted)
+			// The connector answers when the drain is over.
+			for c.Status().ActiveSessions > 0 {
+				time.Sleep(time.Millisecond)
+			}
+			w.WriteHeader(http.StatusOK)
 		})
 	}
 	srv := &http.Server{Handler: mux}
@@ -60,7 +64,7 @@ func TestDrainWaitsForSessions(t *testing.T) {
 	c := &connector{sessions: 2}
 	d := &Drainer{Socket: serve(t, c, true), Grace: 60 * time.Second, Poll: 5 * time.Millisecond, Logf: t.Logf}
 	d.Drain(context.Background())
-	if c.drain == nil || c.drain.Reason != "update_reboot" || c.drain.Grace != "1m0s" {
+	if c.drain == nil || c.drain.Reason != "update_reboot" || time.Duration(c.drain.Grace) != time.Minute {
 		t.Errorf("drain request = %+v", c.drain)
 	}
 	if c.sessions != 0 {

@@ -137,6 +137,20 @@ func Open(dir string) (*Store, error) {
 	return &Store{Dir: dir}, nil
 }
 
+// Secure makes Dir belong to this process's user with mode 0755: the
+// connector (another user) may create it first on its way to incoming/,
+// and must not be able to change the records, the trusted metadata or
+// the failed versions.
+func (s *Store) Secure() error {
+	if err := os.Chown(s.Dir, os.Geteuid(), os.Getegid()); err != nil {
+		return fmt.Errorf("update state: owning %s: %w", s.Dir, err)
+	}
+	if err := os.Chmod(s.Dir, 0o755); err != nil {
+		return fmt.Errorf("update state: %w", err)
+	}
+	return nil
+}
+
 // TUFDir is where the trusted TUF metadata lives.
 func (s *Store) TUFDir() string { return filepath.Join(s.Dir, "tuf") }
 
