@@ -348,7 +348,7 @@ func TestManualRollback(t *testing.T) {
 // appliance drains and reboots.
 func TestRebootWaitsForTheWindow(t *testing.T) {
 	a := newAppliance(t)
-	closed := time.Now().UTC().Add(3 * time.Hour).Format("15:04") + "-" + time.Now().UTC().Add(4*time.Hour).Format("15:04")
+	closed := time.Now().UTC().Add(3*time.Hour).Format("15:04") + "-" + time.Now().UTC().Add(4*time.Hour).Format("15:04")
 	os.WriteFile(a.cfgFile, []byte("control_plane_url: https://cp.example\nconnector_name: c1\nupdate_window: \""+closed+"\"\n"), 0o644)
 	c := localapi.NewUpdaterClient(a.start("", nil))
 	im2 := updatetest.MakeImage(t, "0.2.0", rootBytes)
