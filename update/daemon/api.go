@@ -95,7 +95,6 @@ type server struct {
 	srv  *http.Server
 	ln   net.Listener
 	ino  uint64
-	errc chan error
 }
 
 // listen creates the socket (0660, group SocketGroup) and serves on it.
