@@ -91,10 +91,10 @@ func writeError(w http.ResponseWriter, err error) {
 
 // server is the API on its Unix socket.
 type server struct {
-	d    *Daemon
-	srv  *http.Server
-	ln   net.Listener
-	ino  uint64
+	d   *Daemon
+	srv *http.Server
+	ln  net.Listener
+	ino uint64
 }
 
 // listen creates the socket (0660, group SocketGroup) and serves on it.
