@@ -387,3 +387,39 @@ func TestStateDirTakenBackFromTheConnector(t *testing.T) {
 		t.Errorf("/data/update: uid %d mode %v, want root 0755", st.Uid, fi.Mode().Perm())
 	}
 }
+
+// TestCDROMSameVersionKeepsTheLastResult: seen in QEMU — after the update
+// from the ISO succeeded, the ISO still in the drive (now not newer) hid
+// the success behind "not offered".
+func TestCDROMSameVersionKeepsTheLastResult(t *testing.T) {
+	if _, err := exec.LookPath("genisoimage"); err != nil {
+		t.Skip("genisoimage is not installed (make deps)")
+	}
+	a := newAppliance(t)
+	store, _ := state.Open(a.stateDir)
+	store.SetLast(localapi.UpdateStatus{Version: "0.1.0", State: localapi.UpdateSucceeded, Reason: "0.1.0 in slot A: connector Online"})
+	im1 := updatetest.MakeImage(t, "0.1.0", rootBytes)
+	path, digest := im1.Bundle(t, t.TempDir())
+	a.repo.AddBundle(t, path, "0.1.0", digest)
+	tree := t.TempDir()
+	os.Rename(a.repo.Offer(t, ""), filepath.Join(tree, "metadata"))
+	os.MkdirAll(filepath.Join(tree, "targets"), 0o755)
+	b, _ := os.ReadFile(path)
+	os.WriteFile(filepath.Join(tree, "targets", filepath.Base(path)), b, 0o644)
+	devs := t.TempDir()
+	iso := filepath.Join(t.TempDir(), "update.iso")
+	exec.Command("genisoimage", "-quiet", "-J", "-r", "-V", "VPAM-UPDATE", "-o", iso, tree).Run()
+	os.Symlink(iso, filepath.Join(devs, "sr0"))
+	mounted := make(chan struct{}, 10)
+	c := localapi.NewUpdaterClient(a.start(filepath.Join(devs, "sr*"), func(dev, dir string) error {
+		mounted <- struct{}{}
+		os.Remove(dir)
+		return os.Symlink(tree, dir)
+	}))
+	<-mounted
+	time.Sleep(100 * time.Millisecond) // five CD-ROM polls
+	im, _ := c.Status(context.Background())
+	if im.Available != nil || im.Update == nil || im.Update.State != localapi.UpdateSucceeded {
+		t.Errorf("status = available %+v, update %+v; want no offer and the last result", im.Available, im.Update)
+	}
+}

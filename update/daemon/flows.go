@@ -306,6 +306,13 @@ func (d *Daemon) checkCDROM(ctx context.Context) {
 			d.cdromKey = "" // look again once the change in progress ended
 			return
 		}
+		if errors.As(err, &r) && r.Code == localapi.UpdateCodeNotNewer {
+			// The ISO of the running (or an older) release left in the
+			// drive: nothing to offer, nothing to explain, and the last
+			// update's result stays visible.
+			d.cfg.Logf("updater: the CD-ROM holds %s: %v", m.Target, err)
+			return
+		}
 		d.cdromWhy = &localapi.UpdateStatus{State: localapi.UpdateFailed, Source: SourceCDROM, At: d.cfg.Now().UTC(),
 			Reason: fmt.Sprintf("the update on the CD-ROM (%s) is not offered: %v", m.Target, err)}
 		return
