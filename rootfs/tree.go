@@ -100,6 +100,9 @@ func customise(ctx context.Context, o Options, tarball, tree string, res *Result
 	if err := installBinaries(o, tree, res); err != nil {
 		return err
 	}
+	if err := installUpdateRoot(o, tree, res); err != nil {
+		return err
+	}
 	env := []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", o.SourceDateEpoch)}
 	if _, err := command.Run(ctx, env, nil, "chroot", tree, "systemd-sysusers"); err != nil {
 		return fmt.Errorf("creating system users: %w", err)

@@ -11,10 +11,12 @@ require (
 require (
 	github.com/hashicorp/yamux v0.1.2 // indirect
 	github.com/klauspost/compress v1.20.2 // indirect
+	github.com/vaultpam/appliance/update v0.0.0-00010101000000-000000000000 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 )
 
 replace (
 	github.com/vaultpam/appliance => ../
 	github.com/vaultpam/appliance/appliance => ../appliance
+	github.com/vaultpam/appliance/update => ../update
 )

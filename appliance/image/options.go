@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/vaultpam/appliance/rootfs"
+	"github.com/vaultpam/appliance/update/version"
 )
 
 // MiB is a mebibyte.
@@ -55,6 +56,11 @@ func DefaultOptions() Options {
 func (o Options) Validate() error {
 	var errs []error
 	if err := o.Rootfs.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	// systemd-boot picks the newest UKI by the os-release version, and the
+	// updater compares versions the same way: plain x.y.z only.
+	if _, err := version.Parse(o.Rootfs.Version); o.Rootfs.Version != "" && err != nil {
 		errs = append(errs, err)
 	}
 	if o.OutDir == "" {

@@ -18,12 +18,15 @@ var ukiSections = []struct{ name, vma string }{
 	{".initrd", "0x3000000"},
 }
 
-// Cmdline is the kernel command line of the UKI for a slot. The root hash
-// pins the root: changing one byte of the root needs a new UKI.
-func Cmdline(rootHash, slot, extra string) string {
+// Cmdline is the kernel command line of a root's UKI. The root hash pins
+// the root: changing one byte of the root needs a new UKI. The verity UUID
+// (the UUID in the hash tree's superblock) lets the initramfs find the slot
+// the root was written to, so the same UKI boots from slot A or B: an
+// update bundle carries one UKI for whichever slot is not running.
+func Cmdline(rootHash, verityUUID, extra string) string {
 	args := []string{
 		"root=/dev/mapper/vroot", "rootfstype=squashfs", "ro",
-		"vaultpam.roothash=" + rootHash, "vaultpam.slot=" + slot,
+		"vaultpam.roothash=" + rootHash, "vaultpam.verity=" + verityUUID,
 		// The last console is /dev/console: systemd status and the boot
 		// report go to the serial line, which headless users and tests read.
 		"console=tty1", "console=ttyS0,115200",

@@ -21,8 +21,12 @@ type Env struct {
 const usage = `usage: vaultpam-connector <command> [flags]
 
 commands:
-  run       run the connector daemon (token from PAM_ENROLMENT_TOKEN, --token-file or the console)
-  status    show the running connector's status (--json for the status JSON)
+  run       run the connector daemon (token from PAM_ENROLMENT_TOKEN, PAM_ENROLMENT_TOKEN_FILE,
+            --token-file or later from enrol / the console)
+  enrol     type the enrolment or recovery token for the running connector (prompt without echo,
+            or one line on standard input) and follow it until Online
+  status    show the running connector's status (--json for the status JSON;
+            --check live|ready for probes: exit 0 when the local API answers / when Online)
   version   print the version
 `
 
@@ -50,6 +54,8 @@ func Main(ctx context.Context, env Env) int {
 	switch cmd {
 	case "run":
 		return cmdRun(ctx, env, args)
+	case "enrol", "enroll":
+		return cmdEnrol(ctx, env, args)
 	case "status":
 		return cmdStatus(ctx, env, args)
 	case "version", "--version":

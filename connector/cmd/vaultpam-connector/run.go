@@ -31,7 +31,7 @@ const (
 func cmdRun(ctx context.Context, env Env, args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
-	tokenFile := fs.String("token-file", "", "read the enrolment or recovery token from this file")
+	tokenFile := fs.String("token-file", envOr(env, envTokenFile, ""), "read the enrolment or recovery token from this file once (PAM_ENROLMENT_TOKEN_FILE)")
 	cfgPath := fs.String("config", envOr(env, config.EnvConfig, defaultConfigPath), "config file (PAM_AGENT_CONFIG); \"\" for environment only")
 	dataDir := fs.String("data-dir", envOr(env, config.EnvDataDir, defaultDataDir), "identity directory (PAM_AGENT_DATA_DIR)")
 	socket := fs.String("socket", envOr(env, config.EnvSocket, localapi.DefaultSocket), "local API socket (PAM_AGENT_SOCKET)")
@@ -43,19 +43,12 @@ func cmdRun(ctx context.Context, env Env, args []string) int {
 		return exitUsage
 	}
 
-	// The token is read first and the variable removed, so it cannot leak
-	// into anything this process starts or reports.
-	token := env.Getenv(config.EnvToken)
-	if token != "" {
-		env.Unsetenv(config.EnvToken)
-	}
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			fail(env.Stderr, fmt.Errorf("reading token file: %w", err), "")
-			return exitUsage
-		}
-		token = strings.TrimSpace(string(b))
+	// The token is read first and its variables removed, so it cannot
+	// leak into anything this process starts or reports (token.go).
+	token, err := startToken(env, *tokenFile, flagSet(fs, "token-file"))
+	if err != nil {
+		fail(env.Stderr, err, "")
+		return exitUsage
 	}
 
 	path := *cfgPath

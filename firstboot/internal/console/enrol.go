@@ -72,14 +72,14 @@ func (v *enrolView) draw(a *App) page {
 		title = "Recover"
 	}
 	p := page{title: title}
-	p.body = append(p.body, wrap(2, "Use this to recover a connector whose identity is lost or revoked, or to enrol it again. "+
+	p.body = append(p.body, a.wrap(2, "Use this to recover a connector whose identity is lost or revoked, or to enrol it again. "+
 		"In the VaultPAM dashboard open Connectors, select this connector and choose Recover: it shows a recovery token "+
 		"(20 characters, valid for 1 hour, works once). The connector keeps its ID, so the resources that route through it "+
 		"keep working; its old certificate is revoked. A new connector needs a token from Connectors -> Add Connector instead.")...)
 	p.body = append(p.body, blank())
 	switch v.phase {
 	case 0:
-		p.body = append(p.body, v.f.lines()...)
+		p.body = append(p.body, v.f.lines(a)...)
 		p.msg = v.f.message()
 		p.help = "Enter submit  Backspace erase  Ctrl-U clear  Esc back"
 	case 1:
@@ -91,7 +91,7 @@ func (v *enrolView) draw(a *App) page {
 	case 3:
 		p.body = append(p.body, bold("  Failed: "+v.msg))
 		if v.hint != "" {
-			p.body = append(p.body, wrap(2, "hint: "+v.hint)...)
+			p.body = append(p.body, a.wrap(2, "hint: "+v.hint)...)
 		}
 		p.help = "T try another token  Esc health screen"
 	}
@@ -113,70 +113,5 @@ func (v *enrolView) key(a *App, k screen.Key) {
 		case k.Kind == screen.KeyRune && (k.Rune == 't' || k.Rune == 'T'):
 			v.phase, v.f.errs = 0, nil
 		}
-	}
-}
-
-// recoveryPage is the guided needs-recovery screen: what happened, what to
-// do next, and the recovery token input.
-func recoveryPage(a *App) page {
-	h := a.health
-	st := h.st
-	if h.recovery == nil {
-		h.recovery = newEnrolView(a, true)
-	}
-	happened := capitalize(st.Reason)
-	if st.Mode == localapi.ModeGuidedRecovery || (!st.DataDurable && st.DataDir != "") {
-		happened = "This appliance runs without a persistent DATA partition (/data is tmpfs), so the connector's " +
-			"identity (key and certificate) was lost when it restarted."
-		if st.Reason != "" {
-			happened += " Connector says: " + st.Reason + "."
-		}
-	}
-	if happened == "" {
-		happened = "The connector's identity is gone or no longer accepted."
-	}
-	name := firstOf(st.ConnectorName, h.set.ConnectorName, "this connector")
-	body := []screen.Line{screen.Line{{Text: "  " + screen.Pad("State", 21)}, {Text: " Needs recovery ", Attr: screen.Bold | screen.Reverse}}, blank(), bold("  What happened")}
-	body = append(body, wrap(4, happened)...)
-	body = append(body, blank(), bold("  What to do"))
-	which := name
-	if st.ConnectorID != "" {
-		which = fmt.Sprintf("%s (ID %s)", name, st.ConnectorID)
-	}
-	body = append(body, wrap(4, fmt.Sprintf("1. In the VaultPAM dashboard open Connectors, select %s and choose Recover.", which))...)
-	body = append(body, wrap(4, "2. Type the recovery token below. The connector keeps its ID and its resources; the old certificate is revoked.")...)
-	if st.Mode == localapi.ModeGuidedRecovery {
-		body = append(body, wrap(4, "3. To survive restarts on its own, give the VM a persistent DATA disk.")...)
-	}
-	body = append(body, blank())
-	p := page{title: "Needs recovery", body: body}
-	switch v := h.recovery; v.phase {
-	case 0:
-		p.body = append(p.body, v.f.lines()...)
-		p.msg = v.f.message()
-		p.help = "Enter submit  Ctrl-U clear  Esc health screen"
-	default:
-		sub := v.draw(a)
-		p.body = append(p.body, sub.body[len(sub.body)-1])
-		p.help = sub.help
-	}
-	return p
-}
-
-func recoveryKey(a *App, k screen.Key) {
-	h := a.health
-	v := h.recovery
-	if v == nil {
-		return
-	}
-	switch {
-	case v.phase == 0 && k.Kind == screen.KeyEsc:
-		h.dismissed = state.NeedsRecovery.String()
-	case v.phase == 0:
-		v.f.key(a, k)
-	case v.phase == 1:
-	default:
-		a.show(v)
-		v.key(a, k)
 	}
 }
