@@ -1,10 +1,10 @@
 // Package cdrom finds an update on the CD-ROM, for air-gapped
 // appliances: an ISO 9660 medium labelled VPAM-UPDATE in a CD-ROM drive
-// (/dev/sr*), laid out as
+// (/dev/sr*), laid out as the release writes it (update/release):
 //
-//	metadata/1.root.json … N.root.json, timestamp.json, snapshot.json, targets.json
-//	targets/vaultpam-connector-<version>.update
-//	targets/vaultpam-connector-<version>.update.sig   (for people; not read here)
+//	vaultpam-update/metadata/1.root.json … N.root.json, timestamp.json, snapshot.json, targets.json
+//	vaultpam-update/vaultpam-connector-<version>.update
+//	vaultpam-update/vaultpam-connector-<version>.update.sig   (for people; not read here)
 //
 // It reads the volume label straight from the device (no udev, no blkid),
 // mounts a medium with that label read-only (nosuid, nodev, noexec) under
@@ -23,10 +23,11 @@ import (
 	"strings"
 
 	"github.com/vaultpam/appliance/rootfs/command"
+	"github.com/vaultpam/appliance/update/release"
 )
 
 // Label is the volume label of an update medium.
-const Label = "VPAM-UPDATE"
+const Label = release.ISOLabel
 
 // Defaults on the appliance.
 const (
@@ -107,11 +108,11 @@ func (f *Finder) Find() (*Media, error) {
 }
 
 func (f *Finder) read(dev string) (*Media, error) {
-	m := &Media{Device: dev, Dir: f.MountDir, MetadataDir: filepath.Join(f.MountDir, "metadata")}
-	bundles, _ := filepath.Glob(filepath.Join(f.MountDir, "targets", "*.update"))
+	m := &Media{Device: dev, Dir: f.MountDir, MetadataDir: filepath.Join(f.MountDir, release.ISOMetadataDir)}
+	bundles, _ := filepath.Glob(filepath.Join(f.MountDir, release.ISODir, "*.update"))
 	switch len(bundles) {
 	case 0:
-		return nil, fmt.Errorf("the update medium in %s holds no targets/*.update (hint: write the update ISO of a release, vaultpam-connector-<version>-update.iso)", dev)
+		return nil, fmt.Errorf("the update medium in %s holds no %s/*.update (hint: attach the update ISO of a release, vaultpam-connector-<version>-update.iso)", dev, release.ISODir)
 	case 1:
 	default:
 		return nil, fmt.Errorf("the update medium in %s holds %d bundles; an update ISO holds one", dev, len(bundles))

@@ -24,11 +24,10 @@ func makeISO(t *testing.T, tree, label string) string {
 
 func updateTree(t *testing.T, bundles ...string) string {
 	tree := t.TempDir()
-	os.MkdirAll(filepath.Join(tree, "metadata"), 0o755)
-	os.MkdirAll(filepath.Join(tree, "targets"), 0o755)
-	os.WriteFile(filepath.Join(tree, "metadata", "1.root.json"), []byte("{}"), 0o644)
+	os.MkdirAll(filepath.Join(tree, "vaultpam-update", "metadata"), 0o755)
+	os.WriteFile(filepath.Join(tree, "vaultpam-update", "metadata", "1.root.json"), []byte("{}"), 0o644)
 	for _, b := range bundles {
-		os.WriteFile(filepath.Join(tree, "targets", b), []byte("bundle"), 0o644)
+		os.WriteFile(filepath.Join(tree, "vaultpam-update", b), []byte("bundle"), 0o644)
 	}
 	return tree
 }
@@ -74,7 +73,7 @@ func TestFind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Target != "vaultpam-connector-0.2.0.update" || m.MetadataDir != filepath.Join(mnt, "metadata") || m.Bundle != filepath.Join(mnt, "targets", m.Target) {
+	if m.Target != "vaultpam-connector-0.2.0.update" || m.MetadataDir != filepath.Join(mnt, "vaultpam-update", "metadata") || m.Bundle != filepath.Join(mnt, "vaultpam-update", m.Target) {
 		t.Errorf("media = %+v", m)
 	}
 	if _, err := f.Find(); err != nil || mounts != 1 {

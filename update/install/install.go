@@ -11,8 +11,11 @@
 //
 //	record-pending    /data/update/pending.json, stage writing
 //	remove-old-uki    the other slot's UKIs go: nothing can boot it now
+//	clear-verity-superblock  its hash partition's first 4 KiB zeroed: it
+//	                  claims no verity UUID while it is half written
 //	write-root        root.squashfs → VPAM-ROOT-<other>, fsync
-//	write-verity      root.verity   → VPAM-VERITY-<other>, fsync
+//	write-verity      root.verity   → VPAM-VERITY-<other>, its superblock
+//	                  (first 4 KiB) last, fsync
 //	verify-slot       veritysetup verify of the written slot
 //	write-uki         uki.efi → .part, fsync, rename to +3, fsync, syncfs
 //	boot-next         delete LoaderEntryDefault (version order decides);

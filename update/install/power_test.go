@@ -1,6 +1,7 @@
 package install
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -121,6 +122,11 @@ func TestPowerCutAtEveryStep(t *testing.T) {
 		t.Run(at, func(t *testing.T) {
 			e := newEnv(t)
 			dir, target, im := e.repo.Offered(t, "0.2.0", rootBytes)
+			// Slot B holds an older image (its UKI long retired): its
+			// verity superblock names its UUID until the install clears it.
+			old := updatetest.MakeImage(t, "0.0.9", rootBytes)
+			e.disk.Fill(t, "VPAM-ROOT-B", old.Root)
+			e.disk.Fill(t, "VPAM-VERITY-B", old.Verity)
 			snap := e.disk.Snapshot(t)
 			runningUKI, _ := os.ReadFile(filepath.Join(e.espDir, "vaultpam-0.1.0-A.efi"))
 			spec, _ := json.Marshal(childSpec{Disk: e.disk.Disk, ESP: e.espDir, Vars: e.vars.Dir, State: e.store.Dir,
@@ -152,6 +158,13 @@ func TestPowerCutAtEveryStep(t *testing.T) {
 				}
 			}
 			renamed := slices.Index(cutPoints(), at) > slices.Index(cutPoints(), esp.StepUKIRename)
+			// Between the superblock's clearing and the end of the
+			// verity write, slot B claims no UUID.
+			if i := slices.Index(cutPoints(), at); i > slices.Index(cutPoints(), "clear-verity-superblock") && i <= slices.Index(cutPoints(), "write-verity-half") {
+				if sb := e.disk.Read(t, "VPAM-VERITY-B")[:4096]; !bytes.Equal(sb, make([]byte, 4096)) {
+					t.Errorf("power cut at %s: VPAM-VERITY-B still has a superblock (%q…) while slot B is half written", at, sb[:8])
+				}
+			}
 			if !renamed && len(bEntries) > 0 {
 				t.Errorf("power cut at %s: slot B is bootable (%v) though it may be half written", at, bEntries)
 			}

@@ -1,6 +1,7 @@
 package install
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,11 +43,13 @@ func Steps() []string {
 var steps = []step{
 	{"record-pending", FailState, (*writeRun).recordPending},
 	{"remove-old-uki", FailESP, (*writeRun).removeOldUKI},
+	{"clear-verity-superblock", FailWrite, (*writeRun).clearVeritySuperblock},
 	{"write-root", FailWrite, func(w *writeRun, ctx context.Context) error {
-		return w.writePart(ctx, "write-root", bundle.PartRoot, w.plan.To.Root)
+		return w.writePart(ctx, "write-root", bundle.PartRoot, w.plan.To.Root, 0)
 	}},
+	// The verity superblock (first 4 KiB: the slot's UUID) goes last.
 	{"write-verity", FailWrite, func(w *writeRun, ctx context.Context) error {
-		return w.writePart(ctx, "write-verity", bundle.PartVerity, w.plan.To.Verity)
+		return w.writePart(ctx, "write-verity", bundle.PartVerity, w.plan.To.Verity, 4096)
 	}},
 	{"verify-slot", FailVerify, (*writeRun).verifySlot},
 	{"write-uki", FailESP, (*writeRun).writeUKI},
@@ -132,6 +135,18 @@ func (w *writeRun) removeOldUKI(ctx context.Context) error {
 	return w.in.ESP.RemoveSlot(string(w.plan.To.Name))
 }
 
+// clearVeritySuperblock zeroes the first 4 KiB of the other slot's hash
+// partition: the initramfs finds a slot by the UUID in that superblock,
+// so a half-written slot must not claim the old image's (or, once the
+// root is overwritten, any) UUID. root.verity, written after the root,
+// brings the new superblock.
+func (w *writeRun) clearVeritySuperblock(ctx context.Context) error {
+	if err := w.guard(w.plan.To.Verity.Path); err != nil {
+		return err
+	}
+	return slot.WritePart(w.plan.To.Verity, bytes.NewReader(make([]byte, 4096)), 4096)
+}
+
 // nextPart opens the bundle on the first call and moves to the part name.
 func (w *writeRun) nextPart(name string) (bundle.Part, io.Reader, error) {
 	if w.br == nil {
@@ -156,7 +171,7 @@ func (w *writeRun) nextPart(name string) (bundle.Part, io.Reader, error) {
 	return part, r, nil
 }
 
-func (w *writeRun) writePart(ctx context.Context, stepName, name string, dst slot.Partition) error {
+func (w *writeRun) writePart(ctx context.Context, stepName, name string, dst slot.Partition, headLast int64) error {
 	if err := w.guard(dst.Path); err != nil {
 		return err
 	}
@@ -168,7 +183,7 @@ func (w *writeRun) writePart(ctx context.Context, stepName, name string, dst slo
 	if w.in.BeforeStep != nil {
 		r = &halfway{r: r, at: part.Size / 2, hook: func() error { return w.in.BeforeStep(stepName + "-half") }}
 	}
-	return slot.WritePart(dst, r, part.Size)
+	return slot.WritePartHeadLast(dst, r, part.Size, headLast)
 }
 
 // guard refuses a path of the running slot.

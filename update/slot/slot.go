@@ -7,8 +7,9 @@
 // VPAM-VERITY-<slot> (its dm-verity hash tree). The running slot is the one
 // under the dm-verity device the initramfs opened ("vroot"): its
 // /sys/block/dm-N/slaves are the slot's two partitions. When that cannot be
-// read, the kernel command line says it (vaultpam.verity=<uuid> of the hash
-// partition, or the older vaultpam.slot=A|B).
+// read, the initramfs's record says it (/run/vaultpam-boot/slot), else the
+// kernel command line (vaultpam.verity=<uuid> of the hash partition, or the
+// older vaultpam.slot=A|B).
 package slot
 
 import (
@@ -67,6 +68,9 @@ type Disk struct {
 	Cmdline string
 	// Mapper is the dm name of the verified root the initramfs opens.
 	Mapper string
+	// BootRecord is where the initramfs records the slot it opened
+	// (/run/vaultpam-boot/slot: "A" or "B").
+	BootRecord string
 }
 
 // DefaultDisk returns the appliance's paths.
@@ -77,6 +81,7 @@ func DefaultDisk() Disk {
 		SysBlock:    "/sys/block",
 		Cmdline:     "/proc/cmdline",
 		Mapper:      "vroot",
+		BootRecord:  "/run/vaultpam-boot/slot",
 	}
 }
 
@@ -130,6 +135,13 @@ func (d Disk) Running() (Name, error) {
 	n, errDM := d.runningFromDM()
 	if errDM == nil {
 		return n, nil
+	}
+	if d.BootRecord != "" {
+		if b, err := os.ReadFile(d.BootRecord); err == nil {
+			if n, err := Parse(strings.TrimSpace(string(b))); err == nil {
+				return n, nil
+			}
+		}
 	}
 	n, errCmd := d.runningFromCmdline()
 	if errCmd == nil {

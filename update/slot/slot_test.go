@@ -22,8 +22,15 @@ func TestRunning(t *testing.T) {
 	if n, err := d.Disk.Running(); err != nil || n != slot.B {
 		t.Errorf("Running = %s, %v; want B", n, err)
 	}
-	// Without the dm device: the command line.
+	// Without the dm device: the initramfs's record.
 	os.RemoveAll(d.Disk.SysBlock)
+	d.Disk.BootRecord = filepath.Join(t.TempDir(), "slot")
+	os.WriteFile(d.Disk.BootRecord, []byte("B\n"), 0o644)
+	if n, err := d.Disk.Running(); err != nil || n != slot.B {
+		t.Errorf("Running from the boot record = %s, %v; want B", n, err)
+	}
+	os.Remove(d.Disk.BootRecord)
+	// Then the command line.
 	os.MkdirAll(filepath.Dir(d.Disk.Cmdline), 0o755)
 	os.WriteFile(d.Disk.Cmdline, []byte("root=/dev/mapper/vroot vaultpam.slot=A\n"), 0o644)
 	if n, err := d.Disk.Running(); err != nil || n != slot.A {
