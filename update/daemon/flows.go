@@ -306,10 +306,11 @@ func (d *Daemon) checkCDROM(ctx context.Context) {
 			d.cdromKey = "" // look again once the change in progress ended
 			return
 		}
-		if errors.As(err, &r) && r.Code == localapi.UpdateCodeNotNewer {
+		if errors.As(err, &r) && (r.Code == localapi.UpdateCodeNotNewer || r.Code == localapi.UpdateCodeFailedOnce) {
 			// The ISO of the running (or an older) release left in the
-			// drive: nothing to offer, nothing to explain, and the last
-			// update's result stays visible.
+			// drive, or of the release that just rolled back: nothing to
+			// offer, and the last update's result (which says why) stays
+			// visible.
 			d.cfg.Logf("updater: the CD-ROM holds %s: %v", m.Target, err)
 			return
 		}
