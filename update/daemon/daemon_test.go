@@ -388,38 +388,53 @@ func TestStateDirTakenBackFromTheConnector(t *testing.T) {
 	}
 }
 
-// TestCDROMSameVersionKeepsTheLastResult: seen in QEMU — after the update
-// from the ISO succeeded, the ISO still in the drive (now not newer) hid
-// the success behind "not offered".
-func TestCDROMSameVersionKeepsTheLastResult(t *testing.T) {
+// TestCDROMNotNewsKeepsTheLastResult: seen in QEMU — the ISO still in
+// the drive after its update succeeded (now not newer), or after it
+// rolled back (now failed here), hid the last result behind "not
+// offered".
+func TestCDROMNotNewsKeepsTheLastResult(t *testing.T) {
 	if _, err := exec.LookPath("genisoimage"); err != nil {
 		t.Skip("genisoimage is not installed (make deps)")
 	}
-	a := newAppliance(t)
-	store, _ := state.Open(a.stateDir)
-	store.SetLast(localapi.UpdateStatus{Version: "0.1.0", State: localapi.UpdateSucceeded, Reason: "0.1.0 in slot A: connector Online"})
-	im1 := updatetest.MakeImage(t, "0.1.0", rootBytes)
-	path, digest := im1.Bundle(t, t.TempDir())
-	a.repo.AddBundle(t, path, "0.1.0", digest)
-	tree := t.TempDir()
-	os.MkdirAll(filepath.Join(tree, "vaultpam-update"), 0o755)
-	os.Rename(a.repo.Offer(t, ""), filepath.Join(tree, "vaultpam-update", "metadata"))
-	b, _ := os.ReadFile(path)
-	os.WriteFile(filepath.Join(tree, "vaultpam-update", filepath.Base(path)), b, 0o644)
-	devs := t.TempDir()
-	iso := filepath.Join(t.TempDir(), "update.iso")
-	exec.Command("genisoimage", "-quiet", "-J", "-r", "-V", "VPAM-UPDATE", "-o", iso, tree).Run()
-	os.Symlink(iso, filepath.Join(devs, "sr0"))
-	mounted := make(chan struct{}, 10)
-	c := localapi.NewUpdaterClient(a.start(filepath.Join(devs, "sr*"), func(dev, dir string) error {
-		mounted <- struct{}{}
-		os.Remove(dir)
-		return os.Symlink(tree, dir)
-	}))
-	<-mounted
-	time.Sleep(100 * time.Millisecond) // five CD-ROM polls
-	im, _ := c.Status(context.Background())
-	if im.Available != nil || im.Update == nil || im.Update.State != localapi.UpdateSucceeded {
-		t.Errorf("status = available %+v, update %+v; want no offer and the last result", im.Available, im.Update)
+	for _, c := range []struct {
+		name, version string
+		last          localapi.UpdateStatus
+		failed        bool
+	}{
+		{"same version", "0.1.0", localapi.UpdateStatus{Version: "0.1.0", State: localapi.UpdateSucceeded, Reason: "0.1.0 in slot A: connector Online"}, false},
+		{"rolled back", "0.2.0", localapi.UpdateStatus{Version: "0.2.0", State: localapi.UpdateRolledBack, Reason: "0.2.0 in slot B failed: not Online"}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := newAppliance(t)
+			store, _ := state.Open(a.stateDir)
+			store.SetLast(c.last)
+			if c.failed {
+				store.AddFailed(state.Failed{Version: c.version, Reason: "not Online"})
+			}
+			im1 := updatetest.MakeImage(t, c.version, rootBytes)
+			path, digest := im1.Bundle(t, t.TempDir())
+			a.repo.AddBundle(t, path, c.version, digest)
+			tree := t.TempDir()
+			os.MkdirAll(filepath.Join(tree, "vaultpam-update"), 0o755)
+			os.Rename(a.repo.Offer(t, ""), filepath.Join(tree, "vaultpam-update", "metadata"))
+			b, _ := os.ReadFile(path)
+			os.WriteFile(filepath.Join(tree, "vaultpam-update", filepath.Base(path)), b, 0o644)
+			devs := t.TempDir()
+			iso := filepath.Join(t.TempDir(), "update.iso")
+			exec.Command("genisoimage", "-quiet", "-J", "-r", "-V", "VPAM-UPDATE", "-o", iso, tree).Run()
+			os.Symlink(iso, filepath.Join(devs, "sr0"))
+			mounted := make(chan struct{}, 10)
+			c2 := localapi.NewUpdaterClient(a.start(filepath.Join(devs, "sr*"), func(dev, dir string) error {
+				mounted <- struct{}{}
+				os.Remove(dir)
+				return os.Symlink(tree, dir)
+			}))
+			<-mounted
+			time.Sleep(100 * time.Millisecond) // five CD-ROM polls
+			im, _ := c2.Status(context.Background())
+			if im.Available != nil || im.Update == nil || im.Update.State != c.last.State {
+				t.Errorf("status = available %+v, update %+v; want no offer and the last result", im.Available, im.Update)
+			}
+		})
 	}
 }
