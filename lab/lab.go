@@ -83,6 +83,9 @@ func newOn(a *Authority, cfg Config) (*ControlPlane, error) {
 	}
 	bc.Registry = &brokerRegistry{a}
 	bc.OfferFor = a.StandingOffer
+	bc.SupportRecipient = a.SupportRecipient()
+	bc.OnSupportBundle = a.StoreBundle
+	bc.ClientCAs = a.ca.Pool()
 	bc.Authority = &brokerAuthority{a}
 	bc.Logger = cfg.Logger
 	bc.Now = a.cfg.Now
@@ -161,7 +164,9 @@ func (r *brokerRegistry) Authorize(_ context.Context, id string, cert *x509.Cert
 		return fmt.Errorf("%w: certificate names %s", broker.ErrUnknownConnector, cid)
 	case errors.As(err, &ae) && ae.Code == protocol.CodeCertRevoked:
 		return fmt.Errorf("%w: %s", broker.ErrRevoked, ae.Message)
-	case errors.As(err, &ae) && ae.Code == protocol.CodeCertUnknown:
+	case errors.As(err, &ae) && (ae.Code == protocol.CodeCertUnknown || ae.Code == protocol.CodeCertExpired):
+		// The broker verified the chain and the validity already (an
+		// expiry between the two checks reads as unknown here).
 		return fmt.Errorf("%w: %s", broker.ErrUnknownConnector, ae.Message)
 	}
 	return err
@@ -170,6 +175,9 @@ func (r *brokerRegistry) Authorize(_ context.Context, id string, cert *x509.Cert
 func (r *brokerRegistry) Update(u broker.StatusUpdate) {
 	if !u.LastHeartbeat.IsZero() {
 		r.a.Heartbeat(u.ConnectorID, u.LastHeartbeat, u.Version)
+	}
+	if u.ClockOffset != nil {
+		r.a.ClockReported(u.ConnectorID, *u.ClockOffset)
 	}
 	if u.ImageVersion != "" || u.Update != nil {
 		r.a.UpdateReported(u.ConnectorID, u.ImageVersion, u.Update)
@@ -187,16 +195,21 @@ func (r *brokerRegistry) Update(u broker.StatusUpdate) {
 // brokerAuthority signs renewals over the tunnel.
 type brokerAuthority struct{ a *Authority }
 
-func (b *brokerAuthority) Renew(_ context.Context, id string, csr *x509.CertificateRequest) ([][]byte, error) {
-	return b.a.Renew(id, csr)
+func (b *brokerAuthority) Renew(_ context.Context, id string, current *x509.Certificate, csr *x509.CertificateRequest) ([][]byte, error) {
+	return b.a.Renew(id, current, csr)
 }
 
-// Renew issues a new certificate for connector id's key in csr (the
-// tunnel already authenticated id). Older certificates stay valid until
-// they expire.
-func (a *Authority) Renew(id string, csr *x509.CertificateRequest) ([][]byte, error) {
+// Renew issues a new certificate for connector id (the tunnel already
+// authenticated it with current) for the same key: csr's public key must
+// be current's, since renewal proves possession of that key only; a new
+// key takes a recovery token. Older certificates stay valid until they
+// expire.
+func (a *Authority) Renew(id string, current *x509.Certificate, csr *x509.CertificateRequest) ([][]byte, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("renewal CSR signature: %w", err)
+	}
+	if current == nil || !broker.SameKey(csr.PublicKey, current.PublicKey) {
+		return nil, errors.New("renewal CSR is not for the key of the certificate in use; a new key needs a recovery token")
 	}
 	if pub, ok := csr.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
 		return nil, errors.New("renewal CSR key must be ECDSA P-256")

@@ -83,9 +83,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	tcfg := &tls.Config{
 		Certificates: []tls.Certificate{{Certificate: [][]byte{der, a.ca.Cert.Raw}, PrivateKey: key, Leaf: cert}},
 		NextProtos:   []string{protocol.ALPNTunnel, protocol.ALPNHTTP},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    a.ca.Pool(),
-		MinVersion:   tls.VersionTLS12,
+		// Requested, not verified at the TLS layer: Authenticate and the
+		// broker verify it and answer with a typed refusal the connector
+		// can tell apart from a TLS-inspecting proxy's alert.
+		ClientAuth: tls.RequestClientCert,
+		MinVersion: tls.VersionTLS13, // enrolment and the tunnel alike
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -251,7 +253,7 @@ func reply(w http.ResponseWriter, v any, err error) {
 			e = apiErr(http.StatusInternalServerError, protocol.CodeInternal, "internal error")
 		}
 		w.WriteHeader(e.HTTPStatus)
-		json.NewEncoder(w).Encode(protocol.ErrorResponse{Code: e.Code, Message: e.Message})
+		json.NewEncoder(w).Encode(protocol.ErrorResponse{Code: e.Code, Message: e.Message, CertSHA256: e.CertSHA256})
 		return
 	}
 	json.NewEncoder(w).Encode(v)

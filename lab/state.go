@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/atomicfile"
+	"github.com/vaultpam/appliance/connector/localapi"
 )
 
 // Connector statuses in the registry (as `vaultpam-lab connectors --json` shows them).
@@ -38,6 +39,9 @@ type Connector struct {
 	Revoked []string `json:"revoked,omitempty"`
 	// Update is the connector's latest image update, as it reported it.
 	Update *UpdateInfo `json:"update,omitempty"`
+	// ClockOffset is the connector's last estimate of this control plane's
+	// clock minus its own ("2m3s": the connector is behind).
+	ClockOffset *localapi.Duration `json:"clock_offset,omitempty"`
 }
 
 // Resource names a target and the connector that reaches it.

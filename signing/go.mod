@@ -15,7 +15,7 @@ require (
 	github.com/vaultpam/appliance/appliance v0.0.0-00010101000000-000000000000
 	github.com/vaultpam/appliance/update v0.0.0-00010101000000-000000000000
 	golang.org/x/crypto v0.57.0
-	google.golang.org/protobuf v1.36.11
+	google.golang.org/protobuf v1.36.12
 )
 
 require (
@@ -156,7 +156,7 @@ require (
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/oauth2 v0.36.0 // indirect
 	golang.org/x/sync v0.23.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/term v0.46.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
 	golang.org/x/time v0.15.0 // indirect

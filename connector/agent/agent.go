@@ -21,17 +21,22 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/allowlist"
 	"github.com/vaultpam/appliance/connector/config"
 	"github.com/vaultpam/appliance/connector/identity"
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/state"
+	"github.com/vaultpam/appliance/connector/tunnel"
 )
 
 // Enroller is what the agent needs from the enrolment client
-// (*enrol.Client implements it).
+// (*enrol.Client implements it). Start presents a token and returns the
+// answer to the challenge, which the agent stores before Finish sends it:
+// Finish can be repeated, after a crash too, with the same result.
 type Enroller interface {
-	Enrol(ctx context.Context, token string) (*identity.Identity, error)
+	Start(ctx context.Context, token string) (*identity.Pending, error)
+	Finish(ctx context.Context, p *identity.Pending) (*identity.Identity, error)
 	WhoAmI(ctx context.Context, id *identity.Identity) (protocol.WhoAmI, error)
 }
 
@@ -63,6 +68,17 @@ type Options struct {
 	// RetryDelay returns the wait before retry attempt n (from 0) after a
 	// network failure; nil means jittered exponential backoff, 1 s to 30 s.
 	RetryDelay func(n int) time.Duration
+	// LocalAddrs reads the appliance's own addresses for the target policy
+	// in the status; nil means allowlist.InterfaceAddrs. (The tunnel reads
+	// them itself for every session.)
+	LocalAddrs allowlist.LocalAddrs
+	// Counters are the tunnel's cumulative counters the status shows
+	// (sessions, bytes); the Link factory's tunnels must add to the same
+	// ones. Nil shows zeros.
+	Counters *tunnel.Counters
+	// Step, when set, is called at the named points of an enrolment
+	// (Step* constants); crash tests stop the process there.
+	Step func(name string)
 }
 
 // Agent is the connector daemon. Create it with New, run it with Run.
@@ -81,10 +97,19 @@ type Agent struct {
 	cur        Link                // the running tunnel, nil when none
 	burnt      map[[32]byte]string // tokens that must not be tried again → code
 	history    []Transition
-	waiting    state.State // where to go back to after a failed enrolment
-	waitingWhy string      // and why it was there (kept in front of a refusal)
+	waiting    state.State       // where to go back to after a failed enrolment
+	waitingWhy string            // and why it was there (kept in front of a refusal)
+	pending    *identity.Pending // an enrolment interrupted at the last stop, resumed by Run
 
 	rebooting bool // drained for an update's reboot: stay Draining until stopped
+
+	// recipient is the control plane's support-bundle key, as last
+	// announced (kept in DataDir/support-recipient across restarts, so a
+	// bundle can be encrypted while the tunnel is down).
+	recipient string
+	// clock is the last clock-offset estimate (zero clockAt: none).
+	clock   time.Duration
+	clockAt time.Time
 
 	submitMu sync.Mutex    // serialises SubmitToken
 	relink   chan struct{} // a re-enrolment replaced the identity: restart the tunnel
@@ -121,6 +146,13 @@ func New(opt Options) (*Agent, error) {
 	case err == nil:
 		a.id, a.state = id, state.Connecting
 		a.reason = "identity loaded"
+	case errors.Is(err, identity.ErrExpired) || errors.Is(err, identity.ErrNotYetValid):
+		// This machine's clock is not the judge: it may be wrong. The
+		// control plane decides (WhoAmI, then the tunnel's hello); only its
+		// refusal leads to needs_recovery.
+		a.id, a.state = id, state.Connecting
+		a.reason = "by this machine's clock (" + opt.Now().UTC().Format(time.RFC3339) + ") the client " + err.Error() +
+			"; asking the control plane, which decides (if this clock is wrong, set it right: NTP)"
 	case errors.Is(err, identity.ErrNotFound) && opt.Mode.Durable:
 		a.state = state.AwaitingToken // no reason: nothing went wrong
 		a.hint = "enter the enrolment token from the dashboard (Connectors → Add)"
@@ -133,7 +165,24 @@ func New(opt Options) (*Agent, error) {
 		a.state = state.NeedsRecovery
 		a.reason, a.hint = identityProblem(err)
 	}
-	a.waiting = a.state
+	a.waiting, a.waitingWhy = a.state, a.reason
+	switch p, err := opt.Store.LoadPending(); {
+	case err == nil && a.id != nil && a.id.Key != nil && a.id.Key.Equal(p.Key):
+		// Stopped after the identity was saved, before the pending
+		// enrolment was removed: it is done.
+		if err := opt.Store.RemovePending(); err != nil {
+			a.log.Warn("removing a finished pending enrolment", "err", err)
+		}
+	case err == nil:
+		a.pending = p
+		a.state = state.Enrolling
+		a.reason = "resuming the enrolment interrupted at the last stop (started " + p.CreatedAt.UTC().Format(time.RFC3339) + ")"
+		a.hint = ""
+	case !errors.Is(err, identity.ErrNotFound):
+		a.log.Warn("a pending enrolment cannot be read and is dropped (its token may still be unused)", "err", err)
+		opt.Store.RemovePending()
+	}
+	a.recipient = a.loadRecipient()
 	if a.state == state.Connecting && opt.Token != "" {
 		a.log.Info("identity present; the enrolment token given at start is not used", "connector", a.id.ConnectorID)
 		opt.Token = ""
@@ -144,10 +193,6 @@ func New(opt Options) (*Agent, error) {
 
 func identityProblem(err error) (reason, hint string) {
 	switch {
-	case errors.Is(err, identity.ErrExpired):
-		return "client certificate expired: " + err.Error(), "create a recovery token for this connector in the dashboard and enter it on the console"
-	case errors.Is(err, identity.ErrNotYetValid):
-		return "client certificate " + err.Error(), "set the clock (NTP), then restart the connector"
 	case errors.Is(err, identity.ErrKeyMismatch):
 		return "stored private key does not match the stored certificate", "create a recovery token for this connector in the dashboard and enter it on the console"
 	case errors.Is(err, identity.ErrCorrupt):
@@ -232,6 +277,9 @@ func (a *Agent) Status() localapi.Status {
 	if live != nil {
 		a.link = *live
 	}
+	if !a.link.ClockMeasured.IsZero() {
+		a.clock, a.clockAt = a.link.ClockOffset, a.link.ClockMeasured
+	}
 	st := localapi.Status{
 		State: a.state.String(), StateLabel: a.state.Label(), Reason: a.reason, Hint: a.hint,
 		Mode: a.opt.Mode.Name, DataDir: a.opt.DataDir, DataDurable: a.opt.Mode.Durable,
@@ -243,6 +291,16 @@ func (a *Agent) Status() localapi.Status {
 	if a.opt.Updates != nil {
 		st.Image = a.opt.Updates.Image()
 	}
+	st.AllowedTargets = targetPolicy(a.opt.Config.AllowedTargets, a.opt.LocalAddrs)
+	if !a.clockAt.IsZero() {
+		d := localapi.Duration(a.clock)
+		st.ClockOffset, st.ClockWarning = &d, localapi.ClockWarning(a.clock)
+	}
+	if a.opt.Counters != nil {
+		c := a.opt.Counters.Snapshot()
+		st.SessionsTotal, st.BytesUp, st.BytesDown = c.SessionsTotal, c.BytesUp, c.BytesDown
+	}
+	st.SupportRecipient = a.recipient
 	if a.id != nil {
 		st.ConnectorID = a.id.ConnectorID
 		if len(a.id.Chain) > 0 {
@@ -295,4 +353,15 @@ func (a *Agent) SubmitToken(ctx context.Context, token string) error {
 	a.transition(state.Enrolling, "token received; presenting it to the control plane", "")
 	a.tokens <- canon
 	return nil
+}
+
+// targetPolicy describes allowed_targets and the default deny set for the
+// status JSON.
+func targetPolicy(entries []string, locals allowlist.LocalAddrs) *localapi.TargetPolicy {
+	d := allowlist.Describe(entries, locals)
+	tp := &localapi.TargetPolicy{All: len(d.Entries) == 0, Entries: d.Entries, Summary: d.Summary}
+	for _, r := range d.Denied {
+		tp.Denied = append(tp.Denied, localapi.DeniedRange{Range: r.Range.String(), What: r.What})
+	}
+	return tp
 }

@@ -6,7 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"strings"
+	"io"
 	"time"
 
 	"github.com/vaultpam/appliance/connector/enrol"
@@ -24,6 +24,13 @@ type LinkStatus struct {
 	HeartbeatInterval time.Duration
 	RTT               time.Duration
 	ActiveSessions    int
+	// ClockOffset is the control plane's clock minus ours; ClockMeasured
+	// is when it was estimated (zero: never).
+	ClockOffset   time.Duration
+	ClockMeasured time.Time
+	// SupportRecipient is the control plane's support-bundle key ("" when
+	// it announced none).
+	SupportRecipient string
 }
 
 // Link is a running tunnel (the tunnel.Client behind an adapter).
@@ -36,6 +43,9 @@ type Link interface {
 	// Shutdown stops new sessions and waits for the open ones until ctx
 	// ends; the sessions still open then end with reason.
 	Shutdown(ctx context.Context, reason protocol.Reason) error
+	// SendStream hands h.Size bytes of body to the control plane on a
+	// typed stream and returns its ID for them (tunnel.Client.SendStream).
+	SendStream(ctx context.Context, h protocol.StreamHeader, body io.Reader) (string, error)
 }
 
 // LinkHost is what a Link needs from the agent: the current identity
@@ -58,15 +68,24 @@ var ErrLinkRefused = errors.New("control plane refused the connector identity")
 func (a *Agent) Run(ctx context.Context) error {
 	a.notify("READY=1")
 	a.notify("STATUS=" + statusLine(a.State(), a.Status().Reason))
+	if p := a.pending; p != nil {
+		a.pending = nil
+		a.finishPending(ctx, p, "")
+	}
 	if tok := a.opt.Token; tok != "" {
 		a.opt.Token = ""
-		// The same checks as a token from the console; a refused one is
-		// reported in the status and never retried.
-		if err := a.SubmitToken(ctx, tok); err != nil {
-			var le *localapi.Error
-			if errors.As(err, &le) {
-				a.transition(a.State(), "token given at start refused: "+le.Message, le.Hint)
+		switch st := a.State(); st {
+		case state.AwaitingToken, state.NeedsRecovery:
+			// The same checks as a token from the console; a refused one is
+			// reported in the status and never retried.
+			if err := a.SubmitToken(ctx, tok); err != nil {
+				var le *localapi.Error
+				if errors.As(err, &le) {
+					a.transition(a.State(), "token given at start refused: "+le.Message, le.Hint)
+				}
 			}
+		default:
+			a.log.Info("the resumed enrolment gave the connector its identity; the token given at start is not used", "state", st.String())
 		}
 	}
 	for {
@@ -113,63 +132,6 @@ func (a *Agent) burn(token, code string) {
 	a.mu.Unlock()
 }
 
-// enrolWith tries one token. Network failures are retried with backoff
-// (enrolment is idempotent until the token is consumed); an answer from the
-// control plane is final for this token.
-func (a *Agent) enrolWith(ctx context.Context, tok string) {
-	a.mu.Lock()
-	back := a.waiting // SubmitToken moved us to state.Enrolling from here
-	a.mu.Unlock()
-	for n := 0; ; n++ {
-		id, err := a.opt.Enroller.Enrol(ctx, tok)
-		if err == nil {
-			a.burn(tok, protocol.CodeTokenUsed)
-			if err := a.opt.Store.Save(id); err != nil {
-				a.mu.Lock()
-				a.id = id
-				a.mu.Unlock()
-				a.transition(state.NeedsRecovery, "enrolled as "+id.ConnectorID+" but the identity could not be saved: "+err.Error(),
-					"fix the data directory (PAM_AGENT_DATA_DIR must be writable), then enter a recovery token for this connector")
-				return
-			}
-			a.mu.Lock()
-			a.id = id
-			a.mu.Unlock()
-			a.log.Info("enrolled", "connector", id.ConnectorID, "cert_not_after", id.Leaf().NotAfter)
-			a.transition(state.Connecting, "enrolled as "+id.ConnectorID, "")
-			return
-		}
-		if ctx.Err() != nil {
-			a.transition(back, "enrolment interrupted by shutdown", "")
-			return
-		}
-		var ee *enrol.Error
-		if errors.As(err, &ee) && enrol.Permanent(err) {
-			switch ee.Code {
-			case protocol.CodeTokenUsed, protocol.CodeTokenUnknown, protocol.CodeTokenExpired:
-				a.burn(tok, ee.Code)
-			}
-			a.log.Warn("enrolment refused", "code", ee.Code, "err", ee.Message)
-			reason := fmt.Sprintf("enrolment refused (%s): %s", ee.Code, ee.Message)
-			a.mu.Lock()
-			why := a.waitingWhy
-			a.mu.Unlock()
-			if back == state.NeedsRecovery && why != "" && !strings.Contains(why, "enrolment refused") {
-				reason = why + "; " + reason // keep what broke the identity in view
-			}
-			a.transition(back, reason, ee.Hint())
-			return
-		}
-		d := a.opt.RetryDelay(n)
-		a.transition(state.Enrolling, fmt.Sprintf("control plane not reachable (%v); retrying in %s", err, d.Round(time.Millisecond)),
-			"check the network, DNS, proxy_url and control_plane_url")
-		if !wait(ctx, d) {
-			a.transition(back, "enrolment interrupted by shutdown", "")
-			return
-		}
-	}
-}
-
 // connect checks the identity with the control plane, then runs the
 // tunnel until it fails for good or ctx ends (then it drains).
 func (a *Agent) connect(ctx context.Context) {
@@ -188,13 +150,13 @@ func (a *Agent) connect(ctx context.Context) {
 			return
 		}
 		var ee *enrol.Error
-		if errors.As(err, &ee) && enrol.Permanent(err) {
+		if enrol.RefusesIdentity(err) && errors.As(err, &ee) {
 			a.transition(state.NeedsRecovery, fmt.Sprintf("control plane refused the identity of %s (%s): %s", id.ConnectorID, ee.Code, ee.Message), ee.Hint())
 			return
 		}
 		d := a.opt.RetryDelay(n)
-		a.transition(state.Reconnecting, fmt.Sprintf("control plane not reachable (%v); retrying in %s", err, d.Round(time.Millisecond)),
-			"check the network, DNS, proxy_url and control_plane_url")
+		why, hint := retryReason(err)
+		a.transition(state.Reconnecting, fmt.Sprintf("%s; retrying in %s", why, d.Round(time.Millisecond)), hint)
 		if !wait(ctx, d) {
 			return
 		}
@@ -259,6 +221,7 @@ func (a *Agent) onLink(ls LinkStatus) {
 	a.link = ls
 	cur := a.state
 	a.mu.Unlock()
+	a.noteRecipient(ls.SupportRecipient)
 	switch {
 	case cur == state.Draining || cur == state.NeedsRecovery || cur == state.Enrolling:
 		return
@@ -289,8 +252,8 @@ func (a *Agent) Renewed(chain [][]byte) error {
 	if len(next.Chain) == 0 {
 		return errors.New("renewed certificate chain is empty")
 	}
-	if err := next.Check(a.opt.Now()); err != nil {
-		return fmt.Errorf("renewed certificate: %w", err)
+	if err := next.Check(a.opt.Now()); err != nil && !errors.Is(err, identity.ErrExpired) && !errors.Is(err, identity.ErrNotYetValid) {
+		return fmt.Errorf("renewed certificate: %w", err) // (this machine's clock does not judge validity)
 	}
 	if err := a.opt.Store.Save(next); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/state"
@@ -52,6 +53,10 @@ func (l *tunnelLink) Shutdown(ctx context.Context, reason protocol.Reason) error
 	return l.c.ShutdownFor(ctx, reason)
 }
 
+func (l *tunnelLink) SendStream(ctx context.Context, h protocol.StreamHeader, body io.Reader) (string, error) {
+	return l.c.SendStream(ctx, h, body)
+}
+
 func (l *tunnelLink) Status() LinkStatus {
 	ls, _ := linkStatus(l.c.Status())
 	return ls
@@ -60,7 +65,8 @@ func (l *tunnelLink) Status() LinkStatus {
 // linkStatus maps the tunnel's status; ok is false for states the agent
 // handles itself (needs recovery and draining come from Run and Shutdown).
 func linkStatus(s tunnel.Status) (LinkStatus, bool) {
-	ls := LinkStatus{State: s.State, Reason: s.Reason, LastHeartbeat: s.LastHeartbeat, HeartbeatInterval: s.HeartbeatInterval, RTT: s.RTT, ActiveSessions: s.ActiveSessions}
+	ls := LinkStatus{State: s.State, Reason: s.Reason, LastHeartbeat: s.LastHeartbeat, HeartbeatInterval: s.HeartbeatInterval, RTT: s.RTT, ActiveSessions: s.ActiveSessions,
+		ClockOffset: s.ClockOffset, ClockMeasured: s.ClockMeasured, SupportRecipient: s.SupportRecipient}
 	switch s.State {
 	case state.Connecting, state.Online, state.Reconnecting:
 		return ls, true

@@ -259,3 +259,44 @@ func TestMem(t *testing.T) {
 		t.Fatalf("Load(expired) = %v", err)
 	}
 }
+
+// The pending enrolment round-trips through the data directory, 0600,
+// and a damaged one is reported as corrupt, never half-read.
+func TestPendingEnrolment(t *testing.T) {
+	d := &Dir{Path: t.TempDir()}
+	if _, err := d.LoadPending(); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("LoadPending on an empty dir = %v, want ErrNotFound", err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	p := &Pending{ControlPlane: "https://cp", ChallengeID: "c1", Key: key, CSR: csr, Signature: []byte{1, 2},
+		ExpiresAt: time.Now().Add(time.Minute).Round(time.Second).UTC(), Recovery: true, ConnectorID: "conn-1", CreatedAt: time.Now().Round(time.Second).UTC()}
+	if err := d.SavePending(p); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(d.Path, PendingFileName))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("pending enrolment file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	got, err := d.LoadPending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Key.Equal(key) || got.ChallengeID != "c1" || string(got.CSR) != string(csr) || !got.ExpiresAt.Equal(p.ExpiresAt) || !got.Recovery || got.ConnectorID != "conn-1" {
+		t.Errorf("LoadPending = %+v, want %+v", got, p)
+	}
+	b, _ := os.ReadFile(filepath.Join(d.Path, PendingFileName))
+	b[len(b)/2] ^= 0x01
+	os.WriteFile(filepath.Join(d.Path, PendingFileName), b, 0o600)
+	if _, err := d.LoadPending(); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("LoadPending of a damaged file = %v, want ErrCorrupt", err)
+	}
+	for range 2 {
+		if err := d.RemovePending(); err != nil {
+			t.Errorf("RemovePending = %v", err)
+		}
+	}
+	if _, err := d.LoadPending(); !errors.Is(err, ErrNotFound) {
+		t.Errorf("LoadPending after RemovePending = %v", err)
+	}
+}

@@ -42,8 +42,10 @@ func (e *Error) Error() string { return e.Message }
 //	POST /v1/drain           ← DrainRequest (Backend implements Drainer)
 //	POST /v1/update/install  ← InstallRequest (Backend implements ImageUpdater)
 //	POST /v1/update/rollback ← RollbackRequest (Backend implements ImageUpdater)
+//	POST /v1/support-bundle?name=N ← the encrypted bundle, → SupportReceipt (Backend implements SupportUploader)
 func Handler(b Backend) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/support-bundle", serveSupportBundle(b))
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.Status())
 	})
@@ -123,14 +125,19 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 }
 
 // Listen creates the Unix socket at path with mode 0660 (owner and group
-// only), replacing a stale socket left by a previous run. The directory is
-// created 0750 if missing.
+// only), replacing a stale socket left by a previous run; a socket some
+// process still listens on is never replaced (an error says so). The
+// directory is created 0750 if missing.
 func Listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("creating socket directory: %w", err)
 	}
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		os.Remove(path)
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("another process is listening on %s", path)
+		}
+		os.Remove(path) // stale: left by a process that is gone
 	}
 	l, err := net.Listen("unix", path)
 	if err != nil {

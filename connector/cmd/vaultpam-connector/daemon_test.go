@@ -25,9 +25,15 @@ type testDaemon struct {
 // a fresh directory; extra adds or overrides environment variables.
 func startDaemon(t *testing.T, cp *lab.TestServer, extra map[string]string, args ...string) *testDaemon {
 	t.Helper()
+	return startDaemonWith(t, cp, "", extra, args...)
+}
+
+// startDaemonWith is startDaemon with more lines for the config file.
+func startDaemonWith(t *testing.T, cp *lab.TestServer, yaml string, extra map[string]string, args ...string) *testDaemon {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "connector.yaml")
-	os.WriteFile(cfg, []byte("control_plane_url: "+cp.URL()+"\ncontrol_plane_ca_file: "+cp.CAFile+"\nconnector_name: dc1\n"), 0o644)
+	os.WriteFile(cfg, []byte("control_plane_url: "+cp.URL()+"\ncontrol_plane_ca_file: "+cp.CAFile+"\nconnector_name: dc1\n"+yaml), 0o644)
 	d := &testDaemon{sock: filepath.Join(dir, "c.sock"), dir: dir, stderr: &syncBuf{}, done: make(chan int, 1)}
 	envm := map[string]string{"PAM_AGENT_CONFIG": cfg, "PAM_AGENT_DATA_DIR": filepath.Join(dir, "data"), "PAM_AGENT_SOCKET": d.sock}
 	for k, v := range extra {

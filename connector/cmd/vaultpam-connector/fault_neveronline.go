@@ -4,11 +4,13 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 
 	"github.com/vaultpam/appliance/connector/agent"
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/connector/state"
+	"github.com/vaultpam/appliance/connector/tunnel"
 )
 
 // faultNeverOnline is the status reason of the test build; the update tests
@@ -44,3 +46,7 @@ func (l *neverOnlineLink) Run(ctx context.Context) error {
 }
 
 func (l *neverOnlineLink) Shutdown(context.Context, protocol.Reason) error { return nil }
+
+func (l *neverOnlineLink) SendStream(context.Context, protocol.StreamHeader, io.Reader) (string, error) {
+	return "", tunnel.ErrTunnelDown
+}

@@ -42,7 +42,7 @@ func TestFaultNeverOnline(t *testing.T) {
 		Mode:         identity.Mode{Name: identity.ModeAutonomousRestart, Durable: true, FSType: "0xef53"},
 		Enroller:     &enrol.Client{URL: cp.URL(), RootCAs: cp.CAPool, Name: "dc1"},
 		Updates:      upd,
-		Link:         newLinkFactory(cfg, cp.CAPool, nil, log, upd),
+		Link:         newLinkFactory(cfg, cp.CAPool, nil, log, upd, nil),
 		Token:        tok,
 		OnTransition: func(tr agent.Transition) { trs <- tr },
 	})

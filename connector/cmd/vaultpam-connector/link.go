@@ -14,7 +14,7 @@ import (
 
 // newLinkFactory wires the tunnel client into the agent with the
 // configuration's address, roots, proxy and allow-list.
-func newLinkFactory(cfg config.Config, roots *x509.CertPool, proxy *url.URL, log *slog.Logger, upd *updates.Manager) agent.LinkFactory {
+func newLinkFactory(cfg config.Config, roots *x509.CertPool, proxy *url.URL, log *slog.Logger, upd *updates.Manager, counters *tunnel.Counters) agent.LinkFactory {
 	tc := tunnel.DefaultConfig()
 	u, _ := url.Parse(cfg.ControlPlaneURL) // validated by config.Load
 	tc.Address = u.Host
@@ -29,5 +29,6 @@ func newLinkFactory(cfg config.Config, roots *x509.CertPool, proxy *url.URL, log
 	tc.Logger = log
 	tc.OnUpdateOffer = upd.Offer
 	tc.Image = upd.Report
+	tc.Counters = counters
 	return faultLink(agent.TunnelLink(tc), log) // fault_none.go: the identity in release builds
 }

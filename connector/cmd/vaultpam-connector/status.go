@@ -16,11 +16,10 @@ import (
 
 func cmdStatus(ctx context.Context, env Env, args []string) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	asJSON := fs.Bool("json", false, "print the status JSON")
 	socket := fs.String("socket", envOr(env, config.EnvSocket, localapi.DefaultSocket), "local API socket")
 	check := fs.String("check", "", "probe mode: live (exit 0 when the local API answers) or ready (exit 0 when Online)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, env.Stderr); err != nil {
 		return exitUsage
 	}
 	if *check != "" && *check != "live" && *check != "ready" {
@@ -73,6 +72,9 @@ func printStatus(w io.Writer, st localapi.Status) {
 		row("Last heartbeat", fmt.Sprintf("%s (every %s, rtt %s)", st.LastHeartbeat.Format(time.RFC3339), time.Duration(st.HeartbeatInterval), time.Duration(st.TunnelRTT)))
 	}
 	row("Active sessions", fmt.Sprint(st.ActiveSessions))
+	if st.AllowedTargets != nil {
+		row("Targets", st.AllowedTargets.Summary)
+	}
 	row("Version", st.Version)
 	tw.Flush()
 }

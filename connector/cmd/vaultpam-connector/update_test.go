@@ -229,13 +229,14 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // it reboots into an update. New sessions are refused at once, the open one
 // runs until the grace period is over and then ends with reason
 // update_reboot, and the connector stays Draining (it does not exit, so
-// systemd does not start a fresh one into the reboot).
+// systemd does not start a fresh one into the reboot). The echo target is
+// on loopback, which only an allowed_targets entry naming it allows.
 func TestDrainForUpdateReboot(t *testing.T) {
 	cp := lab.NewTest(t, lab.WithHeartbeat(200*time.Millisecond))
 	tok, _ := cp.Authority.CreateToken("dc1", 0)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "connector.yaml")
-	os.WriteFile(cfg, []byte("control_plane_url: "+cp.URL()+"\ncontrol_plane_ca_file: "+cp.CAFile+"\nconnector_name: dc1\n"), 0o644)
+	os.WriteFile(cfg, []byte("control_plane_url: "+cp.URL()+"\ncontrol_plane_ca_file: "+cp.CAFile+"\nconnector_name: dc1\nallowed_targets: [\"127.0.0.1\"]\n"), 0o644)
 	sock := filepath.Join(dir, "c.sock")
 	getenv, unset := mapEnv(map[string]string{"PAM_AGENT_CONFIG": cfg, "PAM_AGENT_DATA_DIR": filepath.Join(dir, "data"), "PAM_AGENT_SOCKET": sock,
 		"PAM_ENROLMENT_TOKEN": protocol.FormatToken(tok), envUpdaterSocket: filepath.Join(dir, "none.sock")})

@@ -30,23 +30,30 @@ type Harness struct {
 	Server   *Server
 	Echo     *Echo
 	Client   *tunnel.Client
-	TLS      *tls.Config // the control plane's
+	TLS      *tls.Config // the control plane's at start; SetServerTLS changes it
 	// RunErr receives the client's Run result once. A test that takes it
 	// puts a value back, so the cleanup does not wait for a second one.
 	RunErr chan error
 
-	mu     sync.Mutex
-	cert   tls.Certificate
-	states []state.State
-	ends   []broker.SessionEnd
+	mu        sync.Mutex
+	cert      tls.Certificate
+	serverTLS *tls.Config
+	states    []state.State
+	ends      []broker.SessionEnd
 }
 
 // Options shape a Harness. The zero value is a broker with a 10 s heartbeat
-// and a running client with a valid one-hour certificate, allowing every
-// target.
+// and a running client with a valid one-hour certificate, allowing the
+// loopback echo target (allowed_targets ["127.0.0.1"]).
 type Options struct {
 	Interval time.Duration // heartbeat interval; 0 means 10 s
-	Allowed  []string      // the client's allowed_targets
+	// Allowed is the client's allowed_targets; nil means ["127.0.0.1"]
+	// (loopback is in the default deny set: the echo target must be
+	// named), unless DefaultPolicy.
+	Allowed []string
+	// DefaultPolicy runs the client with no allowed_targets at all: the
+	// default deny set alone (the loopback echo target is refused).
+	DefaultPolicy bool
 	// EditClient and EditBroker change the configurations before start.
 	EditClient func(*tunnel.Config)
 	EditBroker func(*broker.Config)
@@ -81,6 +88,7 @@ func NewHarness(t testing.TB, o Options) *Harness {
 	bc := broker.DefaultConfig()
 	bc.HeartbeatInterval = o.Interval
 	bc.Registry = h.Registry
+	bc.ClientCAs = pki.Pool
 	bc.Logger = Logger()
 	bc.OnSessionEnd = func(e broker.SessionEnd) {
 		h.mu.Lock()
@@ -99,7 +107,15 @@ func NewHarness(t testing.TB, o Options) *Harness {
 	if h.TLS, err = pki.ServerTLS(); err != nil {
 		t.Fatal(err)
 	}
-	if h.Server, err = Serve(h.Broker, "127.0.0.1:0", h.TLS); err != nil {
+	h.serverTLS = h.TLS
+	// Every handshake takes the current config, so a test can swap the
+	// control plane's certificate (expired, wrong name…) and back.
+	live := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.serverTLS, nil
+	}}
+	if h.Server, err = Serve(h.Broker, "127.0.0.1:0", live); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Server.Close() })
@@ -124,6 +140,9 @@ func NewHarness(t testing.TB, o Options) *Harness {
 		return &c, nil
 	}
 	cfg.AllowedTargets = o.Allowed
+	if o.Allowed == nil && !o.DefaultPolicy {
+		cfg.AllowedTargets = []string{"127.0.0.1"}
+	}
 	cfg.Version = "test"
 	cfg.Logger = Logger()
 	cfg.Backoff = backoff.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2}
@@ -169,6 +188,14 @@ func (h *Harness) Cert() tls.Certificate {
 func (h *Harness) SetCert(c tls.Certificate) {
 	h.mu.Lock()
 	h.cert = c
+	h.mu.Unlock()
+}
+
+// SetServerTLS replaces the control plane's TLS config for the next
+// handshakes (established tunnels keep theirs).
+func (h *Harness) SetServerTLS(c *tls.Config) {
+	h.mu.Lock()
+	h.serverTLS = c
 	h.mu.Unlock()
 }
 

@@ -31,6 +31,8 @@ const usage = `usage: vaultpam-lab <command> [flags]
   resources add --state DIR --name N --address HOST:PORT --connector ID
   connect --state DIR --resource N [--listen 127.0.0.1:PORT]
   update offer --state DIR --connector ID --file BUNDLE [--repo DIR]
+  bundles --state DIR [--json]                       list the support bundles connectors uploaded
+  bundles --state DIR --decrypt ID --out DIR2        decrypt one with DIR/support.key and unpack it
 `
 
 // Main runs one command and returns the exit code.
@@ -60,6 +62,8 @@ func Main(ctx context.Context, env Env) int {
 		err = cmdConnect(ctx, env, args)
 	case "update offer":
 		err = cmdUpdateOffer(env, args)
+	case "bundles ":
+		err = cmdBundles(env, args)
 	case "help ", "-h ", "--help ":
 		fmt.Fprint(env.Stdout, usage)
 		return 0

@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/lab"
 )
@@ -23,6 +24,9 @@ type connectorView struct {
 	// connector's own in other shapes); Update the latest image update.
 	Version string          `json:"version,omitempty"`
 	Update  *lab.UpdateInfo `json:"update,omitempty"`
+	// ClockOffset is the connector's estimate of the lab's clock minus its
+	// own: positive when the connector's clock is behind.
+	ClockOffset *localapi.Duration `json:"clock_offset,omitempty"`
 }
 
 func cmdConnectors(env Env, args []string) error {
@@ -43,7 +47,7 @@ func cmdConnectors(env Env, args []string) error {
 	}
 	views := make([]connectorView, 0, len(cs))
 	for _, c := range cs {
-		v := connectorView{ID: c.ID, Name: c.Name, Status: c.Status, Reason: c.StatusReason, Version: c.Version, Update: c.Update}
+		v := connectorView{ID: c.ID, Name: c.Name, Status: c.Status, Reason: c.StatusReason, Version: c.Version, Update: c.Update, ClockOffset: c.ClockOffset}
 		if !c.LastHeartbeat.IsZero() {
 			t := c.LastHeartbeat
 			v.LastHeartbeat = &t
@@ -56,7 +60,7 @@ func cmdConnectors(env Env, args []string) error {
 		return enc.Encode(views)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tVERSION\tLAST HEARTBEAT\tUPDATE\tREASON")
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tVERSION\tLAST HEARTBEAT\tCLOCK\tUPDATE\tREASON")
 	for _, v := range views {
 		hb := "-"
 		if v.LastHeartbeat != nil {
@@ -69,7 +73,11 @@ func cmdConnectors(env Env, args []string) error {
 		if ver == "" {
 			ver = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Name, v.Status, ver, hb, up, v.Reason)
+		clock := "-"
+		if v.ClockOffset != nil {
+			clock = time.Duration(*v.ClockOffset).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Name, v.Status, ver, hb, clock, up, v.Reason)
 	}
 	return tw.Flush()
 }
