@@ -68,11 +68,12 @@ func (d *Daemon) pendingStatus(p *state.Pending) *localapi.UpdateStatus {
 		u.State, u.Reason = localapi.UpdateRebooting, "draining sessions and rebooting into "+what
 	case state.StageTrial:
 		u.State = localapi.UpdateRebooting
-		u.Reason = fmt.Sprintf("%s on trial: waiting for the connector to come Online with the same ID (try %d of %d)", what, len(p.Attempts)+1, esp.Tries)
-		if a := p.LastAttempt(); a != nil && !a.OK {
+		attempts, _ := d.store.Attempts(p)
+		u.Reason = fmt.Sprintf("%s on trial: waiting for the connector to come Online with the same ID (try %d of %d)", what, len(attempts)+1, esp.Tries)
+		if a := d.store.LastAttempt(p); a != nil && !a.OK {
 			u.Reason += "; last try: " + a.Reason
 		}
-		if a := p.LastAttempt(); a != nil && a.OK {
+		if a := d.store.LastAttempt(p); a != nil && a.OK {
 			u.Reason = what + ": Online with the same ID; being marked good"
 		}
 	}

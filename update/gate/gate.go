@@ -19,7 +19,7 @@
 //     version used): run `systemd-bless-boot bad` first, so the next
 //     boot falls back at once instead of retrying what cannot change.
 //
-// Each verdict is recorded as an attempt in /data/update/pending.json, so
+// Each verdict is recorded as an attempt in /data/update/attempts.json, so
 // the previous slot can report the rollback with its reason.
 package gate
 
@@ -138,14 +138,12 @@ func (g *Gate) Run(ctx context.Context) (Verdict, error) {
 	return v, g.record(p, v)
 }
 
-// record appends the attempt to the pending record.
+// record appends the attempt to attempts.json.
 func (g *Gate) record(p *state.Pending, v Verdict) error {
 	g.logf("gate: %s in slot %s: ok=%v bad=%v: %s", g.Version, g.Slot, v.OK, v.Bad, v.Reason)
 	if p == nil {
 		return nil
 	}
-	p.Attempts = append(p.Attempts, state.Attempt{At: g.now().UTC(), Slot: g.Slot, Version: g.Version, Entry: g.Entry,
+	return g.Store.AddAttempt(state.Attempt{At: g.now().UTC(), Slot: g.Slot, Version: g.Version, Entry: g.Entry,
 		OK: v.OK, State: v.State, ConnectorID: v.ID, Reason: v.Reason})
-	p.Updated = g.now().UTC()
-	return g.Store.SetPending(p)
 }

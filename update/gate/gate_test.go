@@ -74,7 +74,7 @@ func TestPassesWhenOnlineWithTheSameID(t *testing.T) {
 		t.Fatalf("Run = %+v, %v; want ok", v, err)
 	}
 	p, _ := store.Pending()
-	if a := p.LastAttempt(); a == nil || !a.OK || a.Entry != "vaultpam-0.2.0-B+2-1.efi" || !strings.Contains(a.Reason, "Online with ID c-1") {
+	if a := store.LastAttempt(p); a == nil || !a.OK || a.Entry != "vaultpam-0.2.0-B+2-1.efi" || !strings.Contains(a.Reason, "Online with ID c-1") {
 		t.Errorf("attempt = %+v", a)
 	}
 	if f.reads < 3 {
@@ -95,7 +95,7 @@ func TestNeverOnlineFailsWithoutMarkingBad(t *testing.T) {
 		t.Errorf("reason = %q, want %q", v.Reason, want)
 	}
 	p, _ := store.Pending()
-	if a := p.LastAttempt(); a == nil || a.OK || a.Reason != want || a.State != "reconnecting" {
+	if a := store.LastAttempt(p); a == nil || a.OK || a.Reason != want || a.State != "reconnecting" {
 		t.Errorf("attempt = %+v", a)
 	}
 }

@@ -142,7 +142,7 @@ func (r *Reconciler) succeeded(p *state.Pending) (Result, error) {
 		}
 	}
 	why := fmt.Sprintf("%s runs in slot %s, Online with the same connector ID", p.Version, p.Slot)
-	if a := p.LastAttempt(); a != nil && a.OK {
+	if a := r.Store.LastAttempt(p); a != nil && a.OK {
 		why = a.Reason
 	}
 	st := localapi.UpdateStatus{Version: p.Version, State: localapi.UpdateSucceeded, Reason: why, Source: p.Source, At: r.now()}
@@ -151,7 +151,7 @@ func (r *Reconciler) succeeded(p *state.Pending) (Result, error) {
 
 func (r *Reconciler) rolledBack(p *state.Pending, e esp.Entry) (Result, error) {
 	reason := fmt.Sprintf("slot %s never reached the health check (it did not boot, %d tries)", p.Slot, e.Done)
-	if a := p.LastAttempt(); a != nil && !a.OK {
+	if a := r.Store.LastAttempt(p); a != nil && !a.OK {
 		reason = a.Reason
 	}
 	if p.Kind == state.KindRollback {

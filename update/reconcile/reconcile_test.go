@@ -66,9 +66,7 @@ func (b *box) powerOn() (esp.Entry, Result) {
 
 // gateFails records a failed gate attempt on the running trial.
 func (b *box) gateFails(e esp.Entry, reason string) {
-	p, _ := b.store.Pending()
-	p.Attempts = append(p.Attempts, state.Attempt{At: time.Now(), Slot: e.Slot, Version: e.Version, Entry: e.Name, Reason: reason})
-	b.store.SetPending(p)
+	b.store.AddAttempt(state.Attempt{At: time.Now(), Slot: e.Slot, Version: e.Version, Entry: e.Name, Reason: reason})
 }
 
 func (b *box) pend(p state.Pending) {

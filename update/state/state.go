@@ -85,19 +85,11 @@ type Pending struct {
 	BootID  string    `json:"boot_id,omitempty"`
 	Started time.Time `json:"started"`
 	Updated time.Time `json:"updated"`
-	// Attempts are the gate's verdicts on trial boots, oldest first.
-	Attempts []Attempt `json:"attempts,omitempty"`
 }
 
-// LastAttempt returns the newest attempt, or nil.
-func (p *Pending) LastAttempt() *Attempt {
-	if p == nil || len(p.Attempts) == 0 {
-		return nil
-	}
-	return &p.Attempts[len(p.Attempts)-1]
-}
-
-// Attempt is one trial boot as the gate saw it.
+// Attempt is one trial boot as the gate saw it. The gate (its own
+// process) keeps them in attempts.json, apart from pending.json, which
+// only the daemon writes: two processes never rewrite the same file.
 type Attempt struct {
 	At          time.Time `json:"at"`
 	Slot        string    `json:"slot"`
@@ -171,7 +163,8 @@ func (s *Store) MakeIncoming(uid, gid int) error {
 }
 
 const (
-	pendingFile = "pending.json"
+	pendingFile  = "pending.json"
+	attemptsFile = "attempts.json"
 	failedFile  = "failed.json"
 	lastFile    = "last.json"
 )
@@ -189,13 +182,50 @@ func (s *Store) Pending() (*Pending, error) {
 // SetPending records p.
 func (s *Store) SetPending(p *Pending) error { return s.write(pendingFile, p) }
 
-// ClearPending removes the record of the change in progress.
+// ClearPending removes the record of the change in progress and its
+// trial attempts.
 func (s *Store) ClearPending() error {
-	err := os.Remove(filepath.Join(s.Dir, pendingFile))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("update state: %w", err)
+	for _, f := range []string{pendingFile, attemptsFile} {
+		err := os.Remove(filepath.Join(s.Dir, f))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("update state: %w", err)
+		}
 	}
 	return syncDir(s.Dir)
+}
+
+// Attempts returns the gate's verdicts on p's trial boots (its version
+// and slot, since p started), oldest first.
+func (s *Store) Attempts(p *Pending) ([]Attempt, error) {
+	var all []Attempt
+	if _, err := s.read(attemptsFile, &all); err != nil || p == nil {
+		return nil, err
+	}
+	var out []Attempt
+	for _, a := range all {
+		if a.Version == p.Version && a.Slot == p.Slot && !a.At.Before(p.Started) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// LastAttempt returns the newest of p's attempts, or nil.
+func (s *Store) LastAttempt(p *Pending) *Attempt {
+	as, err := s.Attempts(p)
+	if err != nil || len(as) == 0 {
+		return nil
+	}
+	return &as[len(as)-1]
+}
+
+// AddAttempt appends a to attempts.json (the gate's file).
+func (s *Store) AddAttempt(a Attempt) error {
+	var all []Attempt
+	if _, err := s.read(attemptsFile, &all); err != nil {
+		return err
+	}
+	return s.write(attemptsFile, append(all, a))
 }
 
 // Failed returns the versions that failed here, oldest first.

@@ -62,3 +62,30 @@ func TestCorruptRecordIsAnErrorNotAReset(t *testing.T) {
 		t.Error("the corrupt record was replaced")
 	}
 }
+
+// TestAttemptsSurviveTheDaemonsWrites: seen in QEMU — the gate (its own
+// process) recorded its verdict in pending.json while the daemon, which
+// had read pending.json just before, wrote it back with the new stage:
+// the verdict was lost. The gate now writes attempts.json only.
+func TestAttemptsSurviveTheDaemonsWrites(t *testing.T) {
+	s, _ := Open(filepath.Join(t.TempDir(), "update"))
+	start := time.Now().UTC()
+	s.SetPending(&Pending{Version: "0.2.0", Slot: "B", Stage: StageRebooting, Started: start})
+	stale, _ := s.Pending() // the daemon reads
+	s.AddAttempt(Attempt{At: start.Add(time.Minute), Version: "0.2.0", Slot: "B", Reason: "connector not Online after 5m0s"}) // the gate
+	stale.Stage = StageTrial
+	s.SetPending(stale) // the daemon writes what it read, changed
+	p, _ := s.Pending()
+	if a := s.LastAttempt(p); a == nil || a.Reason != "connector not Online after 5m0s" {
+		t.Errorf("LastAttempt = %+v, want the gate's verdict", a)
+	}
+	// Attempts of another change do not count.
+	s.AddAttempt(Attempt{At: start.Add(2 * time.Minute), Version: "0.3.0", Slot: "B", Reason: "other"})
+	if as, _ := s.Attempts(p); len(as) != 1 {
+		t.Errorf("Attempts = %+v, want only 0.2.0's", as)
+	}
+	s.ClearPending()
+	if as, _ := s.Attempts(p); len(as) != 0 {
+		t.Errorf("Attempts after ClearPending = %+v", as)
+	}
+}
