@@ -76,7 +76,7 @@ VULN_ACCEPTED_BUILD := GO-2026-4529 GO-2026-5932
 
 COMMANDS := connector/cmd/vaultpam-connector firstboot/cmd/vaultpam-console \
 	lab/cmd/vaultpam-lab packer/cmd/packer-plugin-vaultpam appliance/cmd/vaultpam-image \
-	signing/cmd/vaultpam-sign
+	signing/cmd/vaultpam-sign update/cmd/vaultpam-update
 
 # The connector's hardened unit, shared by the appliance and the DEB/RPM.
 CONNECTOR_UNIT := connector/cmd/vaultpam-connector/vaultpam-connector.service
@@ -107,7 +107,8 @@ build: check-version ## build the Go binaries into bin/ (VERSION, GOTAGS)
 	  if [ -d $$c ]; then $(GO) build -trimpath -tags "$(GOTAGS)" -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/ ./$$c; fi; \
 	done
 	@# The systemd units that start a program live beside its source; the image takes them from bin/.
-	cp connector/cmd/vaultpam-connector/*.service firstboot/cmd/vaultpam-console/*.service $(BIN)/
+	cp connector/cmd/vaultpam-connector/*.service firstboot/cmd/vaultpam-console/*.service \
+	  update/cmd/vaultpam-update/*.service $(BIN)/
 	cp firstboot/cmd/vaultpam-console/*.socket $(BIN)/
 
 tools: $(TOOLS)/packer $(TOOLS)/cosign ## build pinned Packer and cosign from the Go module proxy into bin/tools/

@@ -22,7 +22,7 @@ import (
 
 // Binaries are the programs installed into /usr/bin when they exist in
 // Options.BinDir.
-var Binaries = []string{"vaultpam-connector", "vaultpam-console"}
+var Binaries = []string{"vaultpam-connector", "vaultpam-console", "vaultpam-update"}
 
 // Options says what to build and where. The zero value is not usable; start
 // from DefaultOptions.

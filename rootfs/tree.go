@@ -27,11 +27,20 @@ var enabled = map[string][]string{
 	"multi-user.target": {
 		"vaultpam-connector.service", "vaultpam-console-tty1.service",
 		"vaultpam-console-serial.service", "vaultpam-boot-report.service",
+		"vaultpam-update.service",
 		"systemd-networkd.service", "systemd-resolved.service",
 	},
 	"sockets.target":  {"systemd-networkd.socket", "vaultpam-console-helper.socket"},
 	"local-fs.target": {"vaultpam-data.service"},
 	"sysinit.target":  {"vaultpam-config.service", "systemd-timesyncd.service"},
+}
+
+// required units: target → units it requires. The update gate is
+// required by boot-complete.target, which only counted boots (a trial of
+// a new slot) pull in: systemd-bless-boot blesses the slot only after the
+// gate passed.
+var required = map[string][]string{
+	"boot-complete.target": {"vaultpam-update-gate.service"},
 }
 
 // masked units: no login prompt or shell anywhere (the console program owns
@@ -80,7 +89,7 @@ func customise(ctx context.Context, o Options, tarball, tree string, res *Result
 	if err := writeFS(files, "overlay", tree, overlayMode); err != nil {
 		return fmt.Errorf("applying the overlay: %w", err)
 	}
-	for _, d := range []string{"config", "data"} {
+	for _, d := range []string{"config", "data", "efi"} {
 		if err := os.MkdirAll(filepath.Join(tree, d), 0o755); err != nil {
 			return err
 		}
@@ -157,6 +166,11 @@ func makeLinks(tree string) error {
 	for target, units := range enabled {
 		for _, u := range units {
 			all = append(all, link{"etc/systemd/system/" + target + ".wants/" + u, "/usr/lib/systemd/system/" + u})
+		}
+	}
+	for target, units := range required {
+		for _, u := range units {
+			all = append(all, link{"etc/systemd/system/" + target + ".requires/" + u, "/usr/lib/systemd/system/" + u})
 		}
 	}
 	for _, u := range masked {

@@ -1,0 +1,206 @@
+// Package reconcile decides, at every start of the updater, what happened
+// to the change recorded in /data/update/pending.json, from three facts:
+// the slot that runs, the boot entries on the ESP, and the record itself.
+//
+//	running the new slot, its entry blessed (no counter)   → succeeded
+//	running the new slot, its entry still counted           → trial: the gate decides
+//	running the old slot, record stage writing, the new
+//	  slot's entry never tried                              → interrupted: failed, entry removed
+//	running the old slot, the new slot's entry tried
+//	  (+2-1 … +0-3) or the record says trial                → rolled_back: version added to
+//	                                                          failed.json, its entry retired
+//	running the old slot, record installed/rebooting, entry
+//	  untried, same boot                                    → still waiting for the reboot
+//	… but a reboot happened and the loader did not pick the
+//	  new entry                                             → failed (EFI variables lost?)
+//
+// A manual rollback whose trial fails is reported as failed (the old image
+// stays good); an interruption is not the version's fault and does not
+// mark it failed.
+package reconcile
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/update/esp"
+	"github.com/vaultpam/appliance/update/slot"
+	"github.com/vaultpam/appliance/update/state"
+)
+
+// Outcome is what Run found.
+type Outcome int
+
+const (
+	Nothing    Outcome = iota // no change pending
+	Waiting                   // installed, waiting for the reboot
+	Trial                     // the new slot runs on trial; the gate decides
+	Succeeded                 // the new slot was blessed and is kept
+	RolledBack                // the new slot failed; the old one runs again
+	Failed                    // stopped before the new slot ran (interrupted, lost entry, failed manual rollback)
+)
+
+func (o Outcome) String() string {
+	return [...]string{"nothing", "waiting", "trial", "succeeded", "rolled_back", "failed"}[o]
+}
+
+// Reconciler holds the facts. All fields but Now and Logf are required.
+type Reconciler struct {
+	Store          *state.Store
+	ESP            *esp.Dir
+	Vars           esp.Vars
+	Running        slot.Name
+	RunningVersion string
+	// BootID identifies this boot (/proc/sys/kernel/random/boot_id).
+	BootID string
+	Now    func() time.Time
+	Logf   func(format string, args ...any)
+}
+
+// Result is Run's finding. Pending is the record still in progress (nil
+// once the change ended); Status is the last result when it ended now.
+type Result struct {
+	Outcome Outcome
+	Pending *state.Pending
+	Status  *localapi.UpdateStatus
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (r *Reconciler) logf(format string, args ...any) {
+	if r.Logf != nil {
+		r.Logf(format, args...)
+	}
+}
+
+// Run reconciles and records the outcome (last.json, failed.json, the
+// ESP). It is idempotent: running it again finds the same or a later
+// outcome.
+func (r *Reconciler) Run() (Result, error) {
+	p, err := r.Store.Pending()
+	if err != nil || p == nil {
+		return Result{Outcome: Nothing}, err
+	}
+	entry, hasEntry, err := r.entryOf(p.Slot)
+	if err != nil {
+		return Result{}, err
+	}
+	if string(r.Running) == p.Slot {
+		if hasEntry && !entry.Counted {
+			return r.succeeded(p)
+		}
+		if p.Stage != state.StageTrial {
+			p.Stage = state.StageTrial
+			p.Updated = r.now()
+			if err := r.Store.SetPending(p); err != nil {
+				return Result{}, err
+			}
+		}
+		return Result{Outcome: Trial, Pending: p}, nil
+	}
+	switch {
+	case hasEntry && (entry.Tried() || p.Stage == state.StageTrial):
+		return r.rolledBack(p, entry)
+	case p.Stage == state.StageWriting:
+		return r.failed(p, fmt.Sprintf("the install of %s was interrupted (power loss or restart) while writing slot %s; slot %s was not touched and still runs %s",
+			p.Version, p.Slot, r.Running, r.RunningVersion), true)
+	case !hasEntry:
+		return r.failed(p, fmt.Sprintf("the boot entry of %s in slot %s is gone; nothing was changed on slot %s", p.Version, p.Slot, r.Running), true)
+	case p.Stage == state.StageRebooting && p.BootID != "" && p.BootID != r.BootID:
+		return r.failed(p, fmt.Sprintf("the appliance rebooted but the boot loader did not start %s in slot %s (its EFI variables may not have been kept); still on %s", p.Version, p.Slot, r.RunningVersion), true)
+	}
+	return Result{Outcome: Waiting, Pending: p}, nil
+}
+
+// entryOf returns slot's boot entry (the first, if several).
+func (r *Reconciler) entryOf(s string) (esp.Entry, bool, error) {
+	es, err := r.ESP.ForSlot(s)
+	if err != nil || len(es) == 0 {
+		return esp.Entry{}, false, err
+	}
+	return es[0], true, nil
+}
+
+func (r *Reconciler) succeeded(p *state.Pending) (Result, error) {
+	if p.Kind == state.KindDowngrade || p.Kind == state.KindRollback {
+		// The other slot holds the newer image: version order would boot
+		// it next time. Retire it so this one stays the default.
+		others, err := r.ESP.ForSlot(p.FromSlot)
+		if err != nil {
+			return Result{}, err
+		}
+		for _, e := range others {
+			if err := r.ESP.Retire(e.Name); err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	why := fmt.Sprintf("%s runs in slot %s, Online with the same connector ID", p.Version, p.Slot)
+	if a := r.Store.LastAttempt(p); a != nil && a.OK {
+		why = a.Reason
+	}
+	st := localapi.UpdateStatus{Version: p.Version, State: localapi.UpdateSucceeded, Reason: why, Source: p.Source, At: r.now()}
+	return r.end(p, st, Succeeded)
+}
+
+func (r *Reconciler) rolledBack(p *state.Pending, e esp.Entry) (Result, error) {
+	reason := fmt.Sprintf("slot %s never reached the health check (it did not boot, %d tries)", p.Slot, e.Done)
+	if a := r.Store.LastAttempt(p); a != nil && !a.OK {
+		reason = a.Reason
+	}
+	if p.Kind == state.KindRollback {
+		// The older image was good before: give it its good name back.
+		if _, err := r.ESP.Recount(e, -1); err != nil {
+			return Result{}, err
+		}
+		st := localapi.UpdateStatus{Version: p.Version, State: localapi.UpdateFailed, Source: p.Source, At: r.now(),
+			Reason: fmt.Sprintf("the rollback to %s in slot %s did not come Online (%s); %s in slot %s runs again", p.Version, p.Slot, reason, r.RunningVersion, r.Running)}
+		return r.end(p, st, Failed)
+	}
+	if err := r.Store.AddFailed(state.Failed{Version: p.Version, BundleSHA256: p.BundleSHA256, Reason: reason, At: r.now()}); err != nil {
+		return Result{}, err
+	}
+	if err := r.ESP.Retire(e.Name); err != nil {
+		return Result{}, err
+	}
+	r.Vars.Delete(esp.VarOneShot)
+	st := localapi.UpdateStatus{Version: p.Version, State: localapi.UpdateRolledBack, Source: p.Source, At: r.now(),
+		Reason: fmt.Sprintf("%s in slot %s failed: %s; back on %s in slot %s; %s will not be installed again automatically", p.Version, p.Slot, reason, r.RunningVersion, r.Running, p.Version)}
+	return r.end(p, st, RolledBack)
+}
+
+// failed ends a change that never ran: the other slot loses its entries
+// (a manual rollback's target keeps its good name).
+func (r *Reconciler) failed(p *state.Pending, reason string, clean bool) (Result, error) {
+	if clean {
+		if p.Kind == state.KindRollback {
+			if e, ok, _ := r.entryOf(p.Slot); ok && e.Counted {
+				if _, err := r.ESP.Recount(e, -1); err != nil {
+					return Result{}, err
+				}
+			}
+		} else if err := r.ESP.RemoveSlot(p.Slot); err != nil {
+			return Result{}, err
+		}
+		r.Vars.Delete(esp.VarOneShot)
+	}
+	st := localapi.UpdateStatus{Version: p.Version, State: localapi.UpdateFailed, Reason: reason, Source: p.Source, At: r.now()}
+	return r.end(p, st, Failed)
+}
+
+func (r *Reconciler) end(p *state.Pending, st localapi.UpdateStatus, o Outcome) (Result, error) {
+	if err := r.Store.SetLast(st); err != nil {
+		return Result{}, err
+	}
+	if err := r.Store.ClearPending(); err != nil {
+		return Result{}, err
+	}
+	r.logf("update %s: %s: %s", p.Version, st.State, st.Reason)
+	return Result{Outcome: o, Status: &st}, nil
+}

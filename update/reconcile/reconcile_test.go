@@ -1,0 +1,278 @@
+package reconcile
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/update/esp"
+	"github.com/vaultpam/appliance/update/internal/updatetest"
+	"github.com/vaultpam/appliance/update/slot"
+	"github.com/vaultpam/appliance/update/state"
+)
+
+// box is the boot-relevant state of an appliance: ESP entries, EFI
+// variables, /data/update. Its Boot uses the systemd-boot model of
+// updatetest; the reconciler runs as the updater would at start.
+type box struct {
+	t     *testing.T
+	esp   string
+	vars  esp.Vars
+	store *state.Store
+	boot  int
+	// versions of the images in each slot
+	images map[string]string
+}
+
+func newBox(t *testing.T, entries ...string) *box {
+	b := &box{t: t, esp: t.TempDir(), vars: esp.Vars{Dir: t.TempDir()}, images: map[string]string{}}
+	var err error
+	if b.store, err = state.Open(filepath.Join(t.TempDir(), "update")); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		os.WriteFile(filepath.Join(b.esp, e), []byte(e), 0o644)
+		en, _ := esp.Parse(e)
+		b.images[en.Slot] = en.Version
+	}
+	return b
+}
+
+func (b *box) names() string {
+	d, _ := os.ReadDir(b.esp)
+	var n []string
+	for _, e := range d {
+		n = append(n, e.Name())
+	}
+	return strings.Join(n, " ")
+}
+
+// powerOn boots and reconciles; it returns the booted entry and the result.
+func (b *box) powerOn() (esp.Entry, Result) {
+	b.t.Helper()
+	b.boot++
+	e := updatetest.Boot(b.t, b.esp, b.vars)
+	r := &Reconciler{Store: b.store, ESP: &esp.Dir{Path: b.esp}, Vars: b.vars, Running: slot.Name(e.Slot),
+		RunningVersion: e.Version, BootID: "boot-" + string(rune('0'+b.boot)), Logf: b.t.Logf}
+	res, err := r.Run()
+	if err != nil {
+		b.t.Fatalf("reconcile: %v", err)
+	}
+	return e, res
+}
+
+// gateFails records a failed gate attempt on the running trial.
+func (b *box) gateFails(e esp.Entry, reason string) {
+	b.store.AddAttempt(state.Attempt{At: time.Now(), Slot: e.Slot, Version: e.Version, Entry: e.Name, Reason: reason})
+}
+
+func (b *box) pend(p state.Pending) {
+	if p.FromVersion == "" {
+		p.FromVersion = b.images[p.FromSlot]
+	}
+	if err := b.store.SetPending(&p); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func TestUpdateSucceeds(t *testing.T) {
+	b := newBox(t, "vaultpam-0.1.0-A.efi", "vaultpam-0.2.0-B+3.efi")
+	b.pend(state.Pending{Kind: state.KindUpdate, Version: "0.2.0", Slot: "B", FromSlot: "A", Stage: state.StageRebooting, BootID: "boot-0", ConnectorID: "c1"})
+	e, res := b.powerOn()
+	if e.Slot != "B" || res.Outcome != Trial {
+		t.Fatalf("boot 1: %s, %s; want slot B on trial", e.Name, res.Outcome)
+	}
+	if p, _ := b.store.Pending(); p.Stage != state.StageTrial {
+		t.Errorf("stage = %s, want trial", p.Stage)
+	}
+	updatetest.Bless(t, b.esp, e) // the gate passed; systemd-bless-boot good
+	r := &Reconciler{Store: b.store, ESP: &esp.Dir{Path: b.esp}, Vars: b.vars, Running: "B", RunningVersion: "0.2.0"}
+	res, err := r.Run()
+	if err != nil || res.Outcome != Succeeded || res.Status.State != localapi.UpdateSucceeded {
+		t.Fatalf("after bless: %+v %v, want succeeded", res, err)
+	}
+	if got := b.names(); got != "vaultpam-0.1.0-A.efi vaultpam-0.2.0-B.efi" {
+		t.Errorf("ESP = %s", got)
+	}
+	if p, _ := b.store.Pending(); p != nil {
+		t.Errorf("pending = %+v, want none", p)
+	}
+	if e, _ := b.powerOn(); e.Name != "vaultpam-0.2.0-B.efi" {
+		t.Errorf("next boot = %s, want the blessed B", e.Name)
+	}
+}
+
+func TestNeverOnlineRollsBack(t *testing.T) {
+	b := newBox(t, "vaultpam-0.1.0-A.efi", "vaultpam-0.2.0-B+3.efi")
+	b.pend(state.Pending{Kind: state.KindUpdate, Version: "0.2.0", Slot: "B", FromSlot: "A", Stage: state.StageRebooting, BootID: "boot-0", BundleSHA256: "ab"})
+	for i := 1; i <= 3; i++ {
+		e, res := b.powerOn()
+		if e.Slot != "B" || res.Outcome != Trial {
+			t.Fatalf("boot %d: %s %s, want slot B on trial", i, e.Name, res.Outcome)
+		}
+		b.gateFails(e, "connector not Online after 5m0s: last state reconnecting (test build: never goes online)")
+	}
+	e, res := b.powerOn()
+	if e.Slot != "A" || res.Outcome != RolledBack {
+		t.Fatalf("boot 4: %s %s, want slot A and rolled_back", e.Name, res.Outcome)
+	}
+	st := res.Status
+	if st.State != localapi.UpdateRolledBack || !strings.Contains(st.Reason, "connector not Online after 5m0s") {
+		t.Errorf("status = %+v", st)
+	}
+	t.Logf("reason: %s", st.Reason)
+	f, _ := b.store.FailedVersion("0.2.0")
+	if f == nil || !strings.Contains(f.Reason, "not Online") {
+		t.Errorf("failed.json has %+v, want 0.2.0 with the gate's reason", f)
+	}
+	if got := b.names(); got != "vaultpam-0.1.0-A.efi vaultpam-0.2.0-B+0-3.efi.retired" {
+		t.Errorf("ESP = %s", got)
+	}
+	if last, _ := b.store.Last(); last == nil || last.State != localapi.UpdateRolledBack {
+		t.Errorf("last.json = %+v", last)
+	}
+	if e, res := b.powerOn(); e.Slot != "A" || res.Outcome != Nothing {
+		t.Errorf("boot 5: %s %s, want slot A, nothing pending", e.Name, res.Outcome)
+	}
+}
+
+func TestBrokenSlotNeverReachesTheGate(t *testing.T) {
+	b := newBox(t, "vaultpam-0.1.0-A.efi", "vaultpam-0.2.0-B+3.efi")
+	b.pend(state.Pending{Kind: state.KindUpdate, Version: "0.2.0", Slot: "B", FromSlot: "A", Stage: state.StageRebooting})
+	for i := 0; i < 3; i++ {
+		updatetest.Boot(t, b.esp, b.vars) // kernel panic: nothing runs
+	}
+	_, res := b.powerOn()
+	if res.Outcome != RolledBack || !strings.Contains(res.Status.Reason, "never reached the health check") {
+		t.Errorf("result = %+v", res.Status)
+	}
+}
+
+func TestInterruptedInstall(t *testing.T) {
+	b := newBox(t, "vaultpam-0.1.0-A.efi", "vaultpam-0.2.0-B.efi.part")
+	b.pend(state.Pending{Kind: state.KindUpdate, Version: "0.2.0", Slot: "B", FromSlot: "A", Stage: state.StageWriting})
+	e, res := b.powerOn()
+	if e.Slot != "A" || res.Outcome != Failed {
+		t.Fatalf("%s %s, want slot A and failed", e.Name, res.Outcome)
+	}
+	if !strings.Contains(res.Status.Reason, "interrupted") || !strings.Contains(res.Status.Reason, "while writing slot B") {
+		t.Errorf("reason = %q", res.Status.Reason)
+	}
+	if f, _ := b.store.FailedVersion("0.2.0"); f != nil {
+		t.Error("an interrupted install marked the version failed; it is not the version's fault")
+	}
+	if got := b.names(); got != "vaultpam-0.1.0-A.efi" {
+		t.Errorf("ESP = %s", got)
+	}
+}
+
+func TestWaitingForTheWindow(t *testing.T) {
+	b := newBox(t, "vaultpam-0.1.0-A.efi", "vaultpam-0.2.0-B+3.efi")
+	b.pend(state.Pending{Kind: state.KindUpdate, Version: "0.2.0", Slot: "B", FromSlot: "A", Stage: state.StageInstalled})
+	r := &Reconciler{Store: b.store, ESP: &esp.Dir{Path: b.esp}, Vars: b.vars, Running: "A", RunningVersion: "0.1.0", BootID: "x"}
+	res, err := r.Run()
+	if err != nil || res.Outcome != Waiting {
+		t.Fatalf("%v %v, want waiting", res.Outcome, err)
+	}
+}
+
+func TestOneShotLost(t *testing.T) {
+	// A downgrade: the running 0.3.0 is newer, so only the one-shot
+	// variable boots 0.2.0; the firmware lost it.
+	b := newBox(t, "vaultpam-0.3.0-A.efi", "vaultpam-0.2.0-B+3.efi")
+	b.pend(state.Pending{Kind: state.KindDowngrade, Version: "0.2.0", Slot: "B", FromSlot: "A", Stage: state.StageRebooting, BootID: "boot-0"})
+	e, res := b.powerOn()
+	if e.Slot != "A" || res.Outcome != Failed || !strings.Contains(res.Status.Reason, "did not start") {
+		t.Fatalf("%s %+v", e.Name, res.Status)
+	}
+	if got := b.names(); got != "vaultpam-0.3.0-A.efi" {
+		t.Errorf("ESP = %s", got)
+	}
+}
+
+func TestDowngrade(t *testing.T) {
+	t.Run("succeeds", func(t *testing.T) {
+		b := newBox(t, "vaultpam-0.3.0-A.efi", "vaultpam-0.2.0-B+3.efi")
+		b.vars.Set(esp.VarOneShot, "vaultpam-0.2.0-b+3.efi")
+		b.pend(state.Pending{Kind: state.KindDowngrade, Version: "0.2.0", Slot: "B", FromSlot: "A", Stage: state.StageRebooting, BootID: "boot-0"})
+		e, res := b.powerOn()
+		if e.Slot != "B" || res.Outcome != Trial {
+			t.Fatalf("%s %s", e.Name, res.Outcome)
+		}
+		updatetest.Bless(t, b.esp, e)
+		r := &Reconciler{Store: b.store, ESP: &esp.Dir{Path: b.esp}, Vars: b.vars, Running: "B", RunningVersion: "0.2.0"}
+		if res, _ := r.Run(); res.Outcome != Succeeded {
+			t.Fatalf("%s", res.Outcome)
+		}
+		if got := b.names(); got != "vaultpam-0.2.0-B.efi vaultpam-0.3.0-A.efi.retired" {
+			t.Errorf("ESP = %s (the newer image must be retired or it boots next time)", got)
+		}
+		if e, _ := b.powerOn(); e.Slot != "B" {
+			t.Errorf("next boot: %s, want B", e.Name)
+		}
+	})
+	t.Run("fails", func(t *testing.T) {
+		b := newBox(t, "vaultpam-0.3.0-A.efi", "vaultpam-0.2.0-B+3.efi")
+		b.vars.Set(esp.VarOneShot, "vaultpam-0.2.0-b+3.efi")
+		b.pend(state.Pending{Kind: state.KindDowngrade, Version: "0.2.0", Slot: "B", FromSlot: "A", Stage: state.StageRebooting, BootID: "boot-0"})
+		e, _ := b.powerOn()
+		b.gateFails(e, "connector not Online after 5m0s")
+		e, res := b.powerOn()
+		if e.Slot != "A" || res.Outcome != RolledBack {
+			t.Fatalf("%s %s, want A, rolled_back", e.Name, res.Outcome)
+		}
+	})
+}
+
+func TestManualRollback(t *testing.T) {
+	setup := func(t *testing.T) *box {
+		b := newBox(t, "vaultpam-0.1.0-A.efi", "vaultpam-0.2.0-B.efi")
+		// What the daemon does for POST /v1/rollback.
+		d := &esp.Dir{Path: b.esp}
+		e, _ := d.Find("vaultpam-0.1.0-A.efi")
+		name, err := d.Recount(e, esp.Tries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ne, _ := esp.Parse(name)
+		b.vars.Set(esp.VarOneShot, ne.ID())
+		b.pend(state.Pending{Kind: state.KindRollback, Version: "0.1.0", Slot: "A", FromSlot: "B", Stage: state.StageRebooting, BootID: "boot-0"})
+		return b
+	}
+	t.Run("succeeds", func(t *testing.T) {
+		b := setup(t)
+		e, res := b.powerOn()
+		if e.Slot != "A" || res.Outcome != Trial {
+			t.Fatalf("%s %s", e.Name, res.Outcome)
+		}
+		updatetest.Bless(t, b.esp, e)
+		r := &Reconciler{Store: b.store, ESP: &esp.Dir{Path: b.esp}, Vars: b.vars, Running: "A", RunningVersion: "0.1.0"}
+		if res, _ := r.Run(); res.Outcome != Succeeded {
+			t.Fatalf("%s", res.Outcome)
+		}
+		if got := b.names(); got != "vaultpam-0.1.0-A.efi vaultpam-0.2.0-B.efi.retired" {
+			t.Errorf("ESP = %s", got)
+		}
+		if e, _ := b.powerOn(); e.Slot != "A" {
+			t.Errorf("next boot %s, want A", e.Name)
+		}
+	})
+	t.Run("fails", func(t *testing.T) {
+		b := setup(t)
+		e, _ := b.powerOn()
+		b.gateFails(e, "connector not Online after 5m0s")
+		e, res := b.powerOn()
+		if e.Slot != "B" || res.Outcome != Failed || !strings.Contains(res.Status.Reason, "rollback to 0.1.0") {
+			t.Fatalf("%s %+v", e.Name, res.Status)
+		}
+		if got := b.names(); got != "vaultpam-0.1.0-A.efi vaultpam-0.2.0-B.efi" {
+			t.Errorf("ESP = %s, want both images good again", got)
+		}
+		if f, _ := b.store.FailedVersion("0.1.0"); f != nil {
+			t.Error("a failed manual rollback marked the old version failed")
+		}
+	})
+}

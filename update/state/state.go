@@ -1,0 +1,327 @@
+// Package state keeps the updater's records under /data/update: the update
+// in progress (pending.json), the versions that failed on this appliance
+// (failed.json), the last update's result (last.json) and the TUF metadata
+// this appliance trusts (tuf/). The connector puts offered downloads in
+// incoming/; the updater only reads them.
+//
+// Every file is replaced atomically (connector/atomicfile: temporary file,
+// fsync, rename, fsync of the directory), so a power cut at any instant
+// leaves the old or the new record, never a mix. /data is DATA, not a root
+// slot: the records survive updates and rollbacks, and both slots read and
+// write the same files. A Store is not safe for concurrent use; the
+// updater's daemon serialises access.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vaultpam/appliance/connector/atomicfile"
+	"github.com/vaultpam/appliance/connector/identity"
+	"github.com/vaultpam/appliance/connector/localapi"
+)
+
+// DefaultDir is where the records live on the appliance.
+const DefaultDir = "/data/update"
+
+// Kind says what a pending change is.
+type Kind string
+
+const (
+	// KindUpdate installs a newer version into the other slot; systemd-boot
+	// picks it by version order.
+	KindUpdate Kind = "update"
+	// KindDowngrade installs an older version (operator-confirmed); it is
+	// booted once with LoaderEntryOneShot.
+	KindDowngrade Kind = "downgrade"
+	// KindRollback boots the other slot's existing image (operator-asked),
+	// once with LoaderEntryOneShot.
+	KindRollback Kind = "rollback"
+)
+
+// Stage is how far a pending change got. The order is the order of
+// events; reconcile decides at boot what a stage means given the slot that
+// runs and the boot entries on the ESP.
+type Stage string
+
+const (
+	// StageWriting: the other slot is being written; its UKI does not
+	// exist (or exists only as a temporary .part), so nothing can boot it.
+	StageWriting Stage = "writing"
+	// StageInstalled: slot and UKI written and verified; waiting for the
+	// reboot (the maintenance window).
+	StageInstalled Stage = "installed"
+	// StageRebooting: sessions are being drained and the machine rebooted.
+	StageRebooting Stage = "rebooting"
+	// StageTrial: the new slot runs on a counted boot; the gate decides.
+	StageTrial Stage = "trial"
+)
+
+// Pending is the change in progress, written by the slot that started it
+// and read by both.
+type Pending struct {
+	Kind        Kind   `json:"kind"`
+	Version     string `json:"version"`      // the version being installed or booted
+	Slot        string `json:"slot"`         // the slot it goes to ("A" or "B")
+	FromVersion string `json:"from_version"` // the version that ran when it started
+	FromSlot    string `json:"from_slot"`
+	Stage       Stage  `json:"stage"`
+	// ConnectorID is the connector's ID when the change started: the gate
+	// requires the new slot's connector Online with this ID. Empty means
+	// the gate accepts any ID (the connector had none).
+	ConnectorID  string `json:"connector_id,omitempty"`
+	Source       string `json:"source,omitempty"` // control_plane, cdrom, console
+	Target       string `json:"target,omitempty"` // the TUF target name
+	BundleSHA256 string `json:"bundle_sha256,omitempty"`
+	UKI          string `json:"uki,omitempty"` // the boot entry's file name as written
+	// BootID is the boot in which the reboot into the new slot was asked
+	// for (stage rebooting): a later boot that still runs the old slot
+	// with the new entry untried means the boot loader did not pick it.
+	BootID  string    `json:"boot_id,omitempty"`
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
+}
+
+// Attempt is one trial boot as the gate saw it. The gate (its own
+// process) keeps them in attempts.json, apart from pending.json, which
+// only the daemon writes: two processes never rewrite the same file.
+type Attempt struct {
+	At          time.Time `json:"at"`
+	Slot        string    `json:"slot"`
+	Version     string    `json:"version"`
+	Entry       string    `json:"entry,omitempty"` // LoaderBootCountPath's file name
+	OK          bool      `json:"ok"`
+	State       string    `json:"state,omitempty"` // the connector's last state
+	ConnectorID string    `json:"connector_id,omitempty"`
+	Reason      string    `json:"reason"`
+}
+
+// Failed is a version that failed on this appliance; it is never installed
+// again automatically.
+type Failed struct {
+	Version      string    `json:"version"`
+	BundleSHA256 string    `json:"bundle_sha256,omitempty"`
+	Reason       string    `json:"reason"`
+	At           time.Time `json:"at"`
+}
+
+// Store reads and writes the records in Dir.
+type Store struct {
+	Dir string
+	// BeforeStep is passed to atomicfile for fault injection in tests.
+	BeforeStep func(atomicfile.Step) error
+}
+
+// Open returns a store on dir ("" means DefaultDir), creating it 0755
+// (the connector reaches incoming/ through it; every record is 0600).
+func Open(dir string) (*Store, error) {
+	if dir == "" {
+		dir = DefaultDir
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("update state: %w", err)
+	}
+	return &Store{Dir: dir}, nil
+}
+
+// Secure makes Dir belong to this process's user with mode 0755: the
+// connector (another user) may create it first on its way to incoming/,
+// and must not be able to change the records, the trusted metadata or
+// the failed versions.
+func (s *Store) Secure() error {
+	if err := os.Chown(s.Dir, os.Geteuid(), os.Getegid()); err != nil {
+		return fmt.Errorf("update state: owning %s: %w", s.Dir, err)
+	}
+	if err := os.Chmod(s.Dir, 0o755); err != nil {
+		return fmt.Errorf("update state: %w", err)
+	}
+	return nil
+}
+
+// TUFDir is where the trusted TUF metadata lives.
+func (s *Store) TUFDir() string { return filepath.Join(s.Dir, "tuf") }
+
+// IncomingDir is where the connector puts offered downloads.
+func (s *Store) IncomingDir() string { return filepath.Join(s.Dir, "incoming") }
+
+// MakeIncoming creates IncomingDir, 0700, owned by uid:gid (the
+// connector's user), so the connector can download into it.
+func (s *Store) MakeIncoming(uid, gid int) error {
+	d := s.IncomingDir()
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return fmt.Errorf("update state: %w", err)
+	}
+	if err := os.Chown(d, uid, gid); err != nil {
+		return fmt.Errorf("update state: handing %s to the connector: %w", d, err)
+	}
+	return nil
+}
+
+const (
+	pendingFile  = "pending.json"
+	attemptsFile = "attempts.json"
+	failedFile  = "failed.json"
+	lastFile    = "last.json"
+)
+
+// Pending returns the change in progress, or nil when there is none.
+func (s *Store) Pending() (*Pending, error) {
+	var p Pending
+	ok, err := s.read(pendingFile, &p)
+	if !ok {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// SetPending records p.
+func (s *Store) SetPending(p *Pending) error { return s.write(pendingFile, p) }
+
+// ClearPending removes the record of the change in progress and its
+// trial attempts.
+func (s *Store) ClearPending() error {
+	for _, f := range []string{pendingFile, attemptsFile} {
+		err := os.Remove(filepath.Join(s.Dir, f))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("update state: %w", err)
+		}
+	}
+	return syncDir(s.Dir)
+}
+
+// Attempts returns the gate's verdicts on p's trial boots (its version
+// and slot, since p started), oldest first.
+func (s *Store) Attempts(p *Pending) ([]Attempt, error) {
+	var all []Attempt
+	if _, err := s.read(attemptsFile, &all); err != nil || p == nil {
+		return nil, err
+	}
+	var out []Attempt
+	for _, a := range all {
+		if a.Version == p.Version && a.Slot == p.Slot && !a.At.Before(p.Started) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// LastAttempt returns the newest of p's attempts, or nil.
+func (s *Store) LastAttempt(p *Pending) *Attempt {
+	as, err := s.Attempts(p)
+	if err != nil || len(as) == 0 {
+		return nil
+	}
+	return &as[len(as)-1]
+}
+
+// AddAttempt appends a to attempts.json (the gate's file).
+func (s *Store) AddAttempt(a Attempt) error {
+	var all []Attempt
+	if _, err := s.read(attemptsFile, &all); err != nil {
+		return err
+	}
+	return s.write(attemptsFile, append(all, a))
+}
+
+// Failed returns the versions that failed here, oldest first.
+func (s *Store) Failed() ([]Failed, error) {
+	var f []Failed
+	_, err := s.read(failedFile, &f)
+	return f, err
+}
+
+// FailedVersion returns the record of v in failed.json, or nil.
+func (s *Store) FailedVersion(v string) (*Failed, error) {
+	all, err := s.Failed()
+	if err != nil {
+		return nil, err
+	}
+	for i := range all {
+		if all[i].Version == v {
+			return &all[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// AddFailed appends f to failed.json (once per version).
+func (s *Store) AddFailed(f Failed) error {
+	all, err := s.Failed()
+	if err != nil {
+		return err
+	}
+	for _, e := range all {
+		if e.Version == f.Version {
+			return nil
+		}
+	}
+	return s.write(failedFile, append(all, f))
+}
+
+// Last returns the last update's result, or nil.
+func (s *Store) Last() (*localapi.UpdateStatus, error) {
+	var u localapi.UpdateStatus
+	ok, err := s.read(lastFile, &u)
+	if !ok {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// SetLast records the last update's result.
+func (s *Store) SetLast(u localapi.UpdateStatus) error { return s.write(lastFile, u) }
+
+// Durable reports whether Dir is on a file system that survives a reboot
+// (not tmpfs or ramfs: guided recovery mode), the same test the connector
+// uses for its mode.
+func (s *Store) Durable() (bool, string, error) {
+	m, err := identity.DetectMode(s.Dir, nil)
+	if err != nil {
+		return false, "", err
+	}
+	return m.Durable, m.FSType, nil
+}
+
+// read decodes name into v; ok is false when the file does not exist. A
+// file that does not decode is an error naming it: it is never silently
+// replaced.
+func (s *Store) read(name string, v any) (bool, error) {
+	b, err := os.ReadFile(filepath.Join(s.Dir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("update state: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("update state %s does not decode: %w (hint: move it aside; the updater starts afresh)", filepath.Join(s.Dir, name), err)
+	}
+	return true, nil
+}
+
+func (s *Store) write(name string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	err = atomicfile.Write(filepath.Join(s.Dir, name), b, atomicfile.Options{Perm: 0o600, MkdirAll: true, BeforeStep: s.BeforeStep})
+	if err != nil {
+		return fmt.Errorf("update state: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
