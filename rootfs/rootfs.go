@@ -111,6 +111,8 @@ type Result struct {
 	PackagesCached bool
 	// Installed lists the Binaries found in BinDir and installed.
 	Installed []string
+	// Modules says which kernel modules the root kept (modules.txt).
+	Modules ModuleStats
 }
 
 // Build makes the root image. It is safe to call again with the same
