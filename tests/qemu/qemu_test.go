@@ -61,6 +61,7 @@ func TestArgsVSphere(t *testing.T) {
 	c.GuestFwd = []GuestFwd{{Addr: "10.0.2.100:8443", Cmd: "/relay lab"}}
 	c.Width, c.Height = 1920, 1080
 	c.VarsFile = "/vm/vars.fd"
+	c.NoReboot = true
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate() = %v", err)
 	}
@@ -75,7 +76,7 @@ func TestArgsVSphere(t *testing.T) {
 		"nvme,serial=vpam5,drive=drv-n",
 		"ide-hd,bus=ide.1,unit=0,drive=drv-ide2",
 		"user,id=net0,restrict=on,guestfwd=tcp:10.0.2.100:8443-cmd:/relay lab", "-device vmxnet3,netdev=net0",
-		"-device VGA,edid=on,xres=1920,yres=1080", "unit=1,file=/vm/vars.fd",
+		"-device VGA,edid=on,xres=1920,yres=1080", "unit=1,file=/vm/vars.fd", "-no-reboot",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("args = %s\nwant %q in it", got, want)
