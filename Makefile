@@ -5,7 +5,17 @@ SHELL       := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
+# VERSION: the appliance version, MAJOR.MINOR.PATCH (systemd-boot and the
+# updater order versions that way). `make ova VERSION=0.2.0` builds another
+# version from the same tree into the same dist/.
 VERSION     ?= 0.1.0
+# GOTAGS: Go build tags for `make build`. The test-only tag
+# vaultpam_fault_neveronline makes a connector that never goes Online (for
+# the update rollback tests); release builds leave it empty.
+GOTAGS      ?=
+# SIGNING_KEY: the release key (a cosign.key path or a KMS reference; its
+# password in COSIGN_PASSWORD). Empty: the development key pair in dist/.
+SIGNING_KEY ?=
 GO          ?= go
 BIN         := $(CURDIR)/bin
 TOOLS       := $(BIN)/tools
@@ -21,15 +31,16 @@ export GOTOOLCHAIN := go1.26.10
 
 # Go modules (ARCHITECTURE.md, "Modules"): the runtime at the root, the
 # build side in modules of its own; go.work ties them for development.
-MODULES  := . appliance packer signing tests
+MODULES  := . appliance packer signing tests update deploy
 ALLPKGS  := ./... $(patsubst %,./%/...,$(filter-out .,$(MODULES)))
 # What `make unit` runs: everything but the cross-cutting tests in tests/.
 UNITPKGS := ./... $(patsubst %,./%/...,$(filter-out . tests,$(MODULES)))
 
 # Debian packages the build and the tests use.
 DEB_PACKAGES := mmdebstrap squashfs-tools erofs-utils cryptsetup-bin dosfstools mtools \
-	systemd-boot-efi ovmf qemu-system-x86 qemu-utils fdisk e2fsprogs binutils zstd \
-	openssh-server openssh-client dnsmasq-base iproute2 tmux ca-certificates git jq genisoimage
+	systemd-boot-efi ovmf qemu-system-x86 qemu-utils fdisk e2fsprogs binutils zstd genisoimage \
+	openssh-server openssh-client dnsmasq-base iproute2 tmux ca-certificates git jq \
+	podman runc rpm socat
 
 # What the tests find through the environment; each test skips with a reason
 # when its tool or artifact is missing.
@@ -40,6 +51,7 @@ export VAULTPAM_DISK   := $(BUILD)/disk.raw
 export VAULTPAM_BUILD  := $(BUILD)
 # The shipped OVA: tests/scenario boots the disk taken out of it.
 export VAULTPAM_OVA    := $(DIST)/vaultpam-connector-$(VERSION).ova
+export VAULTPAM_DIST   := $(DIST)
 
 TESTPKGS ?= $(ALLPKGS)
 # Linters, pinned, from the Go module proxy (`make lint`). govulncheck reads
@@ -56,17 +68,21 @@ VULNDB      := $(BUILD)/vulndb-$(VULNDB_VER)
 #                transparency log is skipped; we verify with keys, never
 #                certificates, and the fix exists only in cosign v3.
 #   GO-2026-5932 golang.org/x/crypto/openpgp is deprecated (linked by cosign,
-#                never called for our keys); the fix is not released yet.
+#                never called for our keys, and by nfpm's PGP package signing in
+#                deploy/, which we do not use); the fix is not released yet.
 VULN_ACCEPTED_BUILD := GO-2026-4529 GO-2026-5932
 
 COMMANDS := connector/cmd/vaultpam-connector firstboot/cmd/vaultpam-console \
 	lab/cmd/vaultpam-lab packer/cmd/packer-plugin-vaultpam appliance/cmd/vaultpam-image \
 	signing/cmd/vaultpam-sign
 
-.PHONY: help deps build tools image ova lint unit test bench e2e clean
+# The connector's hardened unit, shared by the appliance and the DEB/RPM.
+CONNECTOR_UNIT := connector/cmd/vaultpam-connector/vaultpam-connector.service
+
+.PHONY: help check-version deps build tools update-repo image ova bundle packages lint unit test bench e2e clean
 
 help: ## list the targets
-	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
 
 deps: $(BUILD)/.deps ## install the Debian packages the build and the tests need (as root)
 $(BUILD)/.deps: Makefile
@@ -76,10 +92,17 @@ $(BUILD)/.deps: Makefile
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES); fi
 	@touch $@
 
-build: ## build the Go binaries into bin/
+# The grammar of update/version; vaultpam-sign update-init checks VERSION
+# again in Go before an image is built.
+check-version:
+	@[[ "$(VERSION)" =~ ^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$$ ]] || { \
+	  echo "VERSION=$(VERSION): an appliance version is MAJOR.MINOR.PATCH, three decimal numbers without leading zeros (e.g. 0.2.0)"; \
+	  echo "hint: no -rc or other suffix: systemd-boot would rank 0.2.0-rc1 above 0.2.0"; exit 2; }
+
+build: check-version ## build the Go binaries into bin/ (VERSION, GOTAGS)
 	@mkdir -p $(BIN)
 	for c in $(COMMANDS); do \
-	  if [ -d $$c ]; then $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/ ./$$c; fi; \
+	  if [ -d $$c ]; then $(GO) build -trimpath -tags "$(GOTAGS)" -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/ ./$$c; fi; \
 	done
 	@# The systemd units that start a program live beside its source; the image takes them from bin/.
 	cp connector/cmd/vaultpam-connector/*.service firstboot/cmd/vaultpam-console/*.service $(BIN)/
@@ -92,15 +115,34 @@ $(TOOLS)/cosign: signing/tools/go.mod
 	@mkdir -p $(TOOLS)
 	cd signing/tools && GOWORK=off $(GO) build -trimpath -o $@ github.com/sigstore/cosign/v2/cmd/cosign
 
-image: deps build ## build the raw disk image build/disk.raw (package stage cached)
-	$(BIN)/vaultpam-image build --bin $(BIN) --out $(BUILD) --version $(VERSION)
+# The update repository dist/update-repo must exist before an image is built:
+# its root is baked in as the updater's trust anchor. An existing one is kept
+# (one repository, one root for every version built into dist/).
+update-repo: build
+	$(BIN)/vaultpam-sign update-init --dist $(DIST) --version $(VERSION) $(if $(SIGNING_KEY),--key $(SIGNING_KEY))
 
-ova: deps build tools ## build the signed OVA into dist/ with Packer
-	@mkdir -p $(BUILD)/packer-plugins
+image: deps build update-repo ## build the raw disk image build/disk.raw (package stage cached)
+	$(BIN)/vaultpam-image build --bin $(BIN) --out $(BUILD) --version $(VERSION) --update-root $(DIST)/update-repo/root.json
+
+PACKER_BUILD = mkdir -p $(BUILD)/packer-plugins; \
 	export CHECKPOINT_DISABLE=1 PACKER_PLUGIN_PATH=$(BUILD)/packer-plugins; \
 	$(TOOLS)/packer plugins install --path $(BIN)/packer-plugin-vaultpam github.com/vaultpam/vaultpam && \
 	$(TOOLS)/packer build -force -color=false \
-	  -var version=$(VERSION) -var bin_dir=$(BIN) -var build_dir=$(BUILD) -var dist_dir=$(DIST) packer/
+	  -var version=$(VERSION) -var bin_dir=$(BIN) -var build_dir=$(BUILD) -var dist_dir=$(DIST) \
+	  $(if $(SIGNING_KEY),-var signing_key=$(SIGNING_KEY))
+
+ova: deps build tools update-repo ## build the signed OVA, update bundle and update ISO of VERSION into dist/ with Packer
+	$(PACKER_BUILD) packer/
+
+bundle: deps build tools update-repo ## like ova without the OVA: the update bundle and ISO of VERSION, signed, into dist/
+	$(PACKER_BUILD) -except=ova packer/
+
+packages: deps ## build the DEB, the RPM and the container image (OCI tarball) into dist/, signed
+	@mkdir -p $(BUILD)/packages
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" \
+	  -o $(BUILD)/packages/vaultpam-connector ./connector/cmd/vaultpam-connector
+	$(GO) run ./deploy/cmd/vaultpam-packages build --connector $(BUILD)/packages/vaultpam-connector \
+	  --unit $(CONNECTOR_UNIT) --version $(VERSION) --dist $(DIST)
 
 lint: deps $(VULNDB)/index/db.json ## gofmt, go vet, staticcheck, go mod tidy -diff and govulncheck over every module (all pinned)
 	@echo "lint: gofmt"; out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -129,7 +171,7 @@ $(VULNDB)/index/db.json:
 	@test -s $@
 
 unit: ## unit tests of every module but tests/, in -short mode: no root, no image, no VM (about a minute)
-	VAULTPAM_DISK= VAULTPAM_COSIGN= VAULTPAM_PACKER= VAULTPAM_BIN= $(GO) test -short -count=1 $(UNITPKGS)
+	VAULTPAM_DISK= VAULTPAM_COSIGN= VAULTPAM_PACKER= VAULTPAM_BIN= VAULTPAM_DIST= $(GO) test -short -count=1 $(UNITPKGS)
 
 # make test builds the image once: `make ova` (Packer's builder writes
 # build/disk.raw, the post-processors the OVA from it); the image tests use

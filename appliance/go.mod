@@ -6,6 +6,7 @@ require (
 	github.com/google/go-cmp v0.7.0
 	github.com/klauspost/compress v1.20.2
 	github.com/vaultpam/appliance v0.0.0-00010101000000-000000000000
+	github.com/vaultpam/appliance/update v0.0.0-00010101000000-000000000000
 	github.com/vmware/govmomi v0.52.0
 )
 
@@ -17,4 +18,7 @@ require (
 	golang.org/x/text v0.42.0 // indirect
 )
 
-replace github.com/vaultpam/appliance => ../
+replace (
+	github.com/vaultpam/appliance => ../
+	github.com/vaultpam/appliance/update => ../update
+)

@@ -27,6 +27,9 @@ type Admin interface {
 	ListConnectors() ([]Connector, error)
 	Revoke(id string) error
 	AddResource(r Resource) error
+	// OfferUpdate offers the update bundle file (listed in the signed
+	// repository repo; "" means update-repo next to it) to a connector.
+	OfferUpdate(connectorID, file, repo string) (Offer, error)
 }
 
 // ListConnectors implements Admin.
@@ -36,6 +39,12 @@ type tokenReq struct {
 	Name      string        `json:"name,omitempty"`
 	Connector string        `json:"connector,omitempty"`
 	TTL       time.Duration `json:"ttl,omitempty"`
+}
+
+type offerReq struct {
+	Connector string `json:"connector"`
+	File      string `json:"file"`
+	Repo      string `json:"repo,omitempty"`
 }
 
 type tokenResp struct {
@@ -190,4 +199,12 @@ func (c *AdminClient) Revoke(id string) error {
 func (c *AdminClient) AddResource(r Resource) error {
 	var v Resource
 	return c.call("POST", "/resources", r, &v)
+}
+
+// OfferUpdate implements Admin (the running server also sends the offer at
+// once when the connector is online).
+func (c *AdminClient) OfferUpdate(connectorID, file, repo string) (Offer, error) {
+	var o Offer
+	err := c.call("POST", "/updates", offerReq{Connector: connectorID, File: file, Repo: repo}, &o)
+	return o, err
 }

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
 	"golang.org/x/sys/unix"
 
 	"github.com/vaultpam/appliance/connector/protocol"
@@ -50,6 +51,7 @@ type APIError struct {
 	HTTPStatus int
 	Code       string
 	Message    string
+	CertSHA256 string // the client certificate judged, on identity refusals
 }
 
 func (e *APIError) Error() string { return e.Message }
@@ -66,9 +68,10 @@ var ErrStateLocked = errors.New("lab state directory is in use by another proces
 // It is safe for concurrent use. Only one Authority may hold a state
 // directory at a time (flock on DIR/lock).
 type Authority struct {
-	cfg  AuthorityConfig
-	ca   *CA
-	lock *os.File
+	cfg     AuthorityConfig
+	ca      *CA
+	support *age.X25519Identity // support bundles are encrypted to it
+	lock    *os.File
 
 	mu         sync.Mutex
 	st         *state
@@ -120,6 +123,11 @@ func OpenAuthority(cfg AuthorityConfig) (*Authority, error) {
 		lock.Close()
 		return nil, err
 	}
+	sk, err := loadOrCreateSupportKey(cfg.StateDir)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
 	st, err := loadState(cfg.StateDir)
 	if err != nil {
 		lock.Close()
@@ -131,7 +139,7 @@ func OpenAuthority(cfg AuthorityConfig) (*Authority, error) {
 			c.Status, c.StatusReason = StatusOffline, "control plane restarted"
 		}
 	}
-	return &Authority{cfg: cfg, ca: ca, lock: lock, st: st, challenges: map[string]*challenge{}, attempts: map[string]int{}}, nil
+	return &Authority{cfg: cfg, ca: ca, support: sk, lock: lock, st: st, challenges: map[string]*challenge{}, attempts: map[string]int{}}, nil
 }
 
 // Close saves the registry and releases the state directory.
@@ -366,22 +374,45 @@ func (a *Authority) resultLocked(t *tokenRecord) protocol.EnrolResult {
 	return protocol.EnrolResult{ConnectorID: t.ConnectorID, CertificatePEM: t.CertPEM, CABundlePEM: string(a.ca.CertPEM), Recovery: t.Recovery != ""}
 }
 
-// Authenticate maps a verified client certificate (chain already checked
-// against the CA by TLS) to its connector ID, refusing revoked ones.
+// Authenticate maps a client certificate to its connector ID. The TLS
+// layer only requested the certificate (tls.RequestClientCert), so the
+// chain is verified here against the lab CA at the authority's clock, and
+// every refusal is typed for the connector: cert_unknown (not issued
+// here), cert_expired, cert_not_yet_valid, cert_revoked. The refusal's
+// CertSHA256 names the certificate judged (see protocol.ErrorResponse).
 func (a *Authority) Authenticate(cert *x509.Certificate) (string, error) {
+	fp := protocol.CertFingerprint(cert.Raw)
+	refuse := func(status int, code, format string, args ...any) error {
+		e := apiErr(status, code, format, args...)
+		e.CertSHA256 = fp
+		return e
+	}
+	now := a.cfg.Now()
+	_, err := cert.Verify(x509.VerifyOptions{Roots: a.ca.Pool(), CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired && now.Before(cert.NotBefore):
+		return "", refuse(http.StatusUnauthorized, protocol.CodeCertNotYetValid, "client certificate is not valid before %s by the control plane's clock (%s)",
+			cert.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "", refuse(http.StatusUnauthorized, protocol.CodeCertExpired, "client certificate expired at %s by the control plane's clock (%s)",
+			cert.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	case err != nil:
+		return "", refuse(http.StatusUnauthorized, protocol.CodeCertUnknown, "client certificate was not issued by this control plane")
+	}
 	id, err := protocol.ConnectorIDFromURIs(cert.URIs)
 	if err != nil {
-		return "", apiErr(http.StatusUnauthorized, protocol.CodeCertUnknown, "client certificate is not a connector certificate")
+		return "", refuse(http.StatusUnauthorized, protocol.CodeCertUnknown, "client certificate is not a connector certificate")
 	}
 	serial := cert.SerialNumber.Text(16)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	c := a.st.connector(id)
 	if c == nil || !slices.Contains(c.Serials, serial) {
-		return "", apiErr(http.StatusUnauthorized, protocol.CodeCertUnknown, "client certificate was not issued by this control plane")
+		return "", refuse(http.StatusUnauthorized, protocol.CodeCertUnknown, "client certificate was not issued by this control plane")
 	}
 	if slices.Contains(c.Revoked, serial) || c.Status == StatusRevoked {
-		return "", apiErr(http.StatusForbidden, protocol.CodeCertRevoked, "certificate of connector %s is revoked", id)
+		return "", refuse(http.StatusForbidden, protocol.CodeCertRevoked, "certificate of connector %s is revoked", id)
 	}
 	return id, nil
 }

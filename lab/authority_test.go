@@ -262,3 +262,29 @@ func TestStatePersistsAndLocks(t *testing.T) {
 		t.Errorf("ca-key.pem mode %v", fi.Mode().Perm())
 	}
 }
+
+// Renewal proves possession of the current key only: a CSR for another
+// key is refused (a new key takes a recovery token).
+func TestRenewOnlyForTheSameKey(t *testing.T) {
+	a, _ := openTest(t)
+	tok, _ := a.CreateToken("dc1", 0)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	res := enrolOK(t, a, tok, key)
+	blk, _ := pem.Decode([]byte(res.CertificatePEM))
+	cur, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrFor := func(k *ecdsa.PrivateKey) *x509.CertificateRequest {
+		der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
+		csr, _ := x509.ParseCertificateRequest(der)
+		return csr
+	}
+	if _, err := a.Renew(res.ConnectorID, cur, csrFor(key)); err != nil {
+		t.Errorf("Renew for the same key = %v", err)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if _, err := a.Renew(res.ConnectorID, cur, csrFor(other)); err == nil || !strings.Contains(err.Error(), "not for the key") {
+		t.Errorf("Renew for another key = %v, want refused", err)
+	}
+}

@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/atomicfile"
+
 	"github.com/vaultpam/appliance/connector/protocol"
 )
 
@@ -45,10 +47,10 @@ func loadOrCreateCA(dir string, now time.Time, r io.Reader) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyPath, keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(certPath, ca.CertPEM, 0o644); err != nil {
+	if err := atomicfile.WriteFile(certPath, ca.CertPEM, 0o644); err != nil {
 		return nil, err
 	}
 	return ca, nil

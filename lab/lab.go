@@ -6,11 +6,13 @@ import (
 	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/vaultpam/appliance/connector/protocol"
@@ -35,6 +37,26 @@ type ControlPlane struct {
 	Broker    *broker.Broker
 	Server    *Server
 	log       *slog.Logger
+
+	endsMu sync.Mutex
+	ends   []broker.SessionEnd // the latest maxEnds, oldest first
+}
+
+// maxEnds bounds the session ends a ControlPlane remembers.
+const maxEnds = 1000
+
+// SessionEnds returns the ends recorded for session id: the broker's own
+// view (By "control_plane") and the connector's report (By "connector").
+func (l *ControlPlane) SessionEnds(id string) []broker.SessionEnd {
+	l.endsMu.Lock()
+	defer l.endsMu.Unlock()
+	var out []broker.SessionEnd
+	for _, e := range l.ends {
+		if e.SessionID == id {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // New opens the state, starts the broker and listens.
@@ -60,11 +82,22 @@ func newOn(a *Authority, cfg Config) (*ControlPlane, error) {
 		bc.HeartbeatInterval = cfg.HeartbeatInterval
 	}
 	bc.Registry = &brokerRegistry{a}
+	bc.OfferFor = a.StandingOffer
+	bc.SupportRecipient = a.SupportRecipient()
+	bc.OnSupportBundle = a.StoreBundle
+	bc.ClientCAs = a.ca.Pool()
 	bc.Authority = &brokerAuthority{a}
 	bc.Logger = cfg.Logger
 	bc.Now = a.cfg.Now
+	var l *ControlPlane
 	bc.OnSessionEnd = func(e broker.SessionEnd) {
 		cfg.Logger.Info("session ended", "session", e.SessionID, "connector", e.ConnectorID, "by", e.By, "reason", e.Reason, "detail", e.Detail)
+		l.endsMu.Lock()
+		l.ends = append(l.ends, e)
+		if len(l.ends) > maxEnds {
+			l.ends = l.ends[len(l.ends)-maxEnds:]
+		}
+		l.endsMu.Unlock()
 	}
 	b, err := broker.New(bc)
 	if err != nil {
@@ -75,7 +108,7 @@ func newOn(a *Authority, cfg Config) (*ControlPlane, error) {
 		b.Close()
 		return nil, err
 	}
-	l := &ControlPlane{Authority: a, Broker: b, Server: srv, log: cfg.Logger}
+	l = &ControlPlane{Authority: a, Broker: b, Server: srv, log: cfg.Logger}
 	a.OnChange(func(c Connector) {
 		// A revocation or a recovery makes the certificates in use void:
 		// cut their tunnels so the broker checks the connector again.
@@ -131,7 +164,9 @@ func (r *brokerRegistry) Authorize(_ context.Context, id string, cert *x509.Cert
 		return fmt.Errorf("%w: certificate names %s", broker.ErrUnknownConnector, cid)
 	case errors.As(err, &ae) && ae.Code == protocol.CodeCertRevoked:
 		return fmt.Errorf("%w: %s", broker.ErrRevoked, ae.Message)
-	case errors.As(err, &ae) && ae.Code == protocol.CodeCertUnknown:
+	case errors.As(err, &ae) && (ae.Code == protocol.CodeCertUnknown || ae.Code == protocol.CodeCertExpired):
+		// The broker verified the chain and the validity already (an
+		// expiry between the two checks reads as unknown here).
 		return fmt.Errorf("%w: %s", broker.ErrUnknownConnector, ae.Message)
 	}
 	return err
@@ -140,6 +175,12 @@ func (r *brokerRegistry) Authorize(_ context.Context, id string, cert *x509.Cert
 func (r *brokerRegistry) Update(u broker.StatusUpdate) {
 	if !u.LastHeartbeat.IsZero() {
 		r.a.Heartbeat(u.ConnectorID, u.LastHeartbeat, u.Version)
+	}
+	if u.ClockOffset != nil {
+		r.a.ClockReported(u.ConnectorID, *u.ClockOffset)
+	}
+	if u.ImageVersion != "" || u.Update != nil {
+		r.a.UpdateReported(u.ConnectorID, u.ImageVersion, u.Update)
 	}
 	switch u.Status {
 	case broker.StatusOnline:
@@ -154,16 +195,21 @@ func (r *brokerRegistry) Update(u broker.StatusUpdate) {
 // brokerAuthority signs renewals over the tunnel.
 type brokerAuthority struct{ a *Authority }
 
-func (b *brokerAuthority) Renew(_ context.Context, id string, csr *x509.CertificateRequest) ([][]byte, error) {
-	return b.a.Renew(id, csr)
+func (b *brokerAuthority) Renew(_ context.Context, id string, current *x509.Certificate, csr *x509.CertificateRequest) ([][]byte, error) {
+	return b.a.Renew(id, current, csr)
 }
 
-// Renew issues a new certificate for connector id's key in csr (the
-// tunnel already authenticated id). Older certificates stay valid until
-// they expire.
-func (a *Authority) Renew(id string, csr *x509.CertificateRequest) ([][]byte, error) {
+// Renew issues a new certificate for connector id (the tunnel already
+// authenticated it with current) for the same key: csr's public key must
+// be current's, since renewal proves possession of that key only; a new
+// key takes a recovery token. Older certificates stay valid until they
+// expire.
+func (a *Authority) Renew(id string, current *x509.Certificate, csr *x509.CertificateRequest) ([][]byte, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("renewal CSR signature: %w", err)
+	}
+	if current == nil || !broker.SameKey(csr.PublicKey, current.PublicKey) {
+		return nil, errors.New("renewal CSR is not for the key of the certificate in use; a new key needs a recovery token")
 	}
 	if pub, ok := csr.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
 		return nil, errors.New("renewal CSR key must be ECDSA P-256")
@@ -187,8 +233,32 @@ func (a *Authority) Renew(id string, csr *x509.CertificateRequest) ([][]byte, er
 	return [][]byte{cert.Raw}, nil
 }
 
-// AdminRoutes mounts the lab's routing on the admin socket: POST
-// /connect?resource=N opens a session (see connect.go).
+// AdminRoutes mounts what needs the running server on the admin socket:
+// POST /connect?resource=N opens a session (see connect.go), POST
+// /updates offers an update and sends it at once when the connector is
+// online.
 func (l *ControlPlane) AdminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /connect", l.serveConnect)
+	mux.HandleFunc("POST /updates", func(w http.ResponseWriter, r *http.Request) {
+		var q offerReq
+		if json.NewDecoder(r.Body).Decode(&q) != nil {
+			adminReply(w, nil, errors.New("bad request"))
+			return
+		}
+		o, err := l.OfferUpdate(q.Connector, q.File, q.Repo)
+		adminReply(w, o, err)
+	})
+}
+
+// OfferUpdate offers an update (Authority.OfferUpdate) and sends it to the
+// connector at once when it is online.
+func (l *ControlPlane) OfferUpdate(connectorID, file, repo string) (Offer, error) {
+	o, err := l.Authority.OfferUpdate(connectorID, file, repo)
+	if err != nil {
+		return o, err
+	}
+	if w := l.Authority.StandingOffer(connectorID); w != nil {
+		l.Broker.SendOffer(connectorID, w)
+	}
+	return o, nil
 }

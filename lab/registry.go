@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/localapi"
 )
 
 // Connectors returns a copy of the registry, in enrolment order.
@@ -83,6 +85,18 @@ func (a *Authority) Heartbeat(id string, t time.Time, version string) {
 		if version != "" {
 			c.Version = version
 		}
+	}
+}
+
+// ClockReported records connector id's estimate of the control plane's
+// clock minus its own (from its heartbeats; kept in memory, written with
+// the next status change or at Close).
+func (a *Authority) ClockReported(id string, offset time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c := a.st.connector(id); c != nil {
+		d := localapi.Duration(offset)
+		c.ClockOffset = &d
 	}
 }
 

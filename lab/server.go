@@ -83,9 +83,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	tcfg := &tls.Config{
 		Certificates: []tls.Certificate{{Certificate: [][]byte{der, a.ca.Cert.Raw}, PrivateKey: key, Leaf: cert}},
 		NextProtos:   []string{protocol.ALPNTunnel, protocol.ALPNHTTP},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    a.ca.Pool(),
-		MinVersion:   tls.VersionTLS12,
+		// Requested, not verified at the TLS layer: Authenticate and the
+		// broker verify it and answer with a typed refusal the connector
+		// can tell apart from a TLS-inspecting proxy's alert.
+		ClientAuth: tls.RequestClientCert,
+		MinVersion: tls.VersionTLS13, // enrolment and the tunnel alike
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -229,6 +231,7 @@ func (s *Server) handler() http.Handler {
 		c, _ := a.Connector(id)
 		reply(w, protocol.WhoAmI{ConnectorID: id, Name: c.Name, Status: c.Status}, nil)
 	})
+	mux.HandleFunc("GET /v1/update/{offer}/{name}", a.serveUpdateFile)
 	return mux
 }
 
@@ -250,7 +253,7 @@ func reply(w http.ResponseWriter, v any, err error) {
 			e = apiErr(http.StatusInternalServerError, protocol.CodeInternal, "internal error")
 		}
 		w.WriteHeader(e.HTTPStatus)
-		json.NewEncoder(w).Encode(protocol.ErrorResponse{Code: e.Code, Message: e.Message})
+		json.NewEncoder(w).Encode(protocol.ErrorResponse{Code: e.Code, Message: e.Message, CertSHA256: e.CertSHA256})
 		return
 	}
 	json.NewEncoder(w).Encode(v)

@@ -7,9 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/atomicfile"
+	"github.com/vaultpam/appliance/connector/localapi"
 )
 
-// Connector statuses in the registry (DESIGN.md §6.6).
+// Connector statuses in the registry (as `vaultpam-lab connectors --json` shows them).
 const (
 	StatusPending       = "pending"        // enrolled, never connected yet
 	StatusOnline        = "online"         // tunnel up, heartbeats arriving
@@ -27,11 +30,18 @@ type Connector struct {
 	LastHeartbeat time.Time `json:"last_heartbeat,omitzero"`
 	StatusReason  string    `json:"status_reason,omitempty"`
 	EnrolledAt    time.Time `json:"enrolled_at"`
-	Version       string    `json:"version,omitempty"`
+	// Version is the running version: the appliance image's version, or
+	// the connector's own where it runs in another shape.
+	Version string `json:"version,omitempty"`
 	// Serials of every certificate issued to it (hex); Revoked lists the
 	// ones no longer accepted.
 	Serials []string `json:"serials,omitempty"`
 	Revoked []string `json:"revoked,omitempty"`
+	// Update is the connector's latest image update, as it reported it.
+	Update *UpdateInfo `json:"update,omitempty"`
+	// ClockOffset is the connector's last estimate of this control plane's
+	// clock minus its own ("2m3s": the connector is behind).
+	ClockOffset *localapi.Duration `json:"clock_offset,omitempty"`
 }
 
 // Resource names a target and the connector that reaches it.
@@ -62,6 +72,7 @@ type state struct {
 	Tokens     []*tokenRecord `json:"tokens"`
 	Connectors []*Connector   `json:"connectors"`
 	Resources  []*Resource    `json:"resources"`
+	Offers     []*Offer       `json:"offers,omitempty"`
 }
 
 func loadState(dir string) (*state, error) {
@@ -84,7 +95,7 @@ func (s *state) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, "state.json"), append(b, '\n'), 0o600)
+	return atomicfile.WriteFile(filepath.Join(dir, "state.json"), append(b, '\n'), 0o600)
 }
 
 func (s *state) connector(id string) *Connector {

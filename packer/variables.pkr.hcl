@@ -4,11 +4,13 @@
 
 variable "version" {
   type        = string
-  description = "Appliance version: os-release, the OVA's file name and ProductSection."
+  description = "Appliance version, MAJOR.MINOR.PATCH: os-release, the file names, the OVA's ProductSection, the update bundle."
   default     = "0.1.0"
   validation {
-    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+([-+][0-9A-Za-z.-]+)?$", var.version))
-    error_message = "The version variable must be a semantic version such as 0.1.0 or 0.2.0-rc.1."
+    # Plain x.y.z: systemd-boot and the updater order versions this way
+    # (a suffix like -rc1 would rank above the release).
+    condition     = can(regex("^(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,8})$", var.version))
+    error_message = "The version variable must be MAJOR.MINOR.PATCH, three decimal numbers without leading zeros, such as 0.2.0 (no -rc suffix: the boot loader would rank it above the release)."
   }
 }
 
@@ -26,7 +28,7 @@ variable "build_dir" {
 
 variable "dist_dir" {
   type        = string
-  description = "Where the OVA, signatures, SHA256SUMS, cosign.pub and SBOM go."
+  description = "Where the OVA, update bundle and ISO, signatures, SHA256SUMS, cosign.pub and SBOM go; the update repository is DIST_DIR/update-repo."
   default     = "dist"
 }
 
@@ -78,7 +80,7 @@ variable "memory_mib" {
 
 variable "signing_key" {
   type        = string
-  description = "cosign private key file (password in COSIGN_PASSWORD) or KMS reference (awskms://, gcpkms://, azurekms://, hashivault://). Empty: a development key pair is made in dist_dir."
+  description = "Release key: cosign private key file (password in COSIGN_PASSWORD) or KMS reference (awskms://, gcpkms://, azurekms://, hashivault://). It signs the cosign signatures and the update repository. Empty: the development key pair in dist_dir."
   default     = ""
 }
 

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/vaultpam/appliance/rootfs/command"
 )
 
 // dpkgExcludes keep documentation, manuals and translations out of the
@@ -68,7 +70,7 @@ func packageStage(ctx context.Context, o Options) (tarball, key string, cached b
 	args = append(args, o.ExtraSources...)
 	o.logf("rootfs: building the package stage with mmdebstrap (%d packages; this downloads from the Debian mirror)", len(pkgs))
 	env := []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", o.SourceDateEpoch)}
-	if err := run(ctx, env, "mmdebstrap", args...); err != nil {
+	if _, err := command.Run(ctx, env, nil, "mmdebstrap", args...); err != nil {
 		os.Remove(tmp)
 		return "", "", false, err
 	}

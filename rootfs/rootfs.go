@@ -43,6 +43,11 @@ type Options struct {
 	Suite        string
 	Mirror       string
 	ExtraSources []string
+	// UpdateRoot is the TUF root of the release repository
+	// (dist/update-repo/root.json), baked in at UpdateRootPath as the
+	// updater's trust anchor. Empty: the image carries none (and refuses
+	// every update).
+	UpdateRoot string
 	// Logf reports progress; nil discards it.
 	Logf func(format string, args ...any)
 }
@@ -58,7 +63,7 @@ func DefaultOptions() Options {
 		BinDir:          "bin",
 		CacheDir:        filepath.Join("build", "cache"),
 		WorkDir:         filepath.Join("build", "work"),
-		Version:         "0.0.0-dev",
+		Version:         "0.0.0",
 		SourceDateEpoch: epoch,
 		Suite:           "bookworm",
 		Mirror:          "http://deb.debian.org/debian",
@@ -113,6 +118,9 @@ type Result struct {
 	Installed []string
 	// Modules says which kernel modules the root kept (modules.txt).
 	Modules ModuleStats
+	// UpdateRootSHA256 is the sha256 of the baked-in update root; "" when
+	// there is none.
+	UpdateRootSHA256 string
 }
 
 // Build makes the root image. It is safe to call again with the same

@@ -105,6 +105,12 @@ func TestBuildReproducible(t *testing.T) {
 	o := DefaultOptions()
 	o.CacheDir = filepath.Join(buildDir, "cache")
 	o.BinDir = os.Getenv("VAULTPAM_BIN")
+	// The image bakes in the update repository's root, as make image does.
+	if root := filepath.Join(os.Getenv("VAULTPAM_DIST"), "update-repo", "root.json"); os.Getenv("VAULTPAM_DIST") != "" {
+		if _, err := os.Stat(root); err == nil {
+			o.UpdateRoot = root
+		}
+	}
 	pkgs, err := Packages()
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +129,7 @@ func TestBuildReproducible(t *testing.T) {
 		if err != nil {
 			t.Fatalf("build %d: %v", i+1, err)
 		}
-		t.Logf("build %d: root image %d bytes, sha256 %s", i+1, res.RootSize, res.RootSHA256)
+		t.Logf("build %d: root image %d bytes, sha256 %s (update root %q)", i+1, res.RootSize, res.RootSHA256, res.UpdateRootSHA256)
 		sums = append(sums, res.RootSHA256)
 	}
 	if sums[0] != sums[1] {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+
+	"github.com/vaultpam/appliance/rootfs/command"
 )
 
 // squash packs tree into a zstd squashfs image (level 6: a few MiB larger
@@ -18,7 +20,7 @@ func squash(ctx context.Context, o Options, tree, out string) error {
 	o.logf("rootfs: packing the tree with mksquashfs")
 	// mksquashfs refuses SOURCE_DATE_EPOCH in its environment together with
 	// the explicit time options (make exports it), so it is removed here.
-	err := run(ctx, []string{"SOURCE_DATE_EPOCH"}, "mksquashfs", tree, out,
+	_, err := command.Run(ctx, []string{"SOURCE_DATE_EPOCH"}, nil, "mksquashfs", tree, out,
 		"-noappend", "-comp", "zstd", "-Xcompression-level", "6", "-b", "256K", "-no-xattrs",
 		"-reproducible", "-all-time", epoch, "-mkfs-time", epoch,
 		"-no-progress", "-quiet")

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/vaultpam/appliance/rootfs/command"
 )
 
 // links are the /etc entries that must vary per deployment or per boot on a
@@ -52,7 +54,7 @@ func customise(ctx context.Context, o Options, tarball, tree string, res *Result
 	if err := os.MkdirAll(tree, 0o755); err != nil {
 		return err
 	}
-	if err := run(ctx, nil, "tar", "--numeric-owner", "-xpf", tarball, "-C", tree); err != nil {
+	if _, err := command.Run(ctx, nil, nil, "tar", "--numeric-owner", "-xpf", tarball, "-C", tree); err != nil {
 		return fmt.Errorf("unpacking the package stage: %w", err)
 	}
 	if err := takeBoot(o, tree, res); err != nil {
@@ -92,8 +94,11 @@ func customise(ctx context.Context, o Options, tarball, tree string, res *Result
 	if err := installBinaries(o, tree, res); err != nil {
 		return err
 	}
+	if err := installUpdateRoot(o, tree, res); err != nil {
+		return err
+	}
 	env := []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", o.SourceDateEpoch)}
-	if err := run(ctx, env, "chroot", tree, "systemd-sysusers"); err != nil {
+	if _, err := command.Run(ctx, env, nil, "chroot", tree, "systemd-sysusers"); err != nil {
 		return fmt.Errorf("creating system users: %w", err)
 	}
 	for _, f := range []string{"passwd-", "group-", "shadow-", "gshadow-"} {
@@ -154,7 +159,8 @@ func keepModules(ctx context.Context, o Options, tree string, res *Result) error
 		return err
 	}
 	depmod := func(ctx context.Context, version string) error {
-		return run(ctx, nil, "chroot", tree, "depmod", version)
+		_, err := command.Run(ctx, nil, nil, "chroot", tree, "depmod", version)
+		return err
 	}
 	st, err := pruneModules(ctx, tree, allow, depmod)
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/vaultpam/appliance/connector/atomicfile"
+
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -100,7 +102,7 @@ func WriteKeyPair(dir string, kp *KeyPair) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("writing private key: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, PublicKeyFile), kp.PublicPEM, 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, PublicKeyFile), kp.PublicPEM, 0o644); err != nil {
 		return fmt.Errorf("writing public key: %w", err)
 	}
 	return nil

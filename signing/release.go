@@ -10,6 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/atomicfile"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+
 	"github.com/vaultpam/appliance/signing/sbom"
 )
 
@@ -37,6 +41,12 @@ type ReleaseConfig struct {
 	// Warn receives warnings for people (the development key); nil
 	// discards them.
 	Warn io.Writer
+	// KeepSigned also lists in SHA256SUMS every other file in DistDir that
+	// has a .sig made with this key: the artifacts of another build into
+	// the same directory (make ova and make packages, in either order,
+	// leave one SHA256SUMS). Files signed with another key are left out
+	// with a warning.
+	KeepSigned bool
 }
 
 // Validate returns every problem in c; it does not touch the network.
@@ -83,7 +93,7 @@ type Release struct {
 // DevKeyWarning is printed when no release key is configured.
 const DevKeyWarning = `WARNING: no signing key configured: signed with a DEVELOPMENT key pair in %s.
 WARNING: this is a development key, not for release: anyone with this build directory can sign with it.
-WARNING: for a release, set a key (the post-processor's "key" or vaultpam-sign --key): a cosign.key file or a KMS reference.`
+WARNING: for a release, set a key (make ova SIGNING_KEY=…, the post-processor's "key" or vaultpam-sign --key): a cosign.key file or a KMS reference.`
 
 // SignRelease signs the artifacts and writes, in DistDir: for each file
 // F (and the SBOM) F.sig and F.sigstore.json; the SBOM; cosign.pub;
@@ -101,6 +111,14 @@ func SignRelease(ctx context.Context, cfg ReleaseConfig) (*Release, error) {
 		sbomName = cfg.SBOMFileName()
 	}
 	if cfg.DistDir != "" {
+		if err := os.MkdirAll(cfg.DistDir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating dist dir: %w", err)
+		}
+		unlock, err := lockDir(cfg.DistDir)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 		// Whatever happens next, no signature of an earlier build stays
 		// beside this build's artifacts.
 		removeOutputs(cfg.DistDir, names, sbomName)
@@ -108,35 +126,21 @@ func SignRelease(ctx context.Context, cfg ReleaseConfig) (*Release, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DistDir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating dist dir: %w", err)
-	}
 	warn := cfg.Warn
 	if warn == nil {
 		warn = io.Discard
 	}
 
 	rel := &Release{}
-	key, pw := cfg.Key, cfg.Password
-	if key == "" {
-		k, err := devKey(cfg.DistDir, cfg.Password, warn)
-		if err != nil {
-			return nil, err
-		}
-		key, pw, rel.DevKey = k, devPassword(cfg.Password), true
-	}
-	sv, err := LoadSigner(ctx, key, pw)
+	sv, devKey, err := ReleaseKey(ctx, cfg.Key, cfg.Password, cfg.DistDir, warn)
 	if err != nil {
-		if rel.DevKey && errors.Is(err, ErrWrongPassword) {
-			return nil, fmt.Errorf("%w (the development key was made with another %s; delete %s and %s to make a new one)",
-				err, PasswordEnv, key, filepath.Join(cfg.DistDir, PublicKeyFile))
-		}
 		return nil, err
 	}
+	rel.DevKey = devKey
 	signer, err := NewSigner(ctx, sv)
 	if err != nil {
-		if IsKMSRef(key) {
-			return nil, fmt.Errorf("KMS key %s (credentials from %s): %w", key, kmsEnvHint(key), err)
+		if IsKMSRef(cfg.Key) {
+			return nil, fmt.Errorf("KMS key %s (credentials from %s): %w", cfg.Key, kmsEnvHint(cfg.Key), err)
 		}
 		return nil, err
 	}
@@ -178,7 +182,7 @@ func SignRelease(ctx context.Context, cfg ReleaseConfig) (*Release, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := writeFileAtomic(filepath.Join(stage, sbomName), doc, 0o644); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(stage, sbomName), doc, 0o644); err != nil {
 			return nil, fmt.Errorf("writing SBOM: %w", err)
 		}
 		staged = append(staged, sbomName)
@@ -191,14 +195,26 @@ func SignRelease(ctx context.Context, cfg ReleaseConfig) (*Release, error) {
 			return nil, err
 		}
 	}
-	if err := writeFileAtomic(filepath.Join(stage, PublicKeyFile), rel.PublicKeyPEM, 0o644); err != nil {
+	if cfg.KeepSigned {
+		others, left, err := signedOthers(cfg.DistDir, signer.PublicKey(), sums)
+		if err != nil {
+			return nil, fmt.Errorf("reading the other signed files in %s: %w", cfg.DistDir, err)
+		}
+		for n, d := range others {
+			sums[n] = d
+		}
+		for _, l := range left {
+			fmt.Fprintf(warn, "WARNING: not listed in %s: %s\n", SumsFile, l)
+		}
+	}
+	if err := atomicfile.WriteFile(filepath.Join(stage, PublicKeyFile), rel.PublicKeyPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("writing public key: %w", err)
 	}
 	staged = append(staged, PublicKeyFile)
 	if sums[PublicKeyFile], err = DigestFile(filepath.Join(stage, PublicKeyFile)); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(stage, SumsFile), sums.Marshal(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(stage, SumsFile), sums.Marshal(), 0o644); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", SumsFile, err)
 	}
 	d, err := DigestFile(filepath.Join(stage, SumsFile))
@@ -209,7 +225,7 @@ func SignRelease(ctx context.Context, cfg ReleaseConfig) (*Release, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(stage, SumsFile+SigSuffix), sig.Base64(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(stage, SumsFile+SigSuffix), sig.Base64(), 0o644); err != nil {
 		return nil, fmt.Errorf("writing %s%s: %w", SumsFile, SigSuffix, err)
 	}
 	staged = append(staged, SumsFile, SumsFile+SigSuffix) // the signature goes in last
@@ -280,6 +296,34 @@ func sameFile(a, b string) bool {
 	}
 	sb, err := os.Stat(b)
 	return err == nil && os.SameFile(sa, sb)
+}
+
+// ReleaseKey loads the release signing key: key (a cosign private key file
+// or a KMS reference) or, when key is empty, the development key pair in
+// dist, made on first use, with DevKeyWarning written to warn. One key signs
+// everything a build writes into dist: the cosign signatures and the update
+// repository's TUF metadata. isDev reports the development key.
+func ReleaseKey(ctx context.Context, key string, pw PasswordFunc, dist string, warn io.Writer) (sv signature.SignerVerifier, isDev bool, err error) {
+	if warn == nil {
+		warn = io.Discard
+	}
+	if key == "" {
+		if err := os.MkdirAll(dist, 0o755); err != nil {
+			return nil, false, fmt.Errorf("creating dist dir: %w", err)
+		}
+		k, err := devKey(dist, pw, warn)
+		if err != nil {
+			return nil, true, err
+		}
+		sv, err := LoadSigner(ctx, k, devPassword(pw))
+		if errors.Is(err, ErrWrongPassword) {
+			return nil, true, fmt.Errorf("%w (the development key was made with another %s; delete %s and %s to make a new one)",
+				err, PasswordEnv, k, filepath.Join(dist, PublicKeyFile))
+		}
+		return sv, true, err
+	}
+	sv, err = LoadSigner(ctx, key, pw)
+	return sv, false, err
 }
 
 // devKey returns the path of the development key in dist, making the pair

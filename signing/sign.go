@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"fmt"
 
+	"github.com/vaultpam/appliance/connector/atomicfile"
+
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/options"
@@ -89,14 +91,14 @@ func (s *Signer) SignFile(ctx context.Context, path string) (*Signature, error) 
 
 // WriteSignatureFiles writes path.sig and path.sigstore.json for sig.
 func WriteSignatureFiles(path string, sig *Signature) error {
-	if err := writeFileAtomic(path+SigSuffix, sig.Base64(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(path+SigSuffix, sig.Base64(), 0o644); err != nil {
 		return fmt.Errorf("writing signature: %w", err)
 	}
 	b, err := sig.Bundle()
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path+BundleSuffix, b, 0o644); err != nil {
+	if err := atomicfile.WriteFile(path+BundleSuffix, b, 0o644); err != nil {
 		return fmt.Errorf("writing bundle: %w", err)
 	}
 	return nil

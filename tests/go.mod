@@ -6,15 +6,19 @@ require (
 	github.com/vaultpam/appliance v0.0.0-00010101000000-000000000000
 	github.com/vaultpam/appliance/appliance v0.0.0-00010101000000-000000000000
 	github.com/vishvananda/netns v0.0.5
+	golang.org/x/sys v0.49.0
 )
 
 require (
+	filippo.io/age v1.3.2 // indirect
+	filippo.io/hpke v0.4.0 // indirect
 	github.com/hashicorp/yamux v0.1.2 // indirect
-	github.com/klauspost/compress v1.20.2 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	github.com/vaultpam/appliance/update v0.0.0-00010101000000-000000000000 // indirect
+	golang.org/x/crypto v0.55.0 // indirect
 )
 
 replace (
 	github.com/vaultpam/appliance => ../
 	github.com/vaultpam/appliance/appliance => ../appliance
+	github.com/vaultpam/appliance/update => ../update
 )

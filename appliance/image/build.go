@@ -22,7 +22,11 @@ type Result struct {
 	Duration   time.Duration
 }
 
-// Build makes OutDir/disk.raw, OutDir/image.json and OutDir/dpkg-status.
+// Slot file names in OutDir (Manifest.Slot).
+var slotFiles = SlotFiles{Root: "root.squashfs", Verity: "root.verity", UKI: "uki.efi"}
+
+// Build makes OutDir/disk.raw, OutDir/image.json, OutDir/dpkg-status and
+// slot A's parts (OutDir/root.squashfs, root.verity, uki.efi: Manifest.Slot).
 // It needs root and the Debian tools listed in appliance/README.md. Calls
 // must not overlap for the same work or output directory.
 func Build(ctx context.Context, o Options) (*Result, error) {
@@ -57,13 +61,13 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 
 	logf("image: dm-verity hash tree")
 	verity := filepath.Join(work, "verity-a.img")
-	rootHash, err := formatVerity(ctx, root.RootImage, verity, root.RootSHA256)
+	rootHash, verityUUID, err := formatVerity(ctx, root.RootImage, verity, root.RootSHA256)
 	if err != nil {
 		return nil, err
 	}
 
 	logf("image: UKI and ESP")
-	cmdline := Cmdline(rootHash, "A", o.ExtraCmdline)
+	cmdline := Cmdline(rootHash, verityUUID, o.ExtraCmdline)
 	ukiName := fmt.Sprintf("vaultpam-%s-A.efi", o.Rootfs.Version)
 	uki := filepath.Join(work, ukiName)
 	if err := buildUKI(ctx, o, root.Kernel, root.Initrd, root.OSRelease, cmdline, uki); err != nil {
@@ -106,11 +110,20 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := copyFile(root.DpkgStatus, o.statusPath()); err != nil {
 		return nil, err
 	}
+	// The slot's parts stay beside the disk: an update bundle is made of
+	// them (the work directory is scratch for the next build).
+	slotRoot, slotVerity, slotUKI := slotFiles.Paths(o.OutDir)
+	for _, mv := range [][2]string{{root.RootImage, slotRoot}, {verity, slotVerity}, {uki, slotUKI}} {
+		if err := moveFile(mv[0], mv[1]); err != nil {
+			return nil, fmt.Errorf("keeping slot A's parts: %w", err)
+		}
+	}
 	m := Manifest{
 		Version: o.Rootfs.Version, SourceDateEpoch: o.Rootfs.SourceDateEpoch,
-		RootHash: rootHash, RootSHA256: root.RootSHA256, RootSize: root.RootSize,
+		RootHash: rootHash, VerityUUID: verityUUID, RootSHA256: root.RootSHA256, RootSize: root.RootSize,
 		Cmdline: cmdline, UKI: "/EFI/Linux/" + ukiName, DiskSHA256: diskSum,
-		PackagesKey: root.PackagesKey, Binaries: root.Installed, Layout: layout,
+		PackagesKey: root.PackagesKey, Binaries: root.Installed, UpdateRoot: root.UpdateRootSHA256,
+		Slot: slotFiles, Layout: layout,
 	}
 	if m.Binaries == nil {
 		m.Binaries = []string{}
@@ -134,6 +147,18 @@ func sha256File(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// moveFile renames src to dst, or copies it when they are on different
+// file systems.
+func moveFile(src, dst string) error {
+	if err := os.Rename(src, dst); err == nil {
+		return nil
+	}
+	if err := copyFile(src, dst); err != nil {
+		return err
+	}
+	return os.Remove(src)
 }
 
 func copyFile(src, dst string) error {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/vaultpam/appliance/rootfs/command"
 )
 
 // writeDisk creates a sparse file of the layout's size at path, writes the
@@ -22,7 +24,7 @@ func writeDisk(ctx context.Context, path string, l Layout, images map[string]str
 	if err := f.Truncate(l.DiskSize); err != nil {
 		return err
 	}
-	if _, err := run(ctx, nil, strings.NewReader(l.sfdiskScript()), "sfdisk",
+	if _, err := command.Run(ctx, nil, strings.NewReader(l.sfdiskScript()), "sfdisk",
 		"--quiet", "--no-reread", "--no-tell-kernel", "--wipe", "never", path); err != nil {
 		return fmt.Errorf("writing the partition table: %w", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/vaultpam/appliance/rootfs/command"
 )
 
 // buildESP makes the FAT32 ESP image: systemd-boot as the removable-media
@@ -18,7 +20,7 @@ func buildESP(ctx context.Context, o Options, out string, size int64, uki, ukiNa
 	env := []string{"SOURCE_DATE_EPOCH=" + strconv.FormatInt(epoch, 10), "MTOOLS_SKIP_CHECK=1"}
 	os.Remove(out)
 	volid := derivedUUID(seed, "esp")[:8]
-	if _, err := run(ctx, env, nil, "mkfs.vfat", "-F", "32", "-n", "VPAM-ESP", "-i", volid,
+	if _, err := command.Run(ctx, env, nil, "mkfs.vfat", "-F", "32", "-n", "VPAM-ESP", "-i", volid,
 		"--invariant", "-C", out, strconv.FormatInt(size/1024, 10)); err != nil {
 		return fmt.Errorf("formatting the ESP: %w", err)
 	}
@@ -42,7 +44,7 @@ func buildESP(ctx context.Context, o Options, out string, size int64, uki, ukiNa
 		{"mcopy", "-i", out, "-m", loaderConf, "::/loader/loader.conf"},
 	}
 	for _, s := range steps {
-		if _, err := run(ctx, env, nil, s[0], s[1:]...); err != nil {
+		if _, err := command.Run(ctx, env, nil, s[0], s[1:]...); err != nil {
 			return fmt.Errorf("filling the ESP: %w", err)
 		}
 	}

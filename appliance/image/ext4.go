@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+
+	"github.com/vaultpam/appliance/rootfs/command"
 )
 
 // buildExt4 makes an ext4 image of size bytes at out, filled from dir (may
@@ -21,7 +23,7 @@ func buildExt4(ctx context.Context, o Options, out, label, dir string, size int6
 	}
 	args = append(args, out, strconv.FormatInt(size/1024, 10)+"k")
 	env := []string{"SOURCE_DATE_EPOCH=" + epoch, "E2FSPROGS_FAKE_TIME=" + epoch}
-	if _, err := run(ctx, env, nil, "mkfs.ext4", args...); err != nil {
+	if _, err := command.Run(ctx, env, nil, "mkfs.ext4", args...); err != nil {
 		return fmt.Errorf("making the %s file system: %w", label, err)
 	}
 	return nil

@@ -16,7 +16,7 @@ const (
 	gptTailSectors = 2048 // keep 1 MiB at the end for the backup GPT
 )
 
-// Partition labels, in table order (DESIGN.md §4).
+// Partition labels, in table order (ARCHITECTURE.md, "The disk").
 const (
 	LabelESP     = "VPAM-ESP"
 	LabelRootA   = "VPAM-ROOT-A"

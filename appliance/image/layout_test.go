@@ -60,11 +60,12 @@ func TestPlanLayout(t *testing.T) {
 func TestValidate(t *testing.T) {
 	o := DefaultOptions()
 	o.OutDir, o.ESPSize, o.DataSize, o.StubPath = "", 3, 1*MiB, ""
+	o.Rootfs.Version = "0.2.0-rc1" // systemd-boot would rank it above 0.2.0
 	err := o.Validate()
 	if err == nil {
 		t.Fatal("Validate() = nil, want errors")
 	}
-	for _, want := range []string{"output dir", "ESP size", "DATA size", "stub"} {
+	for _, want := range []string{"output dir", "ESP size", "DATA size", "stub", `version "0.2.0-rc1"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to mention %q", err, want)
 		}
@@ -72,8 +73,11 @@ func TestValidate(t *testing.T) {
 }
 
 func TestCmdline(t *testing.T) {
-	c := Cmdline("ab12", "A", "quiet")
-	for _, want := range []string{"vaultpam.roothash=ab12", "vaultpam.slot=A", "console=tty1", "console=ttyS0", "root=/dev/mapper/vroot", "ro", "panic=60", "quiet"} {
+	c := Cmdline("ab12", "0e4b7f2a-1c2d-8e3f-9a4b-5c6d7e8f9a0b", "quiet")
+	if strings.Contains(c, "vaultpam.slot=") {
+		t.Errorf("Cmdline = %q names a slot; the same UKI must boot from A or B", c)
+	}
+	for _, want := range []string{"vaultpam.roothash=ab12", "vaultpam.verity=0e4b7f2a-1c2d-8e3f-9a4b-5c6d7e8f9a0b", "console=tty1", "console=ttyS0", "root=/dev/mapper/vroot", "ro", "panic=60", "quiet"} {
 		if !strings.Contains(" "+c+" ", " "+want) {
 			t.Errorf("Cmdline = %q, want %q in it", c, want)
 		}
@@ -100,17 +104,22 @@ func TestVerityHashSize(t *testing.T) {
 	}
 	hash := filepath.Join(dir, "hash")
 	sum := strings.Repeat("ab", 32)
-	root, err := formatVerity(t.Context(), data, hash, sum)
+	root, uuid, err := formatVerity(t.Context(), data, hash, sum)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The UUID the UKI names is the one in the superblock (what the
+	// initramfs reads back with veritysetup dump).
+	if out, err := exec.Command("veritysetup", "dump", hash).CombinedOutput(); err != nil || !regexp.MustCompile(`(?m)^UUID:\s+`+uuid+`$`).Match(out) {
+		t.Errorf("veritysetup dump (%v) does not show UUID %s:\n%s", err, uuid, out)
 	}
 	st, _ := os.Stat(hash)
 	if planned := verityHashSize(size); st.Size() > planned {
 		t.Errorf("veritysetup wrote %d bytes of hash tree for %d MiB, planned %d", st.Size(), size/MiB, planned)
 	}
 	// The same data and salt give the same root hash.
-	if again, err := formatVerity(t.Context(), data, hash, sum); err != nil || again != root {
-		t.Errorf("second format gave root hash %s (%v), first %s", again, err, root)
+	if again, againUUID, err := formatVerity(t.Context(), data, hash, sum); err != nil || again != root || againUUID != uuid {
+		t.Errorf("second format gave root hash %s, UUID %s (%v); first %s, %s", again, againUUID, err, root, uuid)
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package image assembles the appliance's bootable raw disk: it builds the
 // root file system (package rootfs), its dm-verity hash tree, a unified
 // kernel image (UKI) carrying the root hash, the ESP with systemd-boot, the
-// CONFIG and DATA file systems, and lays them out in a GPT (DESIGN.md §4).
+// CONFIG and DATA file systems, and lays them out in a GPT (ARCHITECTURE.md, "The disk").
 // Everything is derived from the content and SOURCE_DATE_EPOCH: no random
 // UUIDs, no timestamps of the build machine. No loop devices, no mounts.
 package image
@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/vaultpam/appliance/rootfs"
+	"github.com/vaultpam/appliance/update/version"
 )
 
 // MiB is a mebibyte.
@@ -55,6 +56,11 @@ func DefaultOptions() Options {
 func (o Options) Validate() error {
 	var errs []error
 	if err := o.Rootfs.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	// systemd-boot picks the newest UKI by the os-release version, and the
+	// updater compares versions the same way: plain x.y.z only.
+	if _, err := version.Parse(o.Rootfs.Version); o.Rootfs.Version != "" && err != nil {
 		errs = append(errs, err)
 	}
 	if o.OutDir == "" {

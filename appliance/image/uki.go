@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/vaultpam/appliance/rootfs/command"
 )
 
 // Section addresses of the UKI, as the systemd-boot-efi stub expects them
-// (measured in DESIGN.md §3).
+// (tried with Debian's linuxx64.efi.stub from systemd-boot-efi under OVMF).
 var ukiSections = []struct{ name, vma string }{
 	{".osrel", "0x20000"},
 	{".cmdline", "0x30000"},
@@ -16,12 +18,15 @@ var ukiSections = []struct{ name, vma string }{
 	{".initrd", "0x3000000"},
 }
 
-// Cmdline is the kernel command line of the UKI for a slot. The root hash
-// pins the root: changing one byte of the root needs a new UKI.
-func Cmdline(rootHash, slot, extra string) string {
+// Cmdline is the kernel command line of a root's UKI. The root hash pins
+// the root: changing one byte of the root needs a new UKI. The verity UUID
+// (the UUID in the hash tree's superblock) lets the initramfs find the slot
+// the root was written to, so the same UKI boots from slot A or B: an
+// update bundle carries one UKI for whichever slot is not running.
+func Cmdline(rootHash, verityUUID, extra string) string {
 	args := []string{
 		"root=/dev/mapper/vroot", "rootfstype=squashfs", "ro",
-		"vaultpam.roothash=" + rootHash, "vaultpam.slot=" + slot,
+		"vaultpam.roothash=" + rootHash, "vaultpam.verity=" + verityUUID,
 		// The last console is /dev/console: systemd status and the boot
 		// report go to the serial line, which headless users and tests read.
 		"console=tty1", "console=ttyS0,115200",
@@ -52,7 +57,7 @@ func buildUKI(ctx context.Context, o Options, kernel, initrd, osrel, cmdline, ou
 	}
 	args = append(args, o.StubPath, out)
 	os.Remove(out)
-	if _, err := run(ctx, nil, nil, "objcopy", args...); err != nil {
+	if _, err := command.Run(ctx, nil, nil, "objcopy", args...); err != nil {
 		return fmt.Errorf("building the UKI: %w", err)
 	}
 	return stampPE(out, o.Rootfs.SourceDateEpoch)

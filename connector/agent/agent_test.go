@@ -21,6 +21,7 @@ import (
 	"github.com/vaultpam/appliance/connector/identity"
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/lab"
 )
 
@@ -73,7 +74,7 @@ func (r *run) stop() {
 
 // waitFor reads transitions until one lands in want; it fails the test
 // if the agent goes elsewhere first to a waiting state or after a minute.
-func (r *run) waitFor(t *testing.T, want State) Transition {
+func (r *run) waitFor(t *testing.T, want state.State) Transition {
 	t.Helper()
 	timeout := time.After(time.Minute)
 	for {
@@ -103,21 +104,21 @@ func newToken(t *testing.T, cp *lab.TestServer) string {
 }
 
 func TestTransitionTable(t *testing.T) {
-	for from := AwaitingToken; from <= Draining; from++ {
+	for from := state.AwaitingToken; from <= state.Draining; from++ {
 		if !CanTransition(from, from) {
 			t.Errorf("%s → itself refused", from)
 		}
-		if from != Draining && !CanTransition(from, Draining) {
+		if from != state.Draining && !CanTransition(from, state.Draining) {
 			t.Errorf("%s → draining refused", from)
 		}
 	}
-	for _, bad := range [][2]State{{AwaitingToken, Online}, {NeedsRecovery, Online}, {Draining, Online}, {Online, Enrolling}, {Online, AwaitingToken}} {
+	for _, bad := range [][2]state.State{{state.AwaitingToken, state.Online}, {state.NeedsRecovery, state.Online}, {state.Draining, state.Online}, {state.Online, state.Enrolling}, {state.Online, state.AwaitingToken}} {
 		if CanTransition(bad[0], bad[1]) {
 			t.Errorf("%s → %s allowed", bad[0], bad[1])
 		}
 	}
-	if got := NeedsRecovery.String(); got != "needs_recovery" || NeedsRecovery.Label() != "Needs recovery" {
-		t.Errorf("NeedsRecovery = %q / %q", got, NeedsRecovery.Label())
+	if got := state.NeedsRecovery.String(); got != "needs_recovery" || state.NeedsRecovery.Label() != "Needs recovery" {
+		t.Errorf("NeedsRecovery = %q / %q", got, state.NeedsRecovery.Label())
 	}
 }
 
@@ -129,11 +130,11 @@ func TestEnrolThenRestart(t *testing.T) {
 	tok := newToken(t, cp)
 
 	r1 := start(t, cp, &identity.Dir{Path: dir}, durable, tok)
-	r1.waitFor(t, Connecting)
-	r1.waitFor(t, Connecting) // identity accepted
+	r1.waitFor(t, state.Connecting)
+	r1.waitFor(t, state.Connecting) // identity accepted
 	r1.stop()
-	wantSeq := []State{Enrolling, Connecting, Connecting, Draining}
-	var got []State
+	wantSeq := []state.State{state.Enrolling, state.Connecting, state.Connecting, state.Draining}
+	var got []state.State
 	for _, tr := range r1.History() {
 		got = append(got, tr.To)
 	}
@@ -149,14 +150,14 @@ func TestEnrolThenRestart(t *testing.T) {
 	}
 
 	r2 := start(t, cp, &identity.Dir{Path: dir}, durable, tok)
-	r2.waitFor(t, Connecting)
+	r2.waitFor(t, state.Connecting)
 	st := r2.Status()
 	if st.ConnectorID != id1.ConnectorID || st.Mode != identity.ModeAutonomousRestart || st.CertNotAfter.IsZero() || st.ControlPlane != cp.URL() {
 		t.Errorf("status after restart = %+v, want connector %s", st, id1.ConnectorID)
 	}
 	r2.stop()
 	for _, tr := range r2.History() {
-		if tr.To == Enrolling {
+		if tr.To == state.Enrolling {
 			t.Errorf("restart re-enrolled: %+v", r2.History())
 		}
 	}
@@ -191,7 +192,7 @@ func TestGuidedRecoveryOnTmpfs(t *testing.T) {
 	tok := newToken(t, cp)
 
 	r1 := start(t, cp, &identity.Dir{Path: dir}, mode, tok)
-	r1.waitFor(t, Connecting)
+	r1.waitFor(t, state.Connecting)
 	firstID := r1.Status().ConnectorID
 	r1.stop()
 
@@ -201,10 +202,10 @@ func TestGuidedRecoveryOnTmpfs(t *testing.T) {
 	}
 	mount()
 	r2 := start(t, cp, &identity.Dir{Path: dir}, mode, tok) // token still in the environment
-	if tr := r2.waitFor(t, Enrolling); tr.From != NeedsRecovery {
+	if tr := r2.waitFor(t, state.Enrolling); tr.From != state.NeedsRecovery {
 		t.Fatalf("state after losing the identity = %s, want needs_recovery", tr.From)
 	}
-	tr := r2.waitFor(t, NeedsRecovery)
+	tr := r2.waitFor(t, state.NeedsRecovery)
 	if !strings.Contains(tr.Reason, protocol.CodeTokenUsed) || !strings.Contains(tr.Reason, "does not survive a restart") {
 		t.Errorf("reason = %q, want why the identity is gone and that the token was used", tr.Reason)
 	}
@@ -228,7 +229,7 @@ func TestGuidedRecoveryOnTmpfs(t *testing.T) {
 	if err := r2.submit(t, rec); err != nil {
 		t.Fatalf("SubmitToken(recovery) = %v", err)
 	}
-	r2.waitFor(t, Connecting)
+	r2.waitFor(t, state.Connecting)
 	if got := r2.Status().ConnectorID; got != firstID {
 		t.Errorf("recovered connector ID = %s, want %s", got, firstID)
 	}
@@ -243,7 +244,7 @@ func TestTokenProblemsKeepWaiting(t *testing.T) {
 	cp := lab.NewTest(t, lab.WithNow(now))
 	store := &identity.Mem{}
 	r := start(t, cp, store, durable, "")
-	if st := r.Status(); st.State != localapi.StateAwaitingToken || st.Reason != "" || st.Hint == "" {
+	if st := r.Status(); st.State != state.AwaitingToken.String() || st.Reason != "" || st.Hint == "" {
 		t.Errorf("fresh status = %s %q %q; want awaiting_token, no reason, a hint", st.State, st.Reason, st.Hint)
 	}
 
@@ -262,7 +263,7 @@ func TestTokenProblemsKeepWaiting(t *testing.T) {
 	if err := r.submit(t, "ABC"); !errors.As(err, &le) || le.Code != "token_invalid" {
 		t.Fatalf("SubmitToken(short) = %v, want token_invalid", err)
 	}
-	if r.State() != AwaitingToken || cp.Authority.EnrolAttempts(tok) != 0 {
+	if r.State() != state.AwaitingToken || cp.Authority.EnrolAttempts(tok) != 0 {
 		t.Fatalf("typo changed state to %s or reached the control plane", r.State())
 	}
 
@@ -277,13 +278,13 @@ func TestTokenProblemsKeepWaiting(t *testing.T) {
 		if err := r.submit(t, tc.tok); err != nil {
 			t.Fatalf("SubmitToken = %v", err)
 		}
-		// The console polls right after the 202: Enrolling must already
+		// The console polls right after the 202: state.Enrolling must already
 		// be visible, never the old awaiting_token.
-		if h := r.History(); len(h) <= n || h[n].To != Enrolling {
+		if h := r.History(); len(h) <= n || h[n].To != state.Enrolling {
 			t.Fatalf("SubmitToken returned before the state became enrolling: %+v", h[n:])
 		}
-		r.waitFor(t, Enrolling)
-		tr := r.waitFor(t, AwaitingToken)
+		r.waitFor(t, state.Enrolling)
+		tr := r.waitFor(t, state.AwaitingToken)
 		if !strings.Contains(tr.Reason, tc.code) || r.Status().Hint == "" {
 			t.Errorf("reason %q / hint %q; want %s and a hint", tr.Reason, r.Status().Hint, tc.code)
 		}
@@ -299,27 +300,29 @@ func TestRevokedCertificate(t *testing.T) {
 	cp := lab.NewTest(t)
 	store := &identity.Dir{Path: t.TempDir()}
 	r1 := start(t, cp, store, durable, newToken(t, cp))
-	r1.waitFor(t, Connecting)
+	r1.waitFor(t, state.Connecting)
 	id := r1.Status().ConnectorID
 	r1.stop()
 	if err := cp.Authority.Revoke(id); err != nil {
 		t.Fatal(err)
 	}
 	r2 := start(t, cp, store, durable, "")
-	tr := r2.waitFor(t, NeedsRecovery)
+	tr := r2.waitFor(t, state.NeedsRecovery)
 	if !strings.Contains(tr.Reason, protocol.CodeCertRevoked) || r2.Status().ConnectorID != id {
 		t.Errorf("reason %q, connector %q; want cert_revoked for %s", tr.Reason, r2.Status().ConnectorID, id)
 	}
 	rec, _ := cp.Authority.CreateRecoveryToken(id, 0)
 	r2.submit(t, rec)
-	r2.waitFor(t, Connecting)
+	r2.waitFor(t, state.Connecting)
 	if got := r2.Status().ConnectorID; got != id {
 		t.Errorf("recovered as %s, want %s", got, id)
 	}
 }
 
 // Damaged identities: each gives needs_recovery with its own reason, and
-// the config and the damaged file are kept.
+// the config and the damaged file are kept. (A certificate expired by
+// this machine's clock is not damage: the control plane decides, see
+// TestLocallyExpiredIdentityAsksTheControlPlane.)
 func TestDamagedIdentity(t *testing.T) {
 	cp := lab.NewTest(t)
 	for _, tc := range []struct {
@@ -339,23 +342,19 @@ func TestDamagedIdentity(t *testing.T) {
 			b[len(b)/2] ^= 0x20
 			os.WriteFile(p, b, 0o600)
 		}, "unreadable"},
-		{"expired", func(t *testing.T, dir string, id *identity.Identity) {}, "expired"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			r1 := start(t, cp, &identity.Dir{Path: dir}, durable, newToken(t, cp))
-			r1.waitFor(t, Connecting)
+			r1.waitFor(t, state.Connecting)
 			id := r1.Identity()
 			r1.stop()
 			tc.damage(t, dir, id)
 			store := &identity.Dir{Path: dir}
-			if tc.name == "expired" {
-				store.Now = func() time.Time { return id.Leaf().NotAfter.Add(time.Hour) }
-			}
 			before, _ := os.ReadFile(filepath.Join(dir, identity.FileName))
 			r2 := start(t, cp, store, durable, "")
 			st := r2.Status()
-			if st.State != localapi.StateNeedsRecovery || !strings.Contains(st.Reason, tc.reason) || st.Hint == "" || st.ConnectorName != "dc1" {
+			if st.State != state.NeedsRecovery.String() || !strings.Contains(st.Reason, tc.reason) || st.Hint == "" || st.ConnectorName != "dc1" {
 				t.Errorf("status = %s %q (hint %q); want needs_recovery, reason containing %q", st.State, st.Reason, st.Hint, tc.reason)
 			}
 			r2.stop()
@@ -370,9 +369,9 @@ func TestDamagedIdentity(t *testing.T) {
 func TestSubmitWhenNotWaiting(t *testing.T) {
 	cp := lab.NewTest(t)
 	r := start(t, cp, &identity.Mem{}, durable, newToken(t, cp))
-	r.waitFor(t, Connecting)
+	r.waitFor(t, state.Connecting)
 	r.cancel()
-	r.waitFor(t, Draining)
+	r.waitFor(t, state.Draining)
 	var le *localapi.Error
 	if err := r.submit(t, newToken(t, cp)); !errors.As(err, &le) || le.Code != "not_waiting_for_token" {
 		t.Errorf("SubmitToken while draining = %v, want not_waiting_for_token", err)
@@ -432,13 +431,13 @@ func TestEnrolRetriesUntilControlPlaneIsBack(t *testing.T) {
 		Enroller: &enrol.Client{URL: url, RootCAs: pool}, Token: tok,
 	})
 	for {
-		tr := r.waitFor(t, Enrolling)
+		tr := r.waitFor(t, state.Enrolling)
 		if strings.Contains(tr.Reason, "not reachable") {
 			break
 		}
 	}
 	lab.NewTestAt(t, dir, lab.WithListen(addr))
-	r.waitFor(t, Connecting)
+	r.waitFor(t, state.Connecting)
 	if r.Status().ConnectorID == "" {
 		t.Error("no connector ID after the retried enrolment")
 	}

@@ -6,23 +6,31 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"strings"
+	"io"
 	"time"
 
 	"github.com/vaultpam/appliance/connector/enrol"
 	"github.com/vaultpam/appliance/connector/identity"
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 )
 
 // LinkStatus is what the tunnel reports to the agent.
 type LinkStatus struct {
-	State             State // Connecting, Online or Reconnecting
+	State             state.State // Connecting, Online or Reconnecting
 	Reason            string
 	LastHeartbeat     time.Time
 	HeartbeatInterval time.Duration
 	RTT               time.Duration
 	ActiveSessions    int
+	// ClockOffset is the control plane's clock minus ours; ClockMeasured
+	// is when it was estimated (zero: never).
+	ClockOffset   time.Duration
+	ClockMeasured time.Time
+	// SupportRecipient is the control plane's support-bundle key ("" when
+	// it announced none).
+	SupportRecipient string
 }
 
 // Link is a running tunnel (the tunnel.Client behind an adapter).
@@ -32,8 +40,12 @@ type Link interface {
 	// Run keeps the tunnel up until ctx ends or Shutdown finishes. An
 	// error wrapping ErrLinkRefused means the identity is refused for good.
 	Run(ctx context.Context) error
-	// Shutdown stops new sessions and waits for the open ones until ctx ends.
-	Shutdown(ctx context.Context) error
+	// Shutdown stops new sessions and waits for the open ones until ctx
+	// ends; the sessions still open then end with reason.
+	Shutdown(ctx context.Context, reason protocol.Reason) error
+	// SendStream hands h.Size bytes of body to the control plane on a
+	// typed stream and returns its ID for them (tunnel.Client.SendStream).
+	SendStream(ctx context.Context, h protocol.StreamHeader, body io.Reader) (string, error)
 }
 
 // LinkHost is what a Link needs from the agent: the current identity
@@ -56,33 +68,47 @@ var ErrLinkRefused = errors.New("control plane refused the connector identity")
 func (a *Agent) Run(ctx context.Context) error {
 	a.notify("READY=1")
 	a.notify("STATUS=" + statusLine(a.State(), a.Status().Reason))
+	if p := a.pending; p != nil {
+		a.pending = nil
+		a.finishPending(ctx, p, "")
+	}
 	if tok := a.opt.Token; tok != "" {
 		a.opt.Token = ""
-		// The same checks as a token from the console; a refused one is
-		// reported in the status and never retried.
-		if err := a.SubmitToken(ctx, tok); err != nil {
-			var le *localapi.Error
-			if errors.As(err, &le) {
-				a.transition(a.State(), "token given at start refused: "+le.Message, le.Hint)
+		switch st := a.State(); st {
+		case state.AwaitingToken, state.NeedsRecovery:
+			// The same checks as a token from the console; a refused one is
+			// reported in the status and never retried.
+			if err := a.SubmitToken(ctx, tok); err != nil {
+				var le *localapi.Error
+				if errors.As(err, &le) {
+					a.transition(a.State(), "token given at start refused: "+le.Message, le.Hint)
+				}
 			}
+		default:
+			a.log.Info("the resumed enrolment gave the connector its identity; the token given at start is not used", "state", st.String())
 		}
 	}
 	for {
 		if ctx.Err() != nil {
-			a.transition(Draining, "shutting down", "")
+			a.transition(state.Draining, "shutting down", "")
 			a.notify("STOPPING=1")
 			return nil
 		}
 		switch a.State() {
-		case AwaitingToken, NeedsRecovery, Enrolling:
+		case state.AwaitingToken, state.NeedsRecovery, state.Enrolling:
 			select {
 			case tok := <-a.tokens:
 				a.enrolWith(ctx, tok)
 			case <-ctx.Done():
 			}
-		case Connecting, Reconnecting, Online:
+		case state.Connecting, state.Reconnecting, state.Online:
 			a.connect(ctx)
-		case Draining:
+		case state.Draining:
+			if a.isRebooting() {
+				// Drained for an update's reboot: wait to be stopped, do
+				// not exit (systemd would start a fresh connector).
+				<-ctx.Done()
+			}
 			return nil
 		}
 	}
@@ -106,63 +132,6 @@ func (a *Agent) burn(token, code string) {
 	a.mu.Unlock()
 }
 
-// enrolWith tries one token. Network failures are retried with backoff
-// (enrolment is idempotent until the token is consumed); an answer from the
-// control plane is final for this token.
-func (a *Agent) enrolWith(ctx context.Context, tok string) {
-	a.mu.Lock()
-	back := a.waiting // SubmitToken moved us to Enrolling from here
-	a.mu.Unlock()
-	for n := 0; ; n++ {
-		id, err := a.opt.Enroller.Enrol(ctx, tok)
-		if err == nil {
-			a.burn(tok, protocol.CodeTokenUsed)
-			if err := a.opt.Store.Save(id); err != nil {
-				a.mu.Lock()
-				a.id = id
-				a.mu.Unlock()
-				a.transition(NeedsRecovery, "enrolled as "+id.ConnectorID+" but the identity could not be saved: "+err.Error(),
-					"fix the data directory (PAM_AGENT_DATA_DIR must be writable), then enter a recovery token for this connector")
-				return
-			}
-			a.mu.Lock()
-			a.id = id
-			a.mu.Unlock()
-			a.log.Info("enrolled", "connector", id.ConnectorID, "cert_not_after", id.Leaf().NotAfter)
-			a.transition(Connecting, "enrolled as "+id.ConnectorID, "")
-			return
-		}
-		if ctx.Err() != nil {
-			a.transition(back, "enrolment interrupted by shutdown", "")
-			return
-		}
-		var ee *enrol.Error
-		if errors.As(err, &ee) && enrol.Permanent(err) {
-			switch ee.Code {
-			case protocol.CodeTokenUsed, protocol.CodeTokenUnknown, protocol.CodeTokenExpired:
-				a.burn(tok, ee.Code)
-			}
-			a.log.Warn("enrolment refused", "code", ee.Code, "err", ee.Message)
-			reason := fmt.Sprintf("enrolment refused (%s): %s", ee.Code, ee.Message)
-			a.mu.Lock()
-			why := a.waitingWhy
-			a.mu.Unlock()
-			if back == NeedsRecovery && why != "" && !strings.Contains(why, "enrolment refused") {
-				reason = why + "; " + reason // keep what broke the identity in view
-			}
-			a.transition(back, reason, ee.Hint())
-			return
-		}
-		d := a.opt.RetryDelay(n)
-		a.transition(Enrolling, fmt.Sprintf("control plane not reachable (%v); retrying in %s", err, d.Round(time.Millisecond)),
-			"check the network, DNS, proxy_url and control_plane_url")
-		if !wait(ctx, d) {
-			a.transition(back, "enrolment interrupted by shutdown", "")
-			return
-		}
-	}
-}
-
 // connect checks the identity with the control plane, then runs the
 // tunnel until it fails for good or ctx ends (then it drains).
 func (a *Agent) connect(ctx context.Context) {
@@ -181,19 +150,19 @@ func (a *Agent) connect(ctx context.Context) {
 			return
 		}
 		var ee *enrol.Error
-		if errors.As(err, &ee) && enrol.Permanent(err) {
-			a.transition(NeedsRecovery, fmt.Sprintf("control plane refused the identity of %s (%s): %s", id.ConnectorID, ee.Code, ee.Message), ee.Hint())
+		if enrol.RefusesIdentity(err) && errors.As(err, &ee) {
+			a.transition(state.NeedsRecovery, fmt.Sprintf("control plane refused the identity of %s (%s): %s", id.ConnectorID, ee.Code, ee.Message), ee.Hint())
 			return
 		}
 		d := a.opt.RetryDelay(n)
-		a.transition(Reconnecting, fmt.Sprintf("control plane not reachable (%v); retrying in %s", err, d.Round(time.Millisecond)),
-			"check the network, DNS, proxy_url and control_plane_url")
+		why, hint := retryReason(err)
+		a.transition(state.Reconnecting, fmt.Sprintf("%s; retrying in %s", why, d.Round(time.Millisecond)), hint)
 		if !wait(ctx, d) {
 			return
 		}
 	}
 	if a.opt.Link == nil {
-		a.transition(Connecting, "identity accepted by the control plane; no tunnel in this build", "")
+		a.transition(state.Connecting, "identity accepted by the control plane; no tunnel in this build", "")
 		select {
 		case <-ctx.Done():
 		case <-a.relink:
@@ -202,7 +171,7 @@ func (a *Agent) connect(ctx context.Context) {
 	}
 	link, err := a.opt.Link(a, a.onLink)
 	if err != nil {
-		a.transition(NeedsRecovery, "cannot start the tunnel: "+err.Error(), "check the configuration, then restart the connector")
+		a.transition(state.NeedsRecovery, "cannot start the tunnel: "+err.Error(), "check the configuration, then restart the connector")
 		return
 	}
 	a.mu.Lock()
@@ -222,19 +191,22 @@ func (a *Agent) connect(ctx context.Context) {
 		// A re-enrolment replaced the identity: start over with it.
 		cancel()
 		<-done
-		a.transition(Connecting, "reconnecting with the new identity", "")
+		a.transition(state.Connecting, "reconnecting with the new identity", "")
 	case err := <-done:
+		if a.isRebooting() {
+			return // Drain closed the tunnel; stay Draining
+		}
 		if errors.Is(err, ErrLinkRefused) {
-			a.transition(NeedsRecovery, err.Error(), enrol.Hint(protocol.CodeCertRevoked))
+			a.transition(state.NeedsRecovery, err.Error(), enrol.Hint(protocol.CodeCertRevoked))
 			return
 		}
-		a.transition(Reconnecting, fmt.Sprintf("tunnel stopped: %v", err), "")
+		a.transition(state.Reconnecting, fmt.Sprintf("tunnel stopped: %v", err), "")
 	case <-ctx.Done():
 		grace := a.opt.Config.Drain()
-		a.transition(Draining, fmt.Sprintf("shutting down: no new sessions, waiting up to %s for open ones", grace), "")
+		a.transition(state.Draining, fmt.Sprintf("shutting down: no new sessions, waiting up to %s for open ones", grace), "")
 		a.notify("STOPPING=1")
 		sctx, scancel := context.WithTimeout(context.Background(), grace)
-		if err := link.Shutdown(sctx); err != nil {
+		if err := link.Shutdown(sctx, protocol.ReasonDraining); err != nil {
 			a.log.Warn("drain ended", "err", err)
 		}
 		scancel()
@@ -249,10 +221,11 @@ func (a *Agent) onLink(ls LinkStatus) {
 	a.link = ls
 	cur := a.state
 	a.mu.Unlock()
+	a.noteRecipient(ls.SupportRecipient)
 	switch {
-	case cur == Draining || cur == NeedsRecovery || cur == Enrolling:
+	case cur == state.Draining || cur == state.NeedsRecovery || cur == state.Enrolling:
 		return
-	case ls.State == Online || ls.State == Reconnecting || ls.State == Connecting:
+	case ls.State == state.Online || ls.State == state.Reconnecting || ls.State == state.Connecting:
 		if CanTransition(cur, ls.State) {
 			a.transition(ls.State, ls.Reason, "")
 		}
@@ -279,8 +252,8 @@ func (a *Agent) Renewed(chain [][]byte) error {
 	if len(next.Chain) == 0 {
 		return errors.New("renewed certificate chain is empty")
 	}
-	if err := next.Check(a.opt.Now()); err != nil {
-		return fmt.Errorf("renewed certificate: %w", err)
+	if err := next.Check(a.opt.Now()); err != nil && !errors.Is(err, identity.ErrExpired) && !errors.Is(err, identity.ErrNotYetValid) {
+		return fmt.Errorf("renewed certificate: %w", err) // (this machine's clock does not judge validity)
 	}
 	if err := a.opt.Store.Save(next); err != nil {
 		return err

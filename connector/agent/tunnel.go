@@ -5,7 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 
+	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/connector/tunnel"
 )
 
@@ -46,7 +49,13 @@ func (l *tunnelLink) Run(ctx context.Context) error {
 	return err
 }
 
-func (l *tunnelLink) Shutdown(ctx context.Context) error { return l.c.Shutdown(ctx) }
+func (l *tunnelLink) Shutdown(ctx context.Context, reason protocol.Reason) error {
+	return l.c.ShutdownFor(ctx, reason)
+}
+
+func (l *tunnelLink) SendStream(ctx context.Context, h protocol.StreamHeader, body io.Reader) (string, error) {
+	return l.c.SendStream(ctx, h, body)
+}
 
 func (l *tunnelLink) Status() LinkStatus {
 	ls, _ := linkStatus(l.c.Status())
@@ -56,17 +65,11 @@ func (l *tunnelLink) Status() LinkStatus {
 // linkStatus maps the tunnel's status; ok is false for states the agent
 // handles itself (needs recovery and draining come from Run and Shutdown).
 func linkStatus(s tunnel.Status) (LinkStatus, bool) {
-	ls := LinkStatus{Reason: s.Reason, LastHeartbeat: s.LastHeartbeat, HeartbeatInterval: s.HeartbeatInterval, RTT: s.RTT, ActiveSessions: s.ActiveSessions}
+	ls := LinkStatus{State: s.State, Reason: s.Reason, LastHeartbeat: s.LastHeartbeat, HeartbeatInterval: s.HeartbeatInterval, RTT: s.RTT, ActiveSessions: s.ActiveSessions,
+		ClockOffset: s.ClockOffset, ClockMeasured: s.ClockMeasured, SupportRecipient: s.SupportRecipient}
 	switch s.State {
-	case tunnel.StateConnecting:
-		ls.State = Connecting
-	case tunnel.StateOnline:
-		ls.State = Online
-	case tunnel.StateReconnecting:
-		ls.State = Reconnecting
-	default:
-		ls.State = -1
-		return ls, false
+	case state.Connecting, state.Online, state.Reconnecting:
+		return ls, true
 	}
-	return ls, true
+	return ls, false
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/vaultpam/appliance/connector/identity"
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/connector/tunnel"
 	"github.com/vaultpam/appliance/lab"
 	"github.com/vaultpam/appliance/lab/broker"
@@ -78,7 +79,7 @@ func TestOnlineSessionsAndDrain(t *testing.T) {
 	cp := lab.NewTest(t, lab.WithHeartbeat(time.Second)) // slow enough for a loaded CI machine
 	echo := echoServer(t)
 	r := startWithTunnel(t, cp, []string{echo})
-	r.waitFor(t, Online)
+	r.waitFor(t, state.Online)
 	id := r.Status().ConnectorID
 
 	cp.Authority.AddResource(lab.Resource{Name: "echo", Address: echo, Connector: id})
@@ -111,7 +112,7 @@ func TestOnlineSessionsAndDrain(t *testing.T) {
 
 	// SIGTERM: draining, new sessions refused, the open one still works.
 	r.cancel()
-	r.waitFor(t, Draining)
+	r.waitFor(t, state.Draining)
 	for {
 		_, err = cp.Lab.Connect(ctx, "echo")
 		if errors.As(err, &be) && be.Reason == protocol.ReasonDraining {
@@ -140,12 +141,12 @@ func TestOnlineSessionsAndDrain(t *testing.T) {
 func TestRevokedWhileOnline(t *testing.T) {
 	cp := lab.NewTest(t, lab.WithHeartbeat(time.Second)) // slow enough for a loaded CI machine
 	r := startWithTunnel(t, cp, nil)
-	r.waitFor(t, Online)
+	r.waitFor(t, state.Online)
 	id := r.Status().ConnectorID
 	if err := cp.Authority.Revoke(id); err != nil {
 		t.Fatal(err)
 	}
-	tr := r.waitFor(t, NeedsRecovery)
+	tr := r.waitFor(t, state.NeedsRecovery)
 	if !strings.Contains(tr.Reason, "revoked") || r.Status().Hint == "" {
 		t.Errorf("needs_recovery reason %q hint %q; want the revocation and a hint", tr.Reason, r.Status().Hint)
 	}
@@ -156,7 +157,7 @@ func TestRevokedWhileOnline(t *testing.T) {
 	if err := r.submit(t, rec); err != nil {
 		t.Fatal(err)
 	}
-	r.waitFor(t, Online)
+	r.waitFor(t, state.Online)
 	if got := r.Status().ConnectorID; got != id {
 		t.Errorf("recovered as %s, want %s", got, id)
 	}
@@ -187,7 +188,7 @@ func TestCertificateRenewal(t *testing.T) {
 		Config: config.Config{ControlPlaneURL: cp.URL(), ConnectorName: "dc1"}, Store: store, Mode: durable,
 		Enroller: &enrol.Client{URL: cp.URL(), RootCAs: cp.CAPool}, Link: TunnelLink(tc), Token: tok,
 	})
-	r.waitFor(t, Online)
+	r.waitFor(t, state.Online)
 	first := r.Identity()
 
 	deadline := time.Now().Add(time.Minute)
@@ -214,7 +215,7 @@ func TestCertificateRenewal(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if r.State() != Online {
+	if r.State() != state.Online {
 		t.Errorf("state after renewal = %s, want online", r.State())
 	}
 }
@@ -225,7 +226,7 @@ func TestCertificateRenewal(t *testing.T) {
 func TestReenrolWhileOnline(t *testing.T) {
 	cp := lab.NewTest(t, lab.WithHeartbeat(time.Second)) // slow enough for a loaded CI machine
 	r := startWithTunnel(t, cp, nil)
-	r.waitFor(t, Online)
+	r.waitFor(t, state.Online)
 	first := r.Identity()
 
 	used, _ := cp.Authority.CreateToken("x", 0)
@@ -236,7 +237,7 @@ func TestReenrolWhileOnline(t *testing.T) {
 	if err := r.submit(t, used); !errors.As(err, &le) || le.Code != protocol.CodeTokenUsed || le.Hint == "" {
 		t.Fatalf("re-enrol with a used token = %v, want token_used with a hint", err)
 	}
-	if r.State() != Online || r.Identity() != first {
+	if r.State() != state.Online || r.Identity() != first {
 		t.Fatalf("a refused re-enrolment changed the connector: %s", r.State())
 	}
 
@@ -244,8 +245,8 @@ func TestReenrolWhileOnline(t *testing.T) {
 	if err := r.submit(t, rec); err != nil {
 		t.Fatalf("re-enrol with a recovery token = %v", err)
 	}
-	r.waitFor(t, Connecting)
-	r.waitFor(t, Online)
+	r.waitFor(t, state.Connecting)
+	r.waitFor(t, state.Online)
 	now := r.Identity()
 	if now.ConnectorID != first.ConnectorID || now.Key.Equal(first.Key) {
 		t.Errorf("after re-enrolment: connector %s (want %s), new key %v", now.ConnectorID, first.ConnectorID, !now.Key.Equal(first.Key))

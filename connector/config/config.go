@@ -9,23 +9,22 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/vaultpam/appliance/connector/allowlist"
 )
 
-// Config is the connector configuration (DESIGN.md §5).
+// Config is the connector configuration (ARCHITECTURE.md, "Configuration and identity").
 type Config struct {
 	// ControlPlaneURL is https://HOST[:PORT] of the control plane. Required.
 	ControlPlaneURL string `yaml:"control_plane_url"`
@@ -35,13 +34,21 @@ type Config struct {
 	// ConnectorName is how the connector shows in the dashboard. Required.
 	ConnectorName string `yaml:"connector_name"`
 	// AllowedTargets limits the targets sessions may reach: CIDRs, IPs,
-	// host names and host:port entries. Empty allows every target.
+	// IP:port and hostname:port entries (package allowlist). Empty allows
+	// every target.
 	AllowedTargets []string `yaml:"allowed_targets"`
 	// ProxyURL is an outbound HTTP CONNECT proxy (http://host:port).
 	ProxyURL string `yaml:"proxy_url"`
 	// DrainTimeout is how long SIGTERM waits for sessions to end; 0 means
 	// DefaultDrainTimeout.
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// UpdateWindow is when the appliance may reboot into an installed
+	// update (UTC); zero means at once.
+	UpdateWindow Window `yaml:"update_window"`
+	// MetricsListen is IP:PORT where the connector serves GET /metrics
+	// over plain HTTP: the one optional inbound port. Empty (the default)
+	// serves the metrics on the local API socket only.
+	MetricsListen string `yaml:"metrics_listen"`
 }
 
 // DefaultDrainTimeout is the drain grace period when none is configured.
@@ -49,16 +56,6 @@ const DefaultDrainTimeout = 30 * time.Second
 
 // Duration is a time.Duration written as "30s" in YAML.
 type Duration time.Duration
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("%q is not a duration like 30s", n.Value)
-	}
-	*d = Duration(v)
-	return nil
-}
 
 // DefaultConfig returns a Config with the defaults filled in; the required
 // fields are still empty.
@@ -78,6 +75,8 @@ const (
 	EnvAllowedTargets  = "PAM_ALLOWED_TARGETS" // comma-separated
 	EnvProxyURL        = "PAM_PROXY_URL"
 	EnvDrainTimeout    = "PAM_DRAIN_TIMEOUT"
+	EnvUpdateWindow    = "PAM_UPDATE_WINDOW"
+	EnvMetricsListen   = "PAM_METRICS_LISTEN"
 )
 
 // Load reads the YAML file at path ("" means no file: environment only),
@@ -115,31 +114,6 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	return c, errors.Join(errs...)
 }
 
-// Parse decodes YAML b into c: unknown fields and secrets are errors, each
-// naming its field.
-func Parse(b []byte, c *Config) error {
-	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err != nil {
-		return fmt.Errorf("config is not valid YAML: %w", err)
-	}
-	if len(root.Content) == 0 {
-		return nil // empty file: everything from the environment
-	}
-	doc := root.Content[0]
-	if doc.Kind != yaml.MappingNode {
-		return fmt.Errorf("config must be a mapping of field: value (line %d)", doc.Line)
-	}
-	if errs := secretsInNode("", doc); len(errs) > 0 {
-		return &SecretError{errs} // do not go further with a secret in hand
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config: %w (known fields: control_plane_url, control_plane_ca_file, connector_name, allowed_targets, proxy_url, drain_timeout)", err)
-	}
-	return nil
-}
-
 func (c *Config) applyEnv(getenv func(string) string) error {
 	var errs []error
 	str := func(env string, dst *string) {
@@ -155,6 +129,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str(EnvCAFile, &c.ControlPlaneCAFile)
 	str(EnvConnectorName, &c.ConnectorName)
 	str(EnvProxyURL, &c.ProxyURL)
+	str(EnvMetricsListen, &c.MetricsListen)
 	if v := getenv(EnvAllowedTargets); v != "" {
 		c.AllowedTargets = nil
 		for _, t := range strings.Split(v, ",") {
@@ -163,10 +138,18 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			}
 		}
 	}
+	if v := getenv(EnvUpdateWindow); v != "" {
+		w, err := ParseWindow(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvUpdateWindow, err))
+		} else {
+			c.UpdateWindow = w
+		}
+	}
 	if v := getenv(EnvDrainTimeout); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q is not a duration like 30s", EnvDrainTimeout, v))
+			errs = append(errs, fmt.Errorf("%s: not a duration like 30s or 2m", EnvDrainTimeout))
 		} else {
 			c.DrainTimeout = Duration(d)
 		}
@@ -176,41 +159,57 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
-// Validate reports every problem with c, joined; each names its field.
+// Validate reports every problem with c, joined; each names its field and
+// says what is wrong without repeating the value (it could be a token or
+// a password pasted into the wrong field).
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.ControlPlaneURL == "" {
 		add("control_plane_url: required (the https:// address of the VaultPAM control plane)")
-	} else if u, err := url.Parse(c.ControlPlaneURL); err != nil || u.Scheme != "https" || u.Host == "" || u.Hostname() == "" {
-		add("control_plane_url: %q is not an https://HOST[:PORT] URL", c.ControlPlaneURL)
+	} else if u, err := url.Parse(c.ControlPlaneURL); err != nil || u.Host == "" || u.Hostname() == "" {
+		add("control_plane_url: is not an https://HOST[:PORT] URL")
 	} else if u.User != nil {
-		add("control_plane_url: must not contain credentials")
-	} else if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
-		add("control_plane_url: %q must be only scheme, host and port", c.ControlPlaneURL)
+		add("control_plane_url: must not contain credentials (user@ or user:password@)")
+	} else if u.Scheme != "https" {
+		add("control_plane_url: must start with https:// (the connector talks to the control plane over TLS only)")
+	} else if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+		add("control_plane_url: must be only https://HOST[:PORT], without a path or query")
 	}
 	if c.ConnectorName == "" {
 		add("connector_name: required (letters, digits, dot, dash, underscore; up to 63)")
 	} else if !nameRE.MatchString(c.ConnectorName) {
-		add("connector_name: %q must be letters, digits, dot, dash or underscore (up to 63, starting with a letter or digit)", c.ConnectorName)
+		add("connector_name: must be letters, digits, dot, dash or underscore (up to 63, starting with a letter or digit)")
 	}
 	if c.ControlPlaneCAFile != "" {
 		if err := checkCAFile(c.ControlPlaneCAFile); err != nil {
 			errs = append(errs, fmt.Errorf("control_plane_ca_file: %w", err))
 		}
 	}
-	for i, t := range c.AllowedTargets {
-		if err := checkTarget(t); err != nil {
-			add("allowed_targets[%d]: %q %v", i, t, err)
+	if _, err := allowlist.Parse(c.AllowedTargets); err != nil {
+		// The tunnel's own parser: what it would refuse is refused here,
+		// at load, before a token is used.
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			var ee *allowlist.EntryError
+			if errors.As(e, &ee) {
+				add("allowed_targets[%d]: %v", ee.Index, ee.Err)
+			} else {
+				add("allowed_targets: %v", e)
+			}
 		}
 	}
 	if c.ProxyURL != "" {
 		if u, err := url.Parse(c.ProxyURL); err != nil || u.Scheme != "http" || u.Host == "" {
-			add("proxy_url: %q is not an http://HOST:PORT URL (HTTP CONNECT proxies only)", c.ProxyURL)
+			add("proxy_url: is not an http://HOST:PORT URL (HTTP CONNECT proxies only)")
 		}
 	}
 	if c.DrainTimeout < 0 {
 		add("drain_timeout: must not be negative")
+	}
+	if c.MetricsListen != "" {
+		if err := checkMetricsListen(c.MetricsListen); err != nil {
+			add("metrics_listen: %v", err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -223,40 +222,48 @@ func (c *Config) Drain() time.Duration {
 	return time.Duration(c.DrainTimeout)
 }
 
-// checkTarget accepts a CIDR, an IP, a host name, or any of those (except
-// CIDR) with :port.
-func checkTarget(t string) error {
-	if _, err := netip.ParsePrefix(t); err == nil {
-		return nil
+// checkMetricsListen accepts IP:PORT with an IP literal and a port from 1
+// to 65535. Every interface must be asked for by name (0.0.0.0:9100,
+// [::]:9100): ":9100" is refused, so the one inbound port is never opened
+// on every interface by accident; a host name is refused, so what the
+// connector binds does not depend on DNS at start.
+func checkMetricsListen(v string) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("%q is not IP:PORT (e.g. 192.0.2.10:9100, [2001:db8::10]:9100)", v)
 	}
-	host := t
-	if h, p, err := net.SplitHostPort(t); err == nil {
-		host = h
-		if n, err := net.LookupPort("tcp", p); err != nil || n == 0 {
-			return errors.New("has no valid port")
-		}
+	if host == "" {
+		return fmt.Errorf("%q has no address: write the interface's IP, or 0.0.0.0:%s / [::]:%s to listen on every interface", v, port, port)
 	}
-	if _, err := netip.ParseAddr(host); err == nil {
-		return nil
+	if _, err := netip.ParseAddr(host); err != nil {
+		return fmt.Errorf("%q: %q is not an IP address (host names are not accepted here)", v, host)
 	}
-	if !hostRE.MatchString(host) {
-		return errors.New("is not a CIDR, IP, host name or host:port")
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("%q: the port must be a number from 1 to 65535", v)
 	}
 	return nil
 }
 
-var hostRE = regexp.MustCompile(`^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$`)
-
 func checkCAFile(path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("cannot read %s: %w", path, err)
+		return fmt.Errorf("cannot read the file: %v", pathless(err))
 	}
 	if hasPrivateKey(string(b)) {
-		return fmt.Errorf("%s contains a private key; it must hold only the CA certificates (remove the key and keep it off this machine)", path)
+		return errors.New("the file contains a private key; it must hold only the CA certificates (remove the key and keep it off this machine)")
 	}
 	if !strings.Contains(string(b), "-----BEGIN CERTIFICATE-----") {
-		return fmt.Errorf("%s holds no PEM certificate", path)
+		return errors.New("the file holds no PEM certificate")
 	}
 	return nil
+}
+
+// pathless is an *fs.PathError's cause without the path (the path is a
+// configuration value; the field name says which file it is).
+func pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

@@ -80,7 +80,7 @@ control_plane_ca_file: /nonexistent/ca.pem
 func TestUnknownFieldRejected(t *testing.T) {
 	p := writeConfig(t, "control_plane_url: https://cp.example.com\nconnector_name: a\ncontrol_plane: x\n")
 	_, err := Load(p, env(nil))
-	if err == nil || !strings.Contains(err.Error(), "control_plane") || !strings.Contains(err.Error(), "not found") {
+	if err == nil || !strings.Contains(err.Error(), "control_plane (line 3): unknown field") {
 		t.Fatalf("Load = %v, want unknown field error", err)
 	}
 }
@@ -144,5 +144,58 @@ func TestEnvSecretRefused(t *testing.T) {
 	}
 	if errors.Unwrap(err) == nil && strings.Contains(err.Error(), tok) {
 		t.Fatal("error repeats the token")
+	}
+}
+
+// Entries the tunnel refuses are refused at load, by the tunnel's own
+// parser, each with what is wrong: a host name without a port, a
+// wildcard, a named port, something that is neither address nor name.
+func TestAllowedTargetsTheTunnelRefusesAreRefusedAtLoad(t *testing.T) {
+	for entry, want := range map[string]string{
+		"db.internal":     "a host name needs a port",
+		"*.internal:22":   "wildcards are not supported",
+		"db.internal:ssh": "the port must be a number",
+		"0":               "is not an IP address, a CIDR, or host:port",
+	} {
+		p := writeConfig(t, "control_plane_url: https://cp.example.com\nconnector_name: a\nallowed_targets: [\"10.0.0.0/8\", \""+entry+"\"]\n")
+		_, err := Load(p, env(nil))
+		if err == nil {
+			t.Errorf("Load accepted allowed_targets entry %q, which the tunnel refuses", entry)
+			continue
+		}
+		if !strings.Contains(err.Error(), "allowed_targets[1]: "+want) {
+			t.Errorf("Load(%q) = %v, want allowed_targets[1]: %s…", entry, err, want)
+		}
+	}
+}
+
+// metrics_listen is off unless set; set, it must name an IP and a port,
+// every interface only on purpose (0.0.0.0 / [::]), IPv6 included.
+func TestMetricsListen(t *testing.T) {
+	base := "control_plane_url: https://cp.example.com\nconnector_name: a\n"
+	c, err := Load(writeConfig(t, base), env(nil))
+	if err != nil || c.MetricsListen != "" {
+		t.Fatalf("default metrics_listen = %q, %v; want off", c.MetricsListen, err)
+	}
+	for _, ok := range []string{"127.0.0.1:9100", "192.0.2.10:9100", "0.0.0.0:9100", "[::]:9100", "[2001:db8::10]:9100"} {
+		if c, err := Load(writeConfig(t, base+"metrics_listen: \""+ok+"\"\n"), env(nil)); err != nil || c.MetricsListen != ok {
+			t.Errorf("metrics_listen %q: %+v, %v", ok, c.MetricsListen, err)
+		}
+	}
+	for bad, want := range map[string]string{
+		":9100":              "has no address: write the interface's IP, or 0.0.0.0:9100",
+		"localhost:9100":     "is not an IP address",
+		"192.0.2.10":         "is not IP:PORT",
+		"192.0.2.10:0":       "the port must be a number from 1 to 65535",
+		"192.0.2.10:metrics": "the port must be a number",
+	} {
+		_, err := Load(writeConfig(t, base+"metrics_listen: \""+bad+"\"\n"), env(nil))
+		if err == nil || !strings.Contains(err.Error(), "metrics_listen: ") || !strings.Contains(err.Error(), want) {
+			t.Errorf("metrics_listen %q: Load = %v, want %q", bad, err, want)
+		}
+	}
+	c, err = Load(writeConfig(t, base), env(map[string]string{EnvMetricsListen: "[::1]:9100"}))
+	if err != nil || c.MetricsListen != "[::1]:9100" {
+		t.Errorf("PAM_METRICS_LISTEN: %q, %v", c.MetricsListen, err)
 	}
 }

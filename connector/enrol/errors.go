@@ -11,6 +11,13 @@ import (
 type Error struct {
 	Code    string
 	Message string
+	// OwnCert is set by WhoAmI on an identity refusal (cert_revoked,
+	// cert_unknown, cert_expired) about the very certificate this
+	// connector presented; a refusal of another certificate (one a
+	// TLS-inspecting proxy presented instead) leaves it false.
+	OwnCert bool
+
+	certSHA256 string // the certificate the control plane judged
 }
 
 func (e *Error) Error() string {
@@ -38,6 +45,10 @@ func Hint(code string) string {
 		return "create a recovery token for this connector in the dashboard (Connectors → the connector → Recover) and enter it on the console"
 	case protocol.CodeCertUnknown:
 		return "this identity is not known to the configured control plane; check control_plane_url, or recover the connector with a recovery token"
+	case protocol.CodeCertExpired:
+		return "the control plane says the certificate expired: create a recovery token for this connector in the dashboard (Connectors → the connector → Recover) and enter it on the console"
+	case protocol.CodeNoClientCert:
+		return "something between the connector and the control plane terminates TLS: exempt the control plane's address from TLS inspection"
 	case protocol.CodeChallengeFailed:
 		return "enrolment was interrupted; enter the token again"
 	case protocol.CodeBadRequest:
@@ -50,6 +61,14 @@ func Hint(code string) string {
 func IsCode(err error, code string) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Code == code
+}
+
+// RefusesIdentity reports whether err is the control plane refusing this
+// connector's own certificate for good (revoked, unknown, expired): the
+// only answer that sends the connector to needs_recovery.
+func RefusesIdentity(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && protocol.RefusesIdentity(e.Code) && e.OwnCert
 }
 
 // Permanent reports whether err means the token or identity will not work

@@ -14,34 +14,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/atomicfile"
 )
 
 // FileName is the identity's file inside the data directory.
 const FileName = "identity.json"
-
-// Step names a point in Dir.Save, for fault injection.
-type Step int
-
-// The steps of Save, in order.
-const (
-	StepCreateTemp Step = iota
-	StepWriteHalf       // first half of the bytes
-	StepWriteRest
-	StepSync
-	StepClose
-	StepRename
-	StepSyncDir
-	NumSteps
-)
-
-var stepNames = [...]string{"create-temp", "write-half", "write-rest", "fsync", "close", "rename", "fsync-dir"}
-
-func (s Step) String() string {
-	if s >= 0 && int(s) < len(stepNames) {
-		return stepNames[s]
-	}
-	return fmt.Sprintf("step(%d)", int(s))
-}
 
 // Dir is the Store in a data directory.
 type Dir struct {
@@ -49,9 +27,10 @@ type Dir struct {
 	Path string
 	// Now is the clock Load checks validity with; nil means time.Now.
 	Now func() time.Time
-	// BeforeStep, when set, runs before each step of Save; an error aborts
-	// Save there. Tests use it to fail or kill the process at every step.
-	BeforeStep func(Step) error
+	// BeforeStep, when set, runs before each step of Save's atomic write;
+	// an error aborts Save there. Tests use it to fail or kill the process
+	// at every step.
+	BeforeStep func(atomicfile.Step) error
 
 	mu sync.Mutex
 }
@@ -167,81 +146,11 @@ func (d *Dir) Save(id *Identity) error {
 			os.Link(d.file(), d.file()+".corrupt")
 		}
 	}
-	step := func(s Step) error {
-		if d.BeforeStep != nil {
-			if err := d.BeforeStep(s); err != nil {
-				return fmt.Errorf("saving identity at %s: %w", s, err)
-			}
-		}
-		return nil
-	}
-	if err := step(StepCreateTemp); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(d.Path, "."+FileName+".tmp-*")
-	if err != nil {
+	if err := atomicfile.Write(d.file(), data, atomicfile.Options{Perm: 0o600, BeforeStep: d.BeforeStep}); err != nil {
 		return fmt.Errorf("saving identity: %w", err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("saving identity: %w", err)
-	}
-	half := len(data) / 2
-	for _, part := range []struct {
-		s Step
-		b []byte
-	}{{StepWriteHalf, data[:half]}, {StepWriteRest, data[half:]}} {
-		if err := step(part.s); err != nil {
-			return err
-		}
-		if _, err := f.Write(part.b); err != nil {
-			return fmt.Errorf("saving identity: %w", err)
-		}
-	}
-	if err := step(StepSync); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("saving identity: fsync: %w", err)
-	}
-	if err := step(StepClose); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("saving identity: %w", err)
-	}
-	if err := step(StepRename); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, d.file()); err != nil {
-		return fmt.Errorf("saving identity: %w", err)
-	}
-	ok = true
-	if err := step(StepSyncDir); err != nil {
-		return err
-	}
-	dir, err := os.Open(d.Path)
-	if err != nil {
-		return fmt.Errorf("saving identity: %w", err)
-	}
-	defer dir.Close()
-	if err := dir.Sync(); err != nil {
-		return fmt.Errorf("saving identity: fsync of %s: %w", d.Path, err)
 	}
 	return nil
 }
 
 // removeStaleTemps deletes temp files a crashed Save left behind.
-func (d *Dir) removeStaleTemps() {
-	m, _ := filepath.Glob(filepath.Join(d.Path, "."+FileName+".tmp-*"))
-	for _, p := range m {
-		os.Remove(p)
-	}
-}
+func (d *Dir) removeStaleTemps() { atomicfile.RemoveTemps(d.file()) }

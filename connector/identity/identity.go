@@ -10,6 +10,10 @@
 // certificate and that the certificate is valid now, each failure with its
 // own sentinel error. Mem is an in-memory Store for tests.
 //
+// An enrolment in progress is kept beside it (enrolment.json, Pending):
+// the key and the finish request, stored before the control plane is
+// asked to finish, so a crash never burns the token.
+//
 // The package also tells the runtime mode from the data directory's file
 // system (DetectMode): durable → autonomous restart, tmpfs/ramfs → guided
 // recovery.
@@ -134,4 +138,11 @@ type Store interface {
 	Load() (*Identity, error)
 	// Save replaces the stored identity as one unit.
 	Save(*Identity) error
+	// SavePending stores an enrolment about to be finished, replacing any
+	// other; LoadPending returns it (ErrNotFound: none; ErrCorrupt:
+	// unreadable); RemovePending deletes it once its identity is saved or
+	// the enrolment is over.
+	SavePending(*Pending) error
+	LoadPending() (*Pending, error)
+	RemovePending() error
 }

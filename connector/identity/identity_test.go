@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/atomicfile"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -143,14 +145,14 @@ func TestCorruptFile(t *testing.T) {
 // the rename happened) the complete new one.
 func TestSaveFailsAtEveryStep(t *testing.T) {
 	oldID, newID := makeIdentity(t, "conn-old"), makeIdentity(t, "conn-new")
-	for s := Step(0); s < NumSteps; s++ {
+	for s := atomicfile.Step(0); s < atomicfile.NumSteps; s++ {
 		t.Run(s.String(), func(t *testing.T) {
 			d := &Dir{Path: t.TempDir(), Now: clock(t0.Add(time.Hour))}
 			if err := d.Save(oldID); err != nil {
 				t.Fatal(err)
 			}
 			boom := errors.New("injected")
-			d.BeforeStep = func(at Step) error {
+			d.BeforeStep = func(at atomicfile.Step) error {
 				if at == s {
 					return boom
 				}
@@ -165,7 +167,7 @@ func TestSaveFailsAtEveryStep(t *testing.T) {
 				t.Fatalf("Load after failure at %s = %v", s, err)
 			}
 			want := "conn-old"
-			if s > StepRename {
+			if s > atomicfile.StepRename {
 				want = "conn-new"
 			}
 			if got.ConnectorID != want || !got.Key.Equal(map[string]*Identity{"conn-old": oldID, "conn-new": newID}[want].Key) {
@@ -181,7 +183,7 @@ func TestSaveKilledAtEveryStep(t *testing.T) {
 	if os.Getenv("IDENTITY_KILL_HELPER") != "" {
 		t.Skip("helper mode")
 	}
-	for s := Step(0); s < NumSteps; s++ {
+	for s := atomicfile.Step(0); s < atomicfile.NumSteps; s++ {
 		t.Run(s.String(), func(t *testing.T) {
 			dir := t.TempDir()
 			d := &Dir{Path: dir, Now: clock(t0.Add(time.Hour))}
@@ -205,11 +207,11 @@ func TestSaveKilledAtEveryStep(t *testing.T) {
 				if !got.Key.Equal(oldID.Key) {
 					t.Errorf("old connector ID with a different key")
 				}
-				if s > StepRename {
+				if s > atomicfile.StepRename {
 					t.Errorf("after the rename the new identity must be there")
 				}
 			case "conn-new":
-				if s <= StepRename {
+				if s <= atomicfile.StepRename {
 					t.Errorf("new identity visible before the rename (killed at %s)", s)
 				}
 			default:
@@ -231,7 +233,7 @@ func TestKillHelper(t *testing.T) {
 		t.Skip("only runs as the helper process of TestSaveKilledAtEveryStep")
 	}
 	step, _ := strconv.Atoi(os.Getenv("IDENTITY_KILL_STEP"))
-	d := &Dir{Path: os.Getenv("IDENTITY_DIR"), BeforeStep: func(s Step) error {
+	d := &Dir{Path: os.Getenv("IDENTITY_DIR"), BeforeStep: func(s atomicfile.Step) error {
 		if int(s) == step {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {} // wait for the signal
@@ -255,5 +257,46 @@ func TestMem(t *testing.T) {
 	m.Now = clock(t0.Add(48 * time.Hour))
 	if _, err := m.Load(); !errors.Is(err, ErrExpired) {
 		t.Fatalf("Load(expired) = %v", err)
+	}
+}
+
+// The pending enrolment round-trips through the data directory, 0600,
+// and a damaged one is reported as corrupt, never half-read.
+func TestPendingEnrolment(t *testing.T) {
+	d := &Dir{Path: t.TempDir()}
+	if _, err := d.LoadPending(); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("LoadPending on an empty dir = %v, want ErrNotFound", err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	p := &Pending{ControlPlane: "https://cp", ChallengeID: "c1", Key: key, CSR: csr, Signature: []byte{1, 2},
+		ExpiresAt: time.Now().Add(time.Minute).Round(time.Second).UTC(), Recovery: true, ConnectorID: "conn-1", CreatedAt: time.Now().Round(time.Second).UTC()}
+	if err := d.SavePending(p); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(d.Path, PendingFileName))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("pending enrolment file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	got, err := d.LoadPending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Key.Equal(key) || got.ChallengeID != "c1" || string(got.CSR) != string(csr) || !got.ExpiresAt.Equal(p.ExpiresAt) || !got.Recovery || got.ConnectorID != "conn-1" {
+		t.Errorf("LoadPending = %+v, want %+v", got, p)
+	}
+	b, _ := os.ReadFile(filepath.Join(d.Path, PendingFileName))
+	b[len(b)/2] ^= 0x01
+	os.WriteFile(filepath.Join(d.Path, PendingFileName), b, 0o600)
+	if _, err := d.LoadPending(); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("LoadPending of a damaged file = %v, want ErrCorrupt", err)
+	}
+	for range 2 {
+		if err := d.RemovePending(); err != nil {
+			t.Errorf("RemovePending = %v", err)
+		}
+	}
+	if _, err := d.LoadPending(); !errors.Is(err, ErrNotFound) {
+		t.Errorf("LoadPending after RemovePending = %v", err)
 	}
 }

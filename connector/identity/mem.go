@@ -9,12 +9,44 @@ import (
 type Mem struct {
 	// Now is the clock Load checks validity with; nil means time.Now.
 	Now func() time.Time
-	// SaveErr, when set, is returned by Save (nothing is stored).
-	SaveErr error
+	// SaveErr, when set, is returned by Save (nothing is stored);
+	// SavePendingErr likewise by SavePending (a full disk fails both).
+	SaveErr        error
+	SavePendingErr error
 
-	mu    sync.Mutex
-	id    *Identity
-	saves int
+	mu      sync.Mutex
+	id      *Identity
+	pending *Pending
+	saves   int
+}
+
+// SavePending implements Store.
+func (m *Mem) SavePending(p *Pending) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.SavePendingErr != nil {
+		return m.SavePendingErr
+	}
+	m.pending = p
+	return nil
+}
+
+// LoadPending implements Store.
+func (m *Mem) LoadPending() (*Pending, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pending == nil {
+		return nil, ErrNotFound
+	}
+	return m.pending, nil
+}
+
+// RemovePending implements Store.
+func (m *Mem) RemovePending() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pending = nil
+	return nil
 }
 
 // Load implements Store.

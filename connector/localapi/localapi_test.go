@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/state"
 )
 
 type backend struct {
@@ -39,10 +41,10 @@ func serve(t *testing.T, b Backend) *Client {
 }
 
 func TestStatusAndToken(t *testing.T) {
-	b := &backend{st: Status{State: StateOnline, StateLabel: Label(StateOnline), HeartbeatInterval: Duration(10 * time.Second), ActiveSessions: 3}}
+	b := &backend{st: Status{State: state.Online.String(), StateLabel: state.Online.Label(), HeartbeatInterval: Duration(10 * time.Second), ActiveSessions: 3}}
 	c := serve(t, b)
 	st, err := c.Status(context.Background())
-	if err != nil || st.State != StateOnline || st.HeartbeatInterval != Duration(10*time.Second) || st.ActiveSessions != 3 {
+	if err != nil || st.State != state.Online.String() || st.HeartbeatInterval != Duration(10*time.Second) || st.ActiveSessions != 3 {
 		t.Fatalf("Status = %+v, %v", st, err)
 	}
 	if err := c.SubmitToken(context.Background(), "K7Q2M-XW9HD-3RT5B-NPZ4C"); err != nil || b.got != "K7Q2M-XW9HD-3RT5B-NPZ4C" {
@@ -75,7 +77,7 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 }
 
 func TestLabels(t *testing.T) {
-	if Label(StateReconnecting) != "Offline (reconnecting)" || Label("future_state") != "future_state" || ModeLabel(ModeGuidedRecovery) != "Guided recovery" {
+	if ModeLabel(ModeGuidedRecovery) != "Guided recovery" {
 		t.Error("labels changed")
 	}
 }

@@ -37,10 +37,15 @@ func (e *Error) Error() string { return e.Message }
 
 // Handler returns the HTTP handler for b:
 //
-//	GET  /v1/status  → Status
-//	POST /v1/token   ← TokenRequest, → 202 Accepted
+//	GET  /v1/status          → Status
+//	POST /v1/token           ← TokenRequest, → 202 Accepted
+//	POST /v1/drain           ← DrainRequest (Backend implements Drainer)
+//	POST /v1/update/install  ← InstallRequest (Backend implements ImageUpdater)
+//	POST /v1/update/rollback ← RollbackRequest (Backend implements ImageUpdater)
+//	POST /v1/support-bundle?name=N ← the encrypted bundle, → SupportReceipt (Backend implements SupportUploader)
 func Handler(b Backend) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/support-bundle", serveSupportBundle(b))
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.Status())
 	})
@@ -56,18 +61,83 @@ func Handler(b Backend) http.Handler {
 		}
 		w.WriteHeader(http.StatusAccepted)
 	})
+	mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
+		d, ok := b.(Drainer)
+		if !ok {
+			writeError(w, &Error{Status: http.StatusNotImplemented, Code: "not_supported", Message: "this connector cannot drain on request"})
+			return
+		}
+		var req DrainRequest
+		if !decodeBody(w, r, &req) {
+			return
+		}
+		if err := d.Drain(r.Context(), req); err != nil {
+			writeError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	mux.HandleFunc("POST /v1/update/install", func(w http.ResponseWriter, r *http.Request) {
+		u, ok := b.(ImageUpdater)
+		var req InstallRequest
+		if !ok {
+			writeError(w, &Error{Status: http.StatusNotImplemented, Code: UpdateCodeNothingHere, Message: "this connector does not run on the appliance: there is no image to update"})
+			return
+		}
+		if !decodeBody(w, r, &req) {
+			return
+		}
+		if err := u.InstallUpdate(r.Context(), req); err != nil {
+			writeError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
+	mux.HandleFunc("POST /v1/update/rollback", func(w http.ResponseWriter, r *http.Request) {
+		u, ok := b.(ImageUpdater)
+		var req RollbackRequest
+		if !ok {
+			writeError(w, &Error{Status: http.StatusNotImplemented, Code: UpdateCodeNothingHere, Message: "this connector does not run on the appliance: there is no image to roll back"})
+			return
+		}
+		if !decodeBody(w, r, &req) {
+			return
+		}
+		if err := u.RollbackUpdate(r.Context(), req); err != nil {
+			writeError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
 	return mux
 }
 
+// decodeBody reads a small JSON request body into v, answering a bad
+// request itself.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, &Error{Code: "bad_request", Message: "request body does not decode: " + err.Error()})
+		return false
+	}
+	return true
+}
+
 // Listen creates the Unix socket at path with mode 0660 (owner and group
-// only), replacing a stale socket left by a previous run. The directory is
-// created 0750 if missing.
+// only), replacing a stale socket left by a previous run; a socket some
+// process still listens on is never replaced (an error says so). The
+// directory is created 0750 if missing.
 func Listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("creating socket directory: %w", err)
 	}
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		os.Remove(path)
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("another process is listening on %s", path)
+		}
+		os.Remove(path) // stale: left by a process that is gone
 	}
 	l, err := net.Listen("unix", path)
 	if err != nil {

@@ -14,42 +14,11 @@ import "time"
 // otherwise.
 const DefaultSocket = "/run/vaultpam/connector.sock"
 
-// Internal state names (DESIGN.md §5). The UI shows Label(state).
-const (
-	StateAwaitingToken = "awaiting_token"
-	StateEnrolling     = "enrolling"
-	StateConnecting    = "connecting"
-	StateOnline        = "online"
-	StateReconnecting  = "reconnecting"
-	StateNeedsRecovery = "needs_recovery"
-	StateDraining      = "draining"
-)
-
 // Runtime modes (seed: "Runtime Modes").
 const (
 	ModeAutonomousRestart = "autonomous_restart"
 	ModeGuidedRecovery    = "guided_recovery"
 )
-
-var labels = map[string]string{
-	StateAwaitingToken: "Waiting for token",
-	StateEnrolling:     "Enrolling",
-	StateConnecting:    "Connecting",
-	StateOnline:        "Online",
-	StateReconnecting:  "Offline (reconnecting)",
-	StateNeedsRecovery: "Needs recovery",
-	StateDraining:      "Draining",
-}
-
-// Label returns the text the UI renders for an internal state name, or the
-// name itself when it is unknown (a newer connector talking to an older
-// console still shows something true).
-func Label(state string) string {
-	if l, ok := labels[state]; ok {
-		return l
-	}
-	return state
-}
 
 // ModeLabel returns the UI text for a runtime mode.
 func ModeLabel(mode string) string {
@@ -66,7 +35,7 @@ func ModeLabel(mode string) string {
 // printed by `vaultpam-connector status --json`. Zero values mean "not known
 // yet" (no identity, no heartbeat so far); times are UTC.
 type Status struct {
-	State      string `json:"state"`       // internal name, e.g. "online"
+	State      string `json:"state"`       // internal name (package state), e.g. "online"
 	StateLabel string `json:"state_label"` // UI text, e.g. "Online"
 	// Reason says why the connector is in this state, for people
 	// ("certificate revoked by the control plane"); empty when online.
@@ -88,7 +57,53 @@ type Status struct {
 	HeartbeatInterval Duration  `json:"heartbeat_interval,omitzero"`
 	TunnelRTT         Duration  `json:"tunnel_rtt,omitzero"`
 	ActiveSessions    int       `json:"active_sessions"`
-	Since             time.Time `json:"since,omitzero"` // when State was entered
+	// Image is the appliance's image and update status (from the updater);
+	// absent where there is no updater (containers, native packages).
+	Image *Image    `json:"image,omitempty"`
+	Since time.Time `json:"since,omitzero"` // when State was entered
+
+	// AllowedTargets is the effective target policy: what sessions may
+	// reach. The health screen shows Summary.
+	AllowedTargets *TargetPolicy `json:"allowed_targets,omitempty"`
+
+	// ClockOffset is the control plane's clock minus this machine's, as
+	// last estimated over the tunnel (positive: this machine is behind);
+	// absent before the first estimate, kept while the tunnel is down.
+	// ClockWarning says it for people when it exceeds MaxClockOffset.
+	ClockOffset  *Duration `json:"clock_offset,omitempty"`
+	ClockWarning string    `json:"clock_warning,omitempty"`
+
+	// SessionsTotal counts the sessions ended since the connector started
+	// (refusals included); BytesUp and BytesDown the session bytes relayed
+	// towards the targets and back, counted as they move.
+	SessionsTotal uint64 `json:"sessions_total"`
+	BytesUp       int64  `json:"bytes_up"`
+	BytesDown     int64  `json:"bytes_down"`
+
+	// SupportRecipient is the age public key the control plane announced
+	// for support bundles (absent before the first tunnel).
+	SupportRecipient string `json:"support_recipient,omitempty"`
+}
+
+// TargetPolicy is the connector's effective target policy (config
+// allowed_targets and the default deny set, package allowlist).
+type TargetPolicy struct {
+	// All is true when allowed_targets is empty: every private or public
+	// address outside Denied is allowed.
+	All bool `json:"all"`
+	// Entries is the configured allowed_targets (empty when All).
+	Entries []string `json:"entries"`
+	// Denied is the default deny set as it applies now, the appliance's
+	// current addresses included: refused unless an IP entry names them.
+	Denied []DeniedRange `json:"denied"`
+	// Summary says it in one line for people.
+	Summary string `json:"summary"`
+}
+
+// DeniedRange is one range of the default deny set.
+type DeniedRange struct {
+	Range string `json:"range"` // CIDR, e.g. "169.254.0.0/16"
+	What  string `json:"what"`  // e.g. "link-local (incl. the metadata service 169.254.169.254)"
 }
 
 // TokenRequest is the body of POST /v1/token: an enrolment or recovery token

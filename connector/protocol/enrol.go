@@ -2,13 +2,14 @@ package protocol
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/url"
 	"strings"
 	"time"
 )
 
-// Enrolment over HTTPS (DESIGN.md §6.2), JSON bodies, two round trips:
+// Enrolment over HTTPS (ARCHITECTURE.md, "Protocol", 2), JSON bodies, two round trips:
 //
 //	POST EnrolStartPath   EnrolStartRequest  → EnrolChallenge
 //	POST EnrolFinishPath  EnrolFinishRequest → EnrolResult
@@ -83,21 +84,47 @@ type WhoAmI struct {
 type ErrorResponse struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// CertSHA256 is CertFingerprint of the client certificate judged, on
+	// the identity refusals (see TunnelError.CertSHA256).
+	CertSHA256 string `json:"cert_sha256,omitempty"`
 }
 
 // Error codes of the enrolment API.
 const (
 	CodeBadRequest      = "bad_request"
-	CodeTokenTypo       = "token_typo"       // check character wrong (client-side too)
-	CodeTokenUnknown    = "token_unknown"    // no such token
-	CodeTokenUsed       = "token_used"       // already consumed
-	CodeTokenExpired    = "token_expired"    // TTL passed
-	CodeChallengeFailed = "challenge_failed" // unknown/expired challenge, bad signature or CSR
-	CodeCertRevoked     = "cert_revoked"     // certificate revoked (e.g. by a recovery)
-	CodeCertUnknown     = "cert_unknown"     // certificate not issued by this control plane
-	CodeNoClientCert    = "no_client_cert"   // mTLS endpoint called without a certificate
+	CodeTokenTypo       = "token_typo"         // check character wrong (client-side too)
+	CodeTokenUnknown    = "token_unknown"      // no such token
+	CodeTokenUsed       = "token_used"         // already consumed
+	CodeTokenExpired    = "token_expired"      // TTL passed
+	CodeChallengeFailed = "challenge_failed"   // unknown/expired challenge, bad signature or CSR
+	CodeCertRevoked     = "cert_revoked"       // certificate revoked (e.g. by a recovery)
+	CodeCertUnknown     = "cert_unknown"       // certificate not issued by this control plane
+	CodeCertExpired     = "cert_expired"       // certificate expired by the control plane's clock
+	CodeCertNotYetValid = "cert_not_yet_valid" // not valid yet by the control plane's clock (its clock or ours is off); retry
+	CodeNoClientCert    = "no_client_cert"     // mTLS endpoint called without a certificate
 	CodeInternal        = "internal"
 )
+
+// RefusesIdentity reports whether code is the control plane's refusal of
+// the connector's identity for good: revoked, unknown or expired. Only
+// such an answer, at the application level over a connection whose
+// certificate the connector verified, and about the connector's own
+// certificate, sends it to needs_recovery; a TLS alert, a certificate the
+// connector cannot verify or its own clock's opinion never do.
+func RefusesIdentity(code string) bool {
+	switch code {
+	case CodeCertRevoked, CodeCertUnknown, CodeCertExpired:
+		return true
+	}
+	return false
+}
+
+// CertFingerprint is the hex SHA-256 of a certificate's DER bytes, as in
+// TunnelError.CertSHA256 and ErrorResponse.CertSHA256.
+func CertFingerprint(der []byte) string {
+	h := sha256.Sum256(der)
+	return hex.EncodeToString(h[:])
+}
 
 const challengeContext = "vaultpam-enrol-v1\x00"
 

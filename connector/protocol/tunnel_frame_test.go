@@ -49,8 +49,10 @@ func TestTunnelFrameLimits(t *testing.T) {
 }
 
 func TestTunnelPermanent(t *testing.T) {
-	for code, want := range map[string]bool{TunnelRevoked: true, TunnelUnknown: true, TunnelNoCert: true,
-		TunnelBadHello: false, TunnelUnavailable: false, TunnelRenewFailed: false} {
+	// no_client_cert is not permanent: a TLS-inspecting proxy in between
+	// strips the certificate; the connector's identity is not judged.
+	for code, want := range map[string]bool{TunnelRevoked: true, TunnelUnknown: true, TunnelExpired: true, TunnelNoCert: false,
+		TunnelNotYetValid: false, TunnelBadHello: false, TunnelUnavailable: false, TunnelRenewFailed: false} {
 		if got := TunnelPermanent(code); got != want {
 			t.Errorf("TunnelPermanent(%q) = %v, want %v", code, got, want)
 		}

@@ -12,7 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/allowlist"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
+	"github.com/vaultpam/appliance/connector/tlsreason"
 	"github.com/vaultpam/appliance/connector/transport"
 )
 
@@ -20,13 +23,15 @@ import (
 // with New, run it with Run, stop it gracefully with Shutdown or at once by
 // cancelling Run's context. Its methods are safe for concurrent use.
 type Client struct {
-	cfg   Config
-	allow *Allowlist
-	log   *slog.Logger
-	rand  io.Reader
+	cfg      Config
+	allow    *allowlist.List
+	log      *slog.Logger
+	rand     io.Reader
+	counters *Counters
 
 	certNotAfter  atomic.Int64 // unix nanos of the current certificate
 	certNotBefore atomic.Int64
+	certSHA256    atomicString // protocol.CertFingerprint of the current certificate
 
 	mu       sync.Mutex
 	status   Status
@@ -42,12 +47,13 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("tunnel config: %w", err)
 	}
-	allow, _ := ParseAllowlist(cfg.AllowedTargets)
+	allow, _ := allowlist.Parse(cfg.AllowedTargets)
 	c := &Client{
 		cfg:      cfg,
 		allow:    allow,
 		log:      cfg.Logger,
 		rand:     cfg.Rand,
+		counters: cfg.Counters,
 		drainCh:  make(chan struct{}),
 		sessions: map[string]*relay{},
 		idle:     make(chan struct{}),
@@ -58,7 +64,10 @@ func New(cfg Config) (*Client, error) {
 	if c.rand == nil {
 		c.rand = rand.Reader
 	}
-	c.status = Status{State: StateConnecting, Since: c.now(), HeartbeatInterval: cfg.DefaultHeartbeatInterval}
+	if c.counters == nil {
+		c.counters = &Counters{}
+	}
+	c.status = Status{State: state.Connecting, Since: c.now(), HeartbeatInterval: cfg.DefaultHeartbeatInterval}
 	return c, nil
 }
 
@@ -78,8 +87,32 @@ func (c *Client) Status() Status {
 	return st
 }
 
+// Counters returns the counters the Client adds to (Config.Counters or
+// its own).
+func (c *Client) Counters() *Counters { return c.counters }
+
+// setClock records a clock offset estimate.
+func (c *Client) setClock(offset time.Duration) {
+	c.mu.Lock()
+	c.status.ClockOffset, c.status.ClockMeasured = offset, c.now()
+	c.mu.Unlock()
+}
+
+// clockOffset returns the last estimate; ok is false before the first.
+func (c *Client) clockOffset() (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status.ClockOffset, !c.status.ClockMeasured.IsZero()
+}
+
+// estimateOffset is the control plane's clock minus ours at the midpoint
+// of a round trip of rtt that ended now (by our wall clock).
+func (c *Client) estimateOffset(server time.Time, rtt time.Duration) time.Duration {
+	return server.Sub(c.now().Add(-rtt / 2))
+}
+
 // setState is the one place where the state changes.
-func (c *Client) setState(s State, reason string, edit func(*Status)) {
+func (c *Client) setState(s state.State, reason string, edit func(*Status)) {
 	c.mu.Lock()
 	changed := c.status.State != s || c.status.Reason != reason
 	if c.status.State != s {
@@ -87,6 +120,7 @@ func (c *Client) setState(s State, reason string, edit func(*Status)) {
 	}
 	c.status.State = s
 	c.status.Reason = reason
+	c.status.Hint = ""
 	if edit != nil {
 		edit(&c.status)
 	}
@@ -109,38 +143,44 @@ func (c *Client) Run(ctx context.Context) error {
 	attempt := 0
 	for {
 		if err := ctx.Err(); err != nil {
-			c.setState(StateStopped, "stopped", nil)
+			c.setState(state.Stopped, "stopped", nil)
 			return err
 		}
 		if c.isDraining() {
-			c.setState(StateStopped, "shut down", nil)
+			c.setState(state.Stopped, "shut down", nil)
 			return ErrClientClosed
 		}
 		up, err := c.connectAndServe(ctx)
 		var perm *permanentError
 		switch {
 		case errors.As(err, &perm):
-			c.setState(StateNeedsRecovery, err.Error(), nil)
+			c.setState(state.NeedsRecovery, err.Error(), nil)
 			return fmt.Errorf("%w: %v", ErrNeedsRecovery, err)
 		case c.isDraining():
-			c.setState(StateStopped, "shut down", nil)
+			c.setState(state.Stopped, "shut down", nil)
 			return ErrClientClosed
 		case ctx.Err() != nil:
-			c.setState(StateStopped, "stopped", nil)
+			c.setState(state.Stopped, "stopped", nil)
 			return ctx.Err()
 		}
 		if up {
 			attempt = 0
+		} else {
+			c.counters.connectFailures.Add(1)
 		}
 		delay := c.cfg.Backoff.Delay(attempt, c.rand)
 		attempt++
-		reason := "tunnel lost"
+		reason, hint := "tunnel lost", ""
 		if err != nil {
 			reason = err.Error()
 		}
+		var te *tlsreason.Error
+		if errors.As(err, &te) {
+			hint = te.Hint
+		}
 		c.log.Warn("tunnel down, retrying", "err", reason, "retry_in", delay)
 		next := c.now().Add(delay)
-		c.setState(StateReconnecting, reason, func(s *Status) { s.Attempt = attempt; s.NextRetry = next })
+		c.setState(state.Reconnecting, reason, func(s *Status) { s.Attempt = attempt; s.NextRetry = next; s.Hint = hint })
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -186,9 +226,11 @@ func (c *Client) connectAndServe(ctx context.Context) (up bool, err error) {
 	if interval <= 0 {
 		interval = c.cfg.DefaultHeartbeatInterval
 	}
+	c.counters.tunnelsUp.Add(1)
 	now := c.now()
-	c.setState(StateOnline, "", func(s *Status) {
+	c.setState(state.Online, "", func(s *Status) {
 		s.ConnectorID = ack.ConnectorID
+		s.SupportRecipient = ack.SupportRecipient
 		s.LastSuccess = now
 		s.LastHeartbeat = now
 		s.HeartbeatInterval = interval
@@ -212,12 +254,22 @@ func (c *Client) connectAndServe(ctx context.Context) (up bool, err error) {
 	return true, err
 }
 
+// reportGrace bounds the wait for aborted sessions to report their end
+// when a drain's grace period is over.
+const reportGrace = 10 * time.Second
+
 // Shutdown drains the tunnel: the control plane may open no new sessions
 // (yamux GoAway and a draining message), sessions in flight may finish
 // until ctx ends, then the rest are ended with reason draining, the tunnel
 // closes and Run returns ErrClientClosed. Shutdown returns nil when every
 // session finished in time, ctx.Err() otherwise.
 func (c *Client) Shutdown(ctx context.Context) error {
+	return c.ShutdownFor(ctx, protocol.ReasonDraining)
+}
+
+// ShutdownFor is Shutdown with the reason the sessions still open when ctx
+// ends are given (protocol.ReasonUpdateReboot before an update's reboot).
+func (c *Client) ShutdownFor(ctx context.Context, reason protocol.Reason) error {
 	c.mu.Lock()
 	if !c.draining {
 		c.draining = true
@@ -225,7 +277,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	}
 	cn := c.cur
 	c.mu.Unlock()
-	c.setState(StateDraining, "shutting down", nil)
+	c.setState(state.Draining, "shutting down", nil)
 	if cn != nil {
 		cn.goAway()
 	}
@@ -242,9 +294,13 @@ func (c *Client) Shutdown(ctx context.Context) error {
 			continue
 		case <-ctx.Done():
 			err = ctx.Err()
-			c.endAll(protocol.ReasonDraining, "grace period over")
-			// Give the ended sessions a moment to report their end.
-			t := time.NewTimer(2 * time.Second)
+			c.endAll(reason, "grace period over")
+			// Give the ended sessions time to report their end before the
+			// tunnel closes: they were aborted, so this is quick, but a
+			// report lost to the close would leave the control plane
+			// calling them connector_offline. The bound only guards a
+			// stuck relay (seen taking over 2 s on a loaded 2-core machine).
+			t := time.NewTimer(reportGrace)
 			select {
 			case <-idle:
 			case <-t.C:
@@ -288,3 +344,13 @@ func (r *recordConn) err() error {
 	defer r.mu.Unlock()
 	return r.readErr
 }
+
+// atomicString is a string safe for concurrent use.
+type atomicString struct{ v atomic.Value }
+
+func (a *atomicString) Load() string {
+	s, _ := a.v.Load().(string)
+	return s
+}
+
+func (a *atomicString) Store(s string) { a.v.Store(s) }

@@ -9,9 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/url"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/allowlist"
+	"github.com/vaultpam/appliance/connector/backoff"
+	"github.com/vaultpam/appliance/connector/protocol"
 )
 
 // Config is what a Client needs. Build it from DefaultConfig, fill in the
@@ -41,9 +44,11 @@ type Config struct {
 	// as Proxy-Authorization basic credentials and never logged.
 	Proxy *url.URL
 
-	// AllowedTargets is the allow-list of targets (config allowed_targets):
-	// CIDRs ("10.20.0.0/16"), single IPs, and host:port entries
-	// ("db.internal:5432", "10.0.0.5:22"). Empty allows every target.
+	// AllowedTargets is the allow-list of targets (config allowed_targets,
+	// parsed by package allowlist): CIDRs ("10.20.0.0/16"), single IPs,
+	// and host:port entries ("db.internal:5432", "10.0.0.5:22"). Empty
+	// allows every target outside the default deny set (loopback,
+	// link-local, multicast, broadcast, the appliance's own addresses).
 	AllowedTargets []string
 
 	// Name and Version are sent in the hello and heartbeats.
@@ -54,7 +59,7 @@ type Config struct {
 	// dialling a target.
 	DialTimeout time.Duration
 	// Backoff shapes the waits between connection attempts.
-	Backoff Backoff
+	Backoff backoff.Backoff
 	// RenewAfter is the fraction of the certificate's lifetime after which
 	// the connector asks for a new one (0.5 = half its lifetime); renewal
 	// is retried every heartbeat until it succeeds.
@@ -69,6 +74,25 @@ type Config struct {
 	DialControlPlane func(ctx context.Context, network, addr string) (net.Conn, error)
 	DialTarget       func(ctx context.Context, network, addr string) (net.Conn, error)
 	Resolver         Resolver
+	// LocalAddrs returns the appliance's own addresses, which sessions may
+	// not reach unless allowed_targets names them (package allowlist,
+	// the default deny set); it is called for every session. Nil means
+	// allowlist.InterfaceAddrs.
+	LocalAddrs allowlist.LocalAddrs
+
+	// OnUpdateOffer receives the image updates the control plane offers
+	// (each offer again after every reconnect while it stands), from its
+	// own goroutine. Nil ignores them.
+	OnUpdateOffer func(protocol.UpdateOffer)
+	// Image returns the running image version and the latest update's
+	// state for the heartbeats; nil (or "" and nil) where there is none.
+	Image func() (string, *protocol.UpdateReport)
+
+	// Counters receives the tunnel's cumulative counters (sessions, bytes,
+	// heartbeats, round trips); share one between the Clients of a process
+	// so totals survive reconnects. Nil gives the Client counters of its
+	// own.
+	Counters *Counters
 
 	// OnStatus is called with the new status on every state change, from
 	// the Client's goroutine; it must not block for long. May be nil.
@@ -83,16 +107,14 @@ type Config struct {
 }
 
 // Resolver resolves a target host name to IP addresses.
-type Resolver interface {
-	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
-}
+type Resolver = allowlist.Resolver
 
 // DefaultConfig returns a Config with every setting that has a sensible
 // default filled in; Address and Certificate are still empty.
 func DefaultConfig() Config {
 	return Config{
 		DialTimeout:              10 * time.Second,
-		Backoff:                  DefaultBackoff(),
+		Backoff:                  backoff.Default(),
 		RenewAfter:               0.5,
 		DefaultHeartbeatInterval: 10 * time.Second,
 	}
@@ -115,8 +137,8 @@ func (c *Config) Validate() error {
 	if c.Proxy != nil && c.Proxy.Host == "" {
 		errs = append(errs, errors.New("proxy URL has no host"))
 	}
-	if _, err := ParseAllowlist(c.AllowedTargets); err != nil {
-		errs = append(errs, err)
+	if _, err := allowlist.Parse(c.AllowedTargets); err != nil {
+		errs = append(errs, fmt.Errorf("allowed_targets: %w", err))
 	}
 	if c.DialTimeout <= 0 {
 		errs = append(errs, errors.New("dial timeout must be positive"))

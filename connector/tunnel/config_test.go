@@ -2,8 +2,11 @@ package tunnel
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 )
+
+func splitLines(s string) []string { return strings.Split(strings.TrimSpace(s), "\n") }
 
 func TestConfigValidateListsEveryProblem(t *testing.T) {
 	cfg := DefaultConfig()

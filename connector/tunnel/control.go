@@ -14,6 +14,8 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
+	"github.com/vaultpam/appliance/connector/tlsreason"
 	"github.com/vaultpam/appliance/connector/transport"
 )
 
@@ -38,6 +40,7 @@ type conn struct {
 type ackMsg struct {
 	seq      uint64
 	interval time.Duration
+	server   time.Time // the control plane's clock; zero from an older one
 }
 
 // send writes one control message, bounded by the write timeout.
@@ -57,18 +60,25 @@ func (cn *conn) close() {
 // heartbeat builds the current heartbeat.
 func (cn *conn) heartbeat(seq uint64) protocol.TunnelHeartbeat {
 	c := cn.c
-	state := StateOnline.String()
+	now := state.Online
 	if c.isDraining() {
-		state = StateDraining.String()
+		now = state.Draining
 	}
-	return protocol.TunnelHeartbeat{
+	hb := protocol.TunnelHeartbeat{
 		Seq:            seq,
-		State:          state,
+		State:          now.String(),
 		Version:        c.cfg.Version,
 		ActiveSessions: c.activeSessions(),
 		CertNotAfter:   time.Unix(0, c.certNotAfter.Load()).UTC(),
 		SentAt:         c.now().UTC(),
 	}
+	if c.cfg.Image != nil {
+		hb.ImageVersion, hb.Update = c.cfg.Image()
+	}
+	if off, ok := c.clockOffset(); ok {
+		hb.ClockOffset = &off
+	}
+	return hb
 }
 
 // hello opens the control stream and waits for the control plane's answer.
@@ -81,7 +91,7 @@ func (cn *conn) hello(ctx context.Context) (*protocol.TunnelHelloAck, error) {
 		case <-time.After(200 * time.Millisecond):
 		}
 		if rerr := cn.raw.err(); rerr != nil {
-			if cerr := classifyTLS(rerr); cerr != rerr {
+			if cerr := c.explain(rerr); cerr != rerr {
 				return cerr
 			}
 		}
@@ -92,6 +102,7 @@ func (cn *conn) hello(ctx context.Context) (*protocol.TunnelHelloAck, error) {
 		return nil, fail(fmt.Errorf("opening control stream: %w", err))
 	}
 	cn.ctl = ctl
+	sentAt := time.Now()
 	err = cn.send(protocol.TunnelMessage{Type: protocol.MsgHello, Hello: &protocol.TunnelHello{
 		ProtocolVersion: protocol.TunnelVersion,
 		Version:         c.cfg.Version,
@@ -112,17 +123,43 @@ func (cn *conn) hello(ctx context.Context) (*protocol.TunnelHelloAck, error) {
 		return nil, fmt.Errorf("control plane answered hello with %q", m.Type)
 	}
 	if m.Error != nil {
-		err := fmt.Errorf("control plane refused the tunnel: %s (%s)", m.Error.Message, m.Error.Code)
-		if protocol.TunnelPermanent(m.Error.Code) {
-			return nil, &permanentError{err}
-		}
-		return nil, err
+		return nil, c.refused(m.Error)
 	}
 	if m.HelloAck == nil {
 		return nil, errors.New("control plane sent an empty hello answer")
 	}
 	cn.connectorID = m.HelloAck.ConnectorID
+	if !m.HelloAck.ServerTime.IsZero() {
+		c.setClock(c.estimateOffset(m.HelloAck.ServerTime, time.Since(sentAt)))
+	}
 	return m.HelloAck, nil
+}
+
+// refused turns the control plane's refusal of the hello into an error:
+// permanent when it refuses this connector's own certificate (the
+// fingerprint it judged is ours), transient otherwise.
+func (c *Client) refused(e *protocol.TunnelError) error {
+	mine := c.certSHA256.Load()
+	switch {
+	case protocol.TunnelPermanent(e.Code) && (e.CertSHA256 == "" || e.CertSHA256 == mine):
+		return &permanentError{fmt.Errorf("control plane refused this connector's certificate: %s (%s)", e.Message, e.Code)}
+	case protocol.TunnelPermanent(e.Code):
+		return &tlsreason.Error{Explanation: tlsreason.Explanation{
+			Reason: fmt.Sprintf("the control plane refused a client certificate that is not this connector's (%s: %s); %s", e.Code, e.Message, tlsreason.ProxyHint),
+			Hint:   "something between the connector and the control plane presents its own certificate: exempt the control plane's address from TLS inspection",
+		}}
+	case e.Code == protocol.TunnelNoCert:
+		return &tlsreason.Error{Explanation: tlsreason.Explanation{
+			Reason: "the control plane received no client certificate; " + tlsreason.ProxyHint,
+			Hint:   "something between the connector and the control plane terminates TLS: exempt the control plane's address from TLS inspection",
+		}}
+	case e.Code == protocol.TunnelNotYetValid:
+		return &tlsreason.Error{Explanation: tlsreason.Explanation{
+			Reason: fmt.Sprintf("the control plane says this connector's certificate is not valid yet (%s); its clock or this machine's is off", e.Message),
+			Hint:   "check the clock (NTP) here; the connector retries by itself",
+		}}
+	}
+	return fmt.Errorf("control plane refused the tunnel: %s (%s)", e.Message, e.Code)
 }
 
 // serve runs the tunnel: heartbeats, the control-stream reader and the
@@ -145,7 +182,11 @@ func (cn *conn) serve(ctx context.Context, interval time.Duration) error {
 func (cn *conn) heartbeats(ctx context.Context, interval time.Duration, errs <-chan error) error {
 	c := cn.c
 	var seq uint64
-	sent := map[uint64]time.Time{}
+	type sentHB struct {
+		at     time.Time // monotonic
+		missed bool      // counted as missed already
+	}
+	sent := map[uint64]*sentHB{}
 	lastAck := time.Now()
 	t := time.NewTimer(interval)
 	defer t.Stop()
@@ -176,12 +217,16 @@ func (cn *conn) heartbeats(ctx context.Context, interval time.Duration, errs <-c
 				interval = a.interval
 			}
 			var rtt time.Duration
-			if at, ok := sent[a.seq]; ok {
-				rtt = time.Since(at)
+			if hb, ok := sent[a.seq]; ok {
+				rtt = time.Since(hb.at)
 				for s := range sent {
 					if s <= a.seq {
 						delete(sent, s)
 					}
+				}
+				c.counters.observeRTT(rtt)
+				if !a.server.IsZero() {
+					c.setClock(c.estimateOffset(a.server, rtt))
 				}
 			}
 			now := c.now()
@@ -193,15 +238,22 @@ func (cn *conn) heartbeats(ctx context.Context, interval time.Duration, errs <-c
 			}
 			c.mu.Unlock()
 		case <-t.C:
+			for _, hb := range sent {
+				if !hb.missed && time.Since(hb.at) >= interval {
+					hb.missed = true
+					c.counters.hbMissed.Add(1)
+				}
+			}
 			if time.Since(lastAck) > 3*interval {
 				return fmt.Errorf("no heartbeat answer from the control plane for %v", time.Since(lastAck).Round(time.Second))
 			}
 			seq++
-			sent[seq] = time.Now()
+			sent[seq] = &sentHB{at: time.Now()}
 			hb := cn.heartbeat(seq)
 			if err := cn.send(protocol.TunnelMessage{Type: protocol.MsgHeartbeat, Heartbeat: &hb}); err != nil {
 				return fmt.Errorf("sending heartbeat: %w", err)
 			}
+			c.counters.hbSent.Add(1)
 			cn.maybeRenew()
 			c.shrinkIdle(interval)
 			t.Reset(interval)
@@ -220,12 +272,16 @@ func (cn *conn) readControl() error {
 		case protocol.MsgHeartbeatAck:
 			if m.Ack != nil {
 				select {
-				case cn.acks <- ackMsg{seq: m.Ack.Seq, interval: m.Ack.HeartbeatInterval}:
+				case cn.acks <- ackMsg{seq: m.Ack.Seq, interval: m.Ack.HeartbeatInterval, server: m.Ack.ServerTime}:
 				case <-cn.done:
 				}
 			}
 		case protocol.MsgRenewResponse:
 			cn.renewed(m.Renewed)
+		case protocol.MsgUpdateOffer:
+			if m.Offer != nil && cn.c.cfg.OnUpdateOffer != nil {
+				go cn.c.cfg.OnUpdateOffer(*m.Offer)
+			}
 		case protocol.MsgSessionAbort:
 			if m.Abort != nil {
 				cn.c.abort(m.Abort.SessionID, m.Abort.Reason)
@@ -240,7 +296,7 @@ func (cn *conn) readControl() error {
 func (cn *conn) goAway() {
 	cn.mux.GoAway()
 	hb := cn.heartbeat(0)
-	hb.State = StateDraining.String()
+	hb.State = state.Draining.String()
 	if err := cn.send(protocol.TunnelMessage{Type: protocol.MsgDraining, Draining: &hb}); err != nil {
 		cn.c.log.Warn("telling the control plane we drain", "err", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/tlsreason"
 	"github.com/vaultpam/appliance/connector/transport"
 )
 
@@ -22,7 +23,8 @@ import (
 const tunnelALPN = protocol.ALPNTunnel
 
 // permanentError marks a failure that retrying cannot fix; Run ends with
-// ErrNeedsRecovery.
+// ErrNeedsRecovery. Only two things are: no local identity at all, and the
+// control plane refusing this connector's own certificate in its hello_ack.
 type permanentError struct{ err error }
 
 func (e *permanentError) Error() string { return e.err.Error() }
@@ -44,11 +46,11 @@ func (c *Client) dialTLS(ctx context.Context) (*tls.Conn, error) {
 			return nil, &permanentError{fmt.Errorf("parsing client certificate: %w", err)}
 		}
 	}
-	if now := c.now(); now.After(leaf.NotAfter) {
-		return nil, &permanentError{fmt.Errorf("client certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))}
-	}
+	// No local expiry check: this machine's clock may be wrong. The
+	// control plane judges the certificate and says so in its hello_ack.
 	c.certNotAfter.Store(leaf.NotAfter.UnixNano())
 	c.certNotBefore.Store(leaf.NotBefore.UnixNano())
+	c.certSHA256.Store(protocol.CertFingerprint(leaf.Raw))
 
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
@@ -65,13 +67,14 @@ func (c *Client) dialTLS(ctx context.Context) (*tls.Conn, error) {
 		RootCAs:    c.cfg.RootCAs,
 		MinVersion: tls.VersionTLS13,
 		NextProtos: []string{tunnelALPN},
+		Time:       c.now,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return cert, nil
 		},
 	})
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		return nil, classifyTLS(fmt.Errorf("TLS handshake with %s: %w", c.cfg.Address, err))
+		return nil, c.explain(fmt.Errorf("TLS handshake with %s: %w", c.cfg.Address, err))
 	}
 	if p := tc.ConnectionState().NegotiatedProtocol; p != tunnelALPN {
 		tc.Close()
@@ -80,27 +83,11 @@ func (c *Client) dialTLS(ctx context.Context) (*tls.Conn, error) {
 	return tc, nil
 }
 
-// classifyTLS marks certificate failures as permanent: the control plane
-// rejecting our certificate (in TLS 1.3 that shows as an alert on the
-// first read) or our failing to verify the control plane's.
-func classifyTLS(err error) error {
-	// The alert type crypto/tls returns is unexported; its text is stable.
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "remote error" {
-		switch strings.TrimPrefix(op.Err.Error(), "tls: ") {
-		case "bad certificate", "unsupported certificate", "revoked certificate", "expired certificate",
-			"unknown certificate", "unknown certificate authority", "certificate required", "access denied":
-			return &permanentError{fmt.Errorf("control plane rejected the client certificate: %w", err)}
-		}
-	}
-	var unknownCA x509.UnknownAuthorityError
-	var invalid x509.CertificateInvalidError
-	var hostname x509.HostnameError
-	var verify *tls.CertificateVerificationError
-	if errors.As(err, &unknownCA) || errors.As(err, &invalid) || errors.As(err, &hostname) || errors.As(err, &verify) {
-		return &permanentError{err}
-	}
-	return err
+// explain turns a TLS failure into a precise, transient reason (package
+// tlsreason): neither a certificate this connector cannot verify nor a
+// TLS alert (which may come from a proxy) is a verdict on its identity.
+func (c *Client) explain(err error) error {
+	return tlsreason.Wrap(err, c.cfg.Address, c.now())
 }
 
 // dialTCP opens the TCP connection to the control plane, directly or with
@@ -126,17 +113,19 @@ func (c *Client) dialTCP(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to proxy %s: %w", proxyAddr, err)
 	}
-	if err := connectThrough(ctx, conn, c.cfg.Address, p.User); err != nil {
+	if err := ConnectThrough(ctx, conn, c.cfg.Address, p.User); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("proxy %s: %w", proxyAddr, err)
 	}
 	return conn, nil
 }
 
-// connectThrough sends CONNECT addr on conn and reads the proxy's answer
-// byte by byte: the TLS handshake follows on the same connection, so
-// nothing past the answer's header may be read away.
-func connectThrough(ctx context.Context, conn net.Conn, addr string, user *url.Userinfo) error {
+// ConnectThrough sends CONNECT addr on conn (a connection to an HTTP
+// proxy) and reads the proxy's answer byte by byte: the TLS handshake
+// follows on the same connection, so nothing past the answer's header may
+// be read away. user, when set, goes in Proxy-Authorization (never in an
+// error). The diagnostics use it too.
+func ConnectThrough(ctx context.Context, conn net.Conn, addr string, user *url.Userinfo) error {
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 		defer conn.SetDeadline(time.Time{})

@@ -1,5 +1,5 @@
 // Package tunnel is the connector's side of the reverse tunnel to the
-// control plane (DESIGN.md §6.3–6.7): it dials the control plane over TLS
+// control plane (ARCHITECTURE.md, "Protocol", 3–6): it dials the control plane over TLS
 // 1.3 with the connector's client certificate (optionally through an HTTP
 // CONNECT proxy), runs a yamux session on top, sends heartbeats on a control
 // stream, renews the certificate before half its lifetime is gone, accepts

@@ -34,13 +34,31 @@ type relay struct {
 	st     *yamux.Stream
 	target net.Conn
 
-	// last is when data last moved (unix nanos), for shrinkIdle.
-	last atomic.Int64
+	// up copies the control plane's bytes to the target (reading st),
+	// down the target's to the control plane.
+	up, down pipe
+
+	// mu orders the read deadlines that abort and the idle sweep set on
+	// st and target against the copy loops clearing them.
+	mu      sync.Mutex
+	aborted bool
 
 	reasonOnce sync.Once
 	reason     protocol.Reason
 	detail     string
-	up, down   atomic.Int64
+}
+
+// pipe is one direction of a relay.
+type pipe struct {
+	n     atomic.Int64 // bytes moved
+	last  atomic.Int64 // when data last moved (unix nanos)
+	large atomic.Bool  // the copy loop holds a pooled large buffer
+	// release asks the copy loop, blocked in a read with the large buffer,
+	// to give it back: the idle sweep sets it with a past read deadline.
+	release atomic.Bool
+	// total is the process's count for this direction (Counters), added
+	// to as bytes move.
+	total *atomic.Int64
 }
 
 // end records why the session ended; the first reason wins.
@@ -51,9 +69,54 @@ func (r *relay) end(reason protocol.Reason, detail string) {
 // abort ends the session at once.
 func (r *relay) abort(reason protocol.Reason, detail string) {
 	r.end(reason, detail)
+	r.mu.Lock()
+	r.aborted = true
+	r.mu.Unlock()
 	r.target.Close()
 	r.st.Close()
 	r.st.SetReadDeadline(time.Unix(1, 0)) // wake the reader; yamux's Close does not
+}
+
+// idle gives back what an idle session holds: yamux's receive buffer (kept
+// at its high-water mark) and, by waking the copy loops blocked in a read
+// on a large buffer, the large buffers. cutoff is unix nanos: a direction
+// that moved data since is left alone.
+func (r *relay) idle(cutoff int64) {
+	if r.up.last.Load() < cutoff {
+		r.st.Shrink()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.aborted {
+		return
+	}
+	for _, d := range []struct {
+		p   *pipe
+		src interface{ SetReadDeadline(time.Time) error }
+	}{{&r.up, r.st}, {&r.down, r.target}} {
+		if d.p.large.Load() && d.p.last.Load() < cutoff {
+			d.p.release.Store(true)
+			d.src.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
+}
+
+// released reports whether a read error is the idle sweep's wake-up (not
+// an abort, not a real timeout) and, if so, clears the deadline so the
+// copy loop reads on, on its small buffer.
+func (r *relay) released(p *pipe, src interface{ SetReadDeadline(time.Time) error }, err error) bool {
+	var ne net.Error
+	if !p.release.Load() || !errors.As(err, &ne) || !ne.Timeout() {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.aborted {
+		return false
+	}
+	p.release.Store(false)
+	src.SetReadDeadline(time.Time{})
+	return true
 }
 
 func (c *Client) activeSessions() int {
@@ -124,8 +187,10 @@ func (cn *conn) refuse(st *yamux.Stream, id string, e *protocol.SessionError) {
 	cn.report(&protocol.SessionEnd{SessionID: id, Reason: e.Code, Detail: e.Message})
 }
 
-// report tells the control plane how a session ended (best effort).
+// report tells the control plane how a session ended (best effort) and
+// counts the end.
 func (cn *conn) report(e *protocol.SessionEnd) {
+	cn.c.counters.sessionEnded(e.Reason)
 	if err := cn.send(protocol.TunnelMessage{Type: protocol.MsgSessionEnd, SessionEnd: e}); err != nil {
 		cn.c.log.Debug("reporting session end", "session", e.SessionID, "err", err)
 	}
@@ -163,6 +228,7 @@ func (cn *conn) serveSession(ctx context.Context, st *yamux.Stream) {
 		return
 	}
 	r := &relay{id: h.SessionID, st: st, target: target}
+	r.up.total, r.down.total = &c.counters.bytesUp, &c.counters.bytesDown
 	if reason, ok := c.register(r); !ok {
 		target.Close()
 		msg := "connector is draining and takes no new sessions"
@@ -190,7 +256,7 @@ func (cn *conn) serveSession(ctx context.Context, st *yamux.Stream) {
 	c.log.Debug("session end", "session", h.SessionID, "reason", r.reason)
 	// report returns once yamux has written the frame to the connection
 	// (or given up), so the report precedes a close of the tunnel.
-	cn.report(&protocol.SessionEnd{SessionID: r.id, Reason: r.reason, Detail: r.detail, BytesUp: r.up.Load(), BytesDown: r.down.Load()})
+	cn.report(&protocol.SessionEnd{SessionID: r.id, Reason: r.reason, Detail: r.detail, BytesUp: r.up.n.Load(), BytesDown: r.down.n.Load()})
 }
 
 // relay copies both ways with half-close: a direction that reaches EOF
@@ -200,7 +266,7 @@ func (cn *conn) relay(r *relay) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, err := copyAdaptive(r.target, r.st, &r.up, &r.last)
+		_, err := r.copy(&r.up, r.target, r.st)
 		switch {
 		case err == nil && cn.mux.IsClosed():
 			r.end(protocol.ReasonConnectorOffline, "tunnel closed")
@@ -213,7 +279,7 @@ func (cn *conn) relay(r *relay) {
 			r.target.Close()
 		}
 	}()
-	_, err := copyAdaptive(r.st, r.target, &r.down, &r.last)
+	_, err := r.copy(&r.down, r.st, r.target)
 	if err == nil {
 		r.end(protocol.ReasonTargetClosed, "")
 	} else {
@@ -235,7 +301,7 @@ func closeWrite(c net.Conn) {
 // dialTarget checks target against allowed_targets and dials the checked
 // addresses in order.
 func (c *Client) dialTarget(ctx context.Context, target string) (net.Conn, error) {
-	addrs, err := c.allow.Resolve(ctx, c.cfg.Resolver, target)
+	addrs, err := c.allow.Resolve(ctx, c.cfg.Resolver, c.cfg.LocalAddrs, target)
 	if err != nil {
 		return nil, err
 	}
@@ -274,10 +340,11 @@ func fmtAddrs(as []netip.AddrPort) string {
 
 // Copy buffers. An idle session blocks in Read holding only its small
 // buffer; a session moving data switches to a pooled large one and gives
-// it back once reads get small again, so 1,000 idle sessions cost little
-// memory and a bulk stream moves a whole frame per read: one write system
-// call to the target per transport.MaxDataFrame, and frames that size back
-// through the tunnel.
+// it back once reads get small again, or when the idle sweep finds it
+// idle (relay.idle), so 1,000 idle sessions cost little memory and a bulk
+// stream moves a whole frame per read: one write system call to the
+// target per transport.MaxDataFrame, and frames that size back through
+// the tunnel.
 const (
 	smallBuf = 2 << 10
 	largeBuf = transport.MaxDataFrame
@@ -285,25 +352,34 @@ const (
 
 var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
 
-// copyAdaptive copies src to dst until EOF (nil error) or an error,
-// counting bytes into n.
-func copyAdaptive(dst io.Writer, src io.Reader, n, last *atomic.Int64) (int64, error) {
+// readDeadliner is a reader the idle sweep can wake (net.Conn, yamux.Stream).
+type readDeadliner interface {
+	io.Reader
+	SetReadDeadline(time.Time) error
+}
+
+// copy copies src to dst until EOF (nil error) or an error, counting in p.
+func (r *relay) copy(p *pipe, dst io.Writer, src readDeadliner) (int64, error) {
 	small := make([]byte, smallBuf)
 	buf := small
 	var large *[]byte
-	defer func() {
+	giveBack := func() {
 		if large != nil {
+			p.large.Store(false)
 			largePool.Put(large)
+			large, buf = nil, small
 		}
-	}()
+	}
+	defer giveBack()
 	var total int64
 	for {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			nw, werr := dst.Write(buf[:nr])
 			total += int64(nw)
-			n.Add(int64(nw))
-			last.Store(time.Now().UnixNano())
+			p.n.Add(int64(nw))
+			p.total.Add(int64(nw))
+			p.last.Store(time.Now().UnixNano())
 			if werr != nil {
 				return total, werr
 			}
@@ -312,29 +388,36 @@ func copyAdaptive(dst io.Writer, src io.Reader, n, last *atomic.Int64) (int64, e
 			return total, nil
 		}
 		if rerr != nil {
+			if nr == 0 && r.released(p, src, rerr) {
+				giveBack()
+				continue
+			}
 			return total, rerr
 		}
 		switch {
 		case large == nil && nr == len(buf):
 			large = largePool.Get().(*[]byte)
 			buf = *large
+			p.large.Store(true)
 		case large != nil && nr < smallBuf:
-			largePool.Put(large)
-			large, buf = nil, small
+			giveBack()
 		}
 	}
 }
 
-// shrinkIdle gives back the receive buffers of sessions that moved no data
-// for idle: yamux keeps a stream's buffer at its high-water mark, which
-// for a session that once moved bulk data can be megabytes.
+// shrinkIdle gives back the buffers of sessions that moved no data for
+// idle (relay.idle): yamux keeps a stream's receive buffer at its
+// high-water mark, which for a session that once moved bulk data can be
+// hundreds of KiB, and a copy loop blocked on a large buffer holds it.
 func (c *Client) shrinkIdle(idle time.Duration) {
 	cutoff := time.Now().Add(-idle).UnixNano()
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	rs := make([]*relay, 0, len(c.sessions))
 	for _, r := range c.sessions {
-		if r.last.Load() < cutoff {
-			r.st.Shrink()
-		}
+		rs = append(rs, r)
+	}
+	c.mu.Unlock()
+	for _, r := range rs {
+		r.idle(cutoff)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -37,8 +38,37 @@ type Config struct {
 	// HelloTimeout bounds the connector's hello after the TLS handshake.
 	HelloTimeout time.Duration
 
+	// ClientCAs verifies connectors' client certificates. Required: the
+	// TLS layer only requests them (tls.RequestClientCert) and the broker
+	// checks them after the handshake, so the connector gets a typed
+	// refusal (cert_unknown, cert_expired…) instead of a TLS alert it
+	// could not tell from a proxy's.
+	ClientCAs *x509.CertPool
+
 	Registry  Registry
 	Authority Authority // nil: renewals are refused
+
+	// OfferFor returns the image update standing for a connector, sent
+	// after every hello; nil (or a nil result) means none.
+	OfferFor func(connectorID string) *protocol.UpdateOffer
+
+	// SupportRecipient is announced to connectors in hello_ack: the age
+	// X25519 recipient ("age1…") they encrypt support bundles to. Empty
+	// announces none.
+	SupportRecipient string
+	// OnSupportBundle receives a support bundle a connector uploads on a
+	// typed stream (protocol.StreamSupportBundle): exactly b.Size bytes
+	// from r (r fails with io.ErrUnexpectedEOF when the connector stops
+	// short). It returns the ID the bundle is stored under. Calls for one
+	// connector never overlap. Nil refuses support bundles
+	// (unknown_stream_type).
+	OnSupportBundle func(ctx context.Context, b SupportBundle, r io.Reader) (id string, err error)
+	// MaxSupportBundle bounds a bundle's size; 0 means
+	// protocol.MaxSupportBundle.
+	MaxSupportBundle int64
+	// StreamIdleTimeout ends an upload that moved no byte for this long; 0
+	// means 60 s.
+	StreamIdleTimeout time.Duration
 
 	// OnSessionEnd is called once for every session end the broker sees
 	// (By "control_plane") and for every end the connector reports (By
@@ -50,7 +80,7 @@ type Config struct {
 	Rand   io.Reader // session IDs; nil means crypto/rand
 }
 
-// DefaultConfig returns the defaults of DESIGN.md §6: heartbeat every 10 s,
+// DefaultConfig returns the defaults of ARCHITECTURE.md, "Protocol": heartbeat every 10 s,
 // Offline after 3 missed.
 func DefaultConfig() Config {
 	return Config{
@@ -76,6 +106,9 @@ func (c *Config) Validate() error {
 	if c.Registry == nil {
 		errs = append(errs, errors.New("no registry"))
 	}
+	if c.ClientCAs == nil {
+		errs = append(errs, errors.New("no client CA pool (ClientCAs) to verify connector certificates with"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -98,10 +131,11 @@ type Broker struct {
 	log  *slog.Logger
 	rand io.Reader
 
-	mu      sync.Mutex
-	tunnels map[string]*tunnel // connector ID → its current tunnel
-	seen    map[string]ConnectorState
-	closed  bool
+	mu        sync.Mutex
+	tunnels   map[string]*tunnel // connector ID → its current tunnel
+	seen      map[string]ConnectorState
+	uploading map[string]bool // connector ID + "/" + stream type → an upload is under way
+	closed    bool
 }
 
 // New returns a Broker; see Config.
@@ -109,7 +143,13 @@ func New(cfg Config) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("broker config: %w", err)
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger, rand: cfg.Rand, tunnels: map[string]*tunnel{}, seen: map[string]ConnectorState{}}
+	if cfg.MaxSupportBundle <= 0 {
+		cfg.MaxSupportBundle = protocol.MaxSupportBundle
+	}
+	if cfg.StreamIdleTimeout <= 0 {
+		cfg.StreamIdleTimeout = 60 * time.Second
+	}
+	b := &Broker{cfg: cfg, log: cfg.Logger, rand: cfg.Rand, tunnels: map[string]*tunnel{}, seen: map[string]ConnectorState{}, uploading: map[string]bool{}}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -145,6 +185,9 @@ type ConnectorState struct {
 	ActiveSessions int // sessions through this broker in flight
 	CertNotAfter   time.Time
 	Since          time.Time
+	// ClockOffset is the connector's last estimate of the control plane's
+	// clock minus its own; nil before it reported one.
+	ClockOffset *time.Duration
 }
 
 // Connectors returns the state of every connector seen, sorted by ID.
@@ -191,9 +234,30 @@ func (b *Broker) record(u StatusUpdate) {
 	if !u.CertNotAfter.IsZero() {
 		s.CertNotAfter = u.CertNotAfter
 	}
+	if u.ClockOffset != nil {
+		s.ClockOffset = u.ClockOffset
+	}
 	b.seen[u.ConnectorID] = s
 	b.mu.Unlock()
 	b.cfg.Registry.Update(u)
+}
+
+// SendOffer sends an update offer to connector id now, if it is online;
+// it reports whether it did. (A standing offer also goes out after every
+// hello, through Config.OfferFor.)
+func (b *Broker) SendOffer(id string, o *protocol.UpdateOffer) bool {
+	b.mu.Lock()
+	t := b.tunnels[id]
+	b.mu.Unlock()
+	if t == nil {
+		return false
+	}
+	if err := t.send(protocol.TunnelMessage{Type: protocol.MsgUpdateOffer, Offer: o}); err != nil {
+		b.log.Warn("sending update offer", "connector", id, "err", err)
+		return false
+	}
+	b.log.Info("update offered", "connector", id, "version", o.Version, "offer", o.ID)
+	return true
 }
 
 // Serve accepts TLS connections on ln (a tls.NewListener whose config

@@ -1,5 +1,5 @@
 // Package broker is the control plane's side of the connector tunnel
-// (DESIGN.md §6.3–6.5), used by the lab control plane (vaultpam-lab serve)
+// (ARCHITECTURE.md, "Protocol", 3–5), used by the lab control plane (vaultpam-lab serve)
 // and by the benchmarks.
 //
 // The lab's TLS listener hands every connection that negotiated ALPN

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/connector/tunnel"
 	"github.com/vaultpam/appliance/lab/broker"
 	"github.com/vaultpam/appliance/lab/broker/brokertest"
@@ -115,6 +116,9 @@ func TestHeartbeatStopGoesOffline(t *testing.T) {
 
 	f.unfreeze()
 	l.WaitOnline()
+	if n := l.Client.Counters().Snapshot(); n.Reconnects() < 1 || n.Sessions[string(protocol.ReasonConnectorOffline)] != 1 {
+		t.Errorf("counters after the loss: %d reconnects, sessions %v; want a reconnect and the cut session counted", n.Reconnects(), n.Sessions)
+	}
 	s2, err := l.Broker.Dial(context.Background(), "c1", l.Echo.Addr)
 	if err != nil {
 		t.Fatalf("Dial after recovery: %v", err)
@@ -164,11 +168,12 @@ func TestControlPlaneRestart(t *testing.T) {
 	l.WaitOnline()
 	addr := l.Server.Addr
 	l.Server.Close()
-	brokertest.WaitFor(t, "client reconnecting", func() bool { return l.Client.Status().State == tunnel.StateReconnecting })
+	brokertest.WaitFor(t, "client reconnecting", func() bool { return l.Client.Status().State == state.Reconnecting })
 
 	reg := &broker.MemoryRegistry{}
 	bc := broker.DefaultConfig()
 	bc.Registry = reg
+	bc.ClientCAs = l.PKI.Pool
 	b2, err := broker.New(bc)
 	if err != nil {
 		t.Fatal(err)

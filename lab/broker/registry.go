@@ -6,6 +6,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/protocol"
 )
 
 // Connector statuses the broker reports through Registry.Update. The lab
@@ -38,11 +40,14 @@ type Registry interface {
 	Update(u StatusUpdate)
 }
 
-// Authority signs renewed certificates. The returned chain (DER, leaf
-// first) must bind connectorID in a URI SAN exactly like an enrolment
-// certificate; the CSR's subject and SANs are not to be trusted.
+// Authority signs renewed certificates. current is the certificate the
+// tunnel was opened with: the broker renews only for its key (a CSR for
+// another key is refused before Renew is called) and an Authority should
+// check it again. The returned chain (DER, leaf first) must bind
+// connectorID in a URI SAN exactly like an enrolment certificate; the
+// CSR's subject and SANs are not to be trusted.
 type Authority interface {
-	Renew(ctx context.Context, connectorID string, csr *x509.CertificateRequest) (chain [][]byte, err error)
+	Renew(ctx context.Context, connectorID string, current *x509.Certificate, csr *x509.CertificateRequest) (chain [][]byte, err error)
 }
 
 // StatusUpdate is one change of a connector's status or one heartbeat.
@@ -55,6 +60,13 @@ type StatusUpdate struct {
 	ActiveSessions int
 	CertNotAfter   time.Time
 	RemoteAddr     string
+	// ImageVersion is the appliance image's version the connector runs on
+	// ("" elsewhere); Update its latest image update, when it reports one.
+	ImageVersion string
+	Update       *protocol.UpdateReport
+	// ClockOffset is the connector's estimate of the control plane's clock
+	// minus its own (from its heartbeat); nil when it sent none.
+	ClockOffset *time.Duration
 }
 
 // MemoryRegistry is an in-memory Registry for tests: every connector is

@@ -34,6 +34,7 @@ type Session struct {
 	st *yamux.Stream
 
 	up, down atomic.Int64
+	last     atomic.Int64 // when data last moved (unix nanos), for shrinkIdle
 
 	mu        sync.Mutex
 	readEOF   bool
@@ -224,6 +225,9 @@ func (s *Session) endAtTunnelLoss(why string) {
 func (s *Session) Read(p []byte) (int, error) {
 	n, err := s.st.Read(p)
 	s.down.Add(int64(n))
+	if n > 0 {
+		s.last.Store(time.Now().UnixNano())
+	}
 	if err == nil {
 		return n, nil
 	}
@@ -258,6 +262,9 @@ func (s *Session) Write(p []byte) (int, error) {
 		p = p[k:]
 	}
 	s.up.Add(int64(n))
+	if n > 0 {
+		s.last.Store(time.Now().UnixNano())
+	}
 	if err != nil {
 		if s.t.mux.IsClosed() {
 			<-s.t.done

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -19,6 +20,7 @@ import (
 type tunnel struct {
 	b    *Broker
 	id   string
+	leaf *x509.Certificate // the client certificate the tunnel was opened with
 	conn *tls.Conn
 	mux  *yamux.Session
 	ctl  *yamux.Stream
@@ -50,9 +52,10 @@ func (t *tunnel) send(m protocol.TunnelMessage) error {
 }
 
 // ServeConn serves one tunnel on conn, a server-side TLS connection whose
-// client negotiated TunnelALPN; the TLS config must verify client
-// certificates against the control plane CA (VerifyClientCertIfGiven or
-// stricter). ServeConn completes the handshake if needed, checks the
+// client negotiated TunnelALPN; the TLS config requests the client
+// certificate without verifying it (tls.RequestClientCert): the broker
+// verifies it against Config.ClientCAs and answers the hello with a typed
+// refusal. ServeConn completes the handshake if needed, checks the
 // identity, answers the hello and serves the tunnel until it ends; it
 // returns why it ended and always closes conn. Safe to call from
 // http.Server.TLSNextProto.
@@ -98,9 +101,9 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 		}
 		return fmt.Errorf("tunnel refused: %s", terr.Message)
 	}
-	t.id = id
+	t.id, t.leaf = id, cs.PeerCertificates[0]
 	if err := t.send(protocol.TunnelMessage{Type: protocol.MsgHelloAck, HelloAck: &protocol.TunnelHelloAck{
-		ConnectorID: id, HeartbeatInterval: t.interval, ServerTime: b.now().UTC(),
+		ConnectorID: id, HeartbeatInterval: t.interval, ServerTime: b.now().UTC(), SupportRecipient: b.cfg.SupportRecipient,
 	}}); err != nil {
 		return fmt.Errorf("answering hello: %w", err)
 	}
@@ -123,10 +126,18 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 	hb := m.Hello.Heartbeat
 	now := b.now()
 	b.record(StatusUpdate{ConnectorID: id, Status: StatusOnline, LastHeartbeat: now, Version: m.Hello.Version,
-		ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: conn.RemoteAddr().String()})
-	b.log.Info("connector online", "connector", id, "remote", conn.RemoteAddr(), "version", m.Hello.Version)
+		ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: conn.RemoteAddr().String(),
+		ImageVersion: hb.ImageVersion, Update: hb.Update, ClockOffset: hb.ClockOffset})
+	b.log.Info("connector online", "connector", id, "remote", conn.RemoteAddr(), "version", m.Hello.Version, "image", hb.ImageVersion)
+	if b.cfg.OfferFor != nil {
+		if o := b.cfg.OfferFor(id); o != nil {
+			if err := t.send(protocol.TunnelMessage{Type: protocol.MsgUpdateOffer, Offer: o}); err != nil {
+				b.log.Warn("sending the standing update offer", "connector", id, "err", err)
+			}
+		}
+	}
 
-	go t.refuseExtraStreams()
+	go t.acceptStreams(ctx)
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -138,6 +149,25 @@ func (b *Broker) ServeConn(ctx context.Context, conn *tls.Conn) error {
 	t.offline("tunnel closed")
 	<-t.done
 	return err
+}
+
+// shrinkIdle gives back the receive buffers of sessions that moved no data
+// for a heartbeat interval: yamux keeps a stream's buffer at its
+// high-water mark, hundreds of KiB after a burst, for every session a
+// control plane holds open.
+func (t *tunnel) shrinkIdle() {
+	cutoff := time.Now().Add(-t.interval).UnixNano()
+	t.mu.Lock()
+	ss := make([]*Session, 0, len(t.sessions))
+	for _, s := range t.sessions {
+		ss = append(ss, s)
+	}
+	t.mu.Unlock()
+	for _, s := range ss {
+		if s.last.Load() < cutoff {
+			s.st.Shrink()
+		}
+	}
 }
 
 func (t *tunnel) offlineAfter() time.Duration {
@@ -157,36 +187,69 @@ func (b *Broker) authorize(ctx context.Context, cs tls.ConnectionState, m *proto
 	if cs.Version != tls.VersionTLS13 {
 		return "", &protocol.TunnelError{Code: protocol.TunnelBadHello, Message: "the tunnel requires TLS 1.3"}
 	}
-	if len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
-		return "", &protocol.TunnelError{Code: protocol.TunnelNoCert, Message: "no client certificate issued by this control plane"}
+	if len(cs.PeerCertificates) == 0 {
+		return "", &protocol.TunnelError{Code: protocol.TunnelNoCert,
+			Message: "no client certificate reached the control plane (a TLS-inspecting proxy in between cannot pass one through)"}
 	}
 	leaf := cs.PeerCertificates[0]
+	fp := protocol.CertFingerprint(leaf.Raw)
+	refuse := func(code, msg string) *protocol.TunnelError {
+		return &protocol.TunnelError{Code: code, Message: msg, CertSHA256: fp}
+	}
+	if terr := b.verifyClient(cs.PeerCertificates); terr != nil {
+		terr.CertSHA256 = fp
+		return "", terr
+	}
 	id, err := protocol.ConnectorIDFromURIs(leaf.URIs)
 	if err != nil {
-		return "", &protocol.TunnelError{Code: protocol.TunnelUnknown, Message: err.Error()}
+		return "", refuse(protocol.TunnelUnknown, err.Error())
 	}
 	if err := b.cfg.Registry.Authorize(ctx, id, leaf); err != nil {
 		switch {
 		case errors.Is(err, ErrRevoked):
-			return id, &protocol.TunnelError{Code: protocol.TunnelRevoked, Message: "this connector's certificate was revoked; recover it with a recovery token"}
+			return id, refuse(protocol.TunnelRevoked, "this connector's certificate was revoked; recover it with a recovery token")
 		case errors.Is(err, ErrUnknownConnector):
-			return id, &protocol.TunnelError{Code: protocol.TunnelUnknown, Message: "this control plane does not know connector " + id}
+			return id, refuse(protocol.TunnelUnknown, "this control plane does not know connector "+id)
 		}
 		return id, &protocol.TunnelError{Code: protocol.TunnelUnavailable, Message: "cannot check the connector now: " + err.Error()}
 	}
 	return id, nil
 }
 
-// refuseExtraStreams closes any stream the connector opens after the
-// control stream: sessions are opened by the control plane only.
-func (t *tunnel) refuseExtraStreams() {
-	for {
-		st, err := t.mux.AcceptStream()
-		if err != nil {
-			return
-		}
-		st.Close()
+// verifyClient checks the client certificate chain against ClientCAs at
+// the broker's clock. The TLS layer only requests the certificate
+// (tls.RequestClientCert), so a refusal is told to the connector here, at
+// the application level, where a TLS-inspecting proxy cannot be mistaken
+// for the control plane.
+func (b *Broker) verifyClient(certs []*x509.Certificate) *protocol.TunnelError {
+	leaf := certs[0]
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
 	}
+	now := b.now()
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: b.cfg.ClientCAs, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	var invalid x509.CertificateInvalidError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired && now.Before(invalid.Cert.NotBefore):
+		return &protocol.TunnelError{Code: protocol.TunnelNotYetValid,
+			Message: fmt.Sprintf("certificate %q is not valid before %s by the control plane's clock (%s)", invalid.Cert.Subject.CommonName,
+				invalid.Cert.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return &protocol.TunnelError{Code: protocol.TunnelExpired,
+			Message: fmt.Sprintf("certificate %q expired at %s by the control plane's clock (%s)", invalid.Cert.Subject.CommonName,
+				invalid.Cert.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
+	}
+	return &protocol.TunnelError{Code: protocol.TunnelUnknown, Message: "client certificate was not issued by this control plane: " + err.Error()}
+}
+
+// SameKey reports whether two public keys are the same key.
+func SameKey(a, b any) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
 }
 
 // readControl handles the connector's control messages until the stream
@@ -218,10 +281,12 @@ func (t *tunnel) readControl(ctx context.Context) error {
 			}
 			t.mu.Unlock()
 			b.record(StatusUpdate{ConnectorID: t.id, Status: status, LastHeartbeat: b.now(), Version: hb.Version,
-				ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: t.conn.RemoteAddr().String()})
+				ActiveSessions: hb.ActiveSessions, CertNotAfter: hb.CertNotAfter, RemoteAddr: t.conn.RemoteAddr().String(),
+				ImageVersion: hb.ImageVersion, Update: hb.Update, ClockOffset: hb.ClockOffset})
+			t.shrinkIdle()
 			if m.Type == protocol.MsgHeartbeat {
 				err := t.send(protocol.TunnelMessage{Type: protocol.MsgHeartbeatAck,
-					Ack: &protocol.TunnelAck{Seq: hb.Seq, HeartbeatInterval: t.interval}})
+					Ack: &protocol.TunnelAck{Seq: hb.Seq, HeartbeatInterval: t.interval, ServerTime: b.now().UTC()}})
 				if err != nil {
 					return fmt.Errorf("acknowledging heartbeat: %w", err)
 				}
@@ -261,8 +326,10 @@ func (t *tunnel) renew(ctx context.Context, der []byte) {
 		fail("certificate request does not parse: " + err.Error())
 	case csr.CheckSignature() != nil:
 		fail("certificate request signature is invalid")
+	case !SameKey(csr.PublicKey, t.leaf.PublicKey):
+		fail("a renewal must be for the key of the certificate in use; a new key needs a recovery token")
 	default:
-		chain, err := b.cfg.Authority.Renew(ctx, t.id, csr)
+		chain, err := b.cfg.Authority.Renew(ctx, t.id, t.leaf, csr)
 		if err != nil {
 			fail(err.Error())
 		} else {

@@ -163,6 +163,7 @@ func (e *env) startTunnel() (path, error) {
 	}
 	bc := broker.DefaultConfig()
 	bc.Registry = &broker.MemoryRegistry{}
+	bc.ClientCAs = pki.Pool
 	b, err := broker.New(bc)
 	if err != nil {
 		return path{}, err
@@ -238,6 +239,7 @@ func connectorMain(dir string) int {
 	cfg.RootCAs = pool
 	cfg.Certificate = func() (*tls.Certificate, error) { return &cert, nil }
 	cfg.Version = "bench"
+	cfg.AllowedTargets = []string{"127.0.0.0/8"} // the targets are on loopback, refused by default
 	c, err := tunnel.New(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench connector:", err)

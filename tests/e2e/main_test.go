@@ -205,9 +205,12 @@ func newEnv(t *testing.T, allowed []string, hb time.Duration) *env {
 		t.Fatal(err)
 	}
 	cfg := fmt.Sprintf("control_plane_url: https://%s\ncontrol_plane_ca_file: %s\nconnector_name: e2e\ndrain_timeout: 30s\n", e.listen, filepath.Join(e.state, "ca.pem"))
-	if len(allowed) > 0 {
-		cfg += "allowed_targets: [\"" + strings.Join(allowed, "\", \"") + "\"]\n"
+	if len(allowed) == 0 {
+		// The echo targets are on loopback, which the connector refuses
+		// unless allowed_targets names it (the default deny set).
+		allowed = []string{"127.0.0.1"}
 	}
+	cfg += "allowed_targets: [\"" + strings.Join(allowed, "\", \"") + "\"]\n"
 	cfgPath := filepath.Join(dir, "connector.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
 	e.socket = filepath.Join(dir, "connector.sock")

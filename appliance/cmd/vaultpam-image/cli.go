@@ -13,7 +13,7 @@ import (
 )
 
 // version is set by the Makefile (-X main.version=…).
-var version = "0.0.0-dev"
+var version = "0.0.0"
 
 // cli is the outside world of one invocation.
 type cli struct {
@@ -92,6 +92,7 @@ func newFlags(out io.Writer, o *image.Options) (fs *flag.FlagSet, cache, work *s
 	fs.Int64Var(&o.Rootfs.SourceDateEpoch, "source-date-epoch", o.Rootfs.SourceDateEpoch, "timestamp of every file (default $SOURCE_DATE_EPOCH)")
 	fs.StringVar(&o.Rootfs.Mirror, "mirror", o.Rootfs.Mirror, "Debian mirror `URL` (a snapshot pins package versions)")
 	fs.StringVar(&o.ExtraCmdline, "extra-cmdline", "", "`args` appended to the kernel command line")
+	fs.StringVar(&o.Rootfs.UpdateRoot, "update-root", "", "TUF root `file` of the release repository baked in as the updater's trust anchor (dist/update-repo/root.json; vaultpam-sign update-init makes it)")
 	cache = fs.String("cache", "", "package-stage cache `dir` (default OUT/cache)")
 	work = fs.String("work", "", "scratch `dir` (default OUT/work)")
 	return fs, cache, work

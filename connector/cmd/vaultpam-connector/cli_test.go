@@ -13,6 +13,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/lab"
 )
 
@@ -116,7 +117,7 @@ func TestRunEnrolsAndServesStatus(t *testing.T) {
 		if Main(context.Background(), Env{Stdout: &out, Stderr: &errb, Args: []string{"status", "--json", "--socket", sock}}) == 0 {
 			st = localapi.Status{}
 			json.Unmarshal([]byte(out.String()), &st)
-			if st.State == localapi.StateOnline && !st.LastHeartbeat.IsZero() {
+			if st.State == state.Online.String() && !st.LastHeartbeat.IsZero() {
 				break
 			}
 		}
@@ -133,7 +134,7 @@ func TestRunEnrolsAndServesStatus(t *testing.T) {
 	if st.ConnectorID == "" || st.Reason != "" || st.CertNotAfter.IsZero() || st.HeartbeatInterval == 0 {
 		t.Errorf("online status = %+v", st)
 	}
-	for _, want := range []string{"State:", "Online", st.ConnectorID, "Autonomous restart", "Last heartbeat:"} {
+	for _, want := range []string{"State:", "Online", st.ConnectorID, "Autonomous restart", "Last heartbeat:", "Targets:", "any private or public address; refused: loopback"} {
 		if !strings.Contains(human.String(), want) {
 			t.Errorf("human status lacks %q:\n%s", want, human.String())
 		}
@@ -188,7 +189,7 @@ func TestTokenFileWithTypo(t *testing.T) {
 	}
 	cancel()
 	<-done
-	if st.State != localapi.StateAwaitingToken || !strings.Contains(st.Reason, "given at start refused") || !strings.Contains(st.Reason, "typo") || st.Hint == "" {
+	if st.State != state.AwaitingToken.String() || !strings.Contains(st.Reason, "given at start refused") || !strings.Contains(st.Reason, "typo") || st.Hint == "" {
 		t.Errorf("status = %s %q %q; want awaiting_token with the typo and a hint", st.State, st.Reason, st.Hint)
 	}
 	if strings.Contains(stderr.String(), string(bad)) {
@@ -228,7 +229,30 @@ func TestEnvironmentOnlyConfig(t *testing.T) {
 	}
 	cancel()
 	<-done
-	if st.State != localapi.StateAwaitingToken || st.ConnectorName != "k8s-1" || st.ControlPlane != cp.URL() {
+	if st.State != state.AwaitingToken.String() || st.ConnectorName != "k8s-1" || st.ControlPlane != cp.URL() {
 		t.Errorf("status = %+v", st)
+	}
+}
+
+// An allowed_targets entry the tunnel would refuse stops the connector at
+// load (exit 3), before the token is presented: a token is never burnt on
+// a connector that could not have brokered a session.
+func TestBadAllowListRefusedBeforeTheTokenIsUsed(t *testing.T) {
+	cp := lab.NewTest(t)
+	tok, _ := cp.Authority.CreateToken("dc1", 0)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "connector.yaml")
+	os.WriteFile(cfg, []byte("control_plane_url: "+cp.URL()+"\ncontrol_plane_ca_file: "+cp.CAFile+"\nconnector_name: dc1\nallowed_targets: [\"db.internal\"]\n"), 0o644)
+	getenv, unset := mapEnv(map[string]string{"PAM_AGENT_CONFIG": cfg, "PAM_AGENT_DATA_DIR": filepath.Join(dir, "data"),
+		"PAM_AGENT_SOCKET": filepath.Join(dir, "c.sock"), "PAM_ENROLMENT_TOKEN": tok})
+	var stderr syncBuf
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a connector that starts runs until then
+	defer cancel()
+	code := Main(ctx, Env{Stdout: &stderr, Stderr: &stderr, Args: []string{"run"}, Getenv: getenv, Unsetenv: unset, Notify: func(string) {}})
+	if code != exitConfig || !strings.Contains(stderr.String(), "allowed_targets[0]: a host name needs a port") {
+		t.Fatalf("exit %d, want %d with the allowed_targets problem:\n%s", code, exitConfig, stderr.String())
+	}
+	if n := cp.Authority.EnrolAttempts(tok); n != 0 {
+		t.Errorf("the token was presented %d times", n)
 	}
 }

@@ -9,11 +9,12 @@ import (
 	"github.com/vaultpam/appliance/connector/agent"
 	"github.com/vaultpam/appliance/connector/config"
 	"github.com/vaultpam/appliance/connector/tunnel"
+	"github.com/vaultpam/appliance/connector/updates"
 )
 
 // newLinkFactory wires the tunnel client into the agent with the
 // configuration's address, roots, proxy and allow-list.
-func newLinkFactory(cfg config.Config, roots *x509.CertPool, proxy *url.URL, log *slog.Logger) agent.LinkFactory {
+func newLinkFactory(cfg config.Config, roots *x509.CertPool, proxy *url.URL, log *slog.Logger, upd *updates.Manager, counters *tunnel.Counters) agent.LinkFactory {
 	tc := tunnel.DefaultConfig()
 	u, _ := url.Parse(cfg.ControlPlaneURL) // validated by config.Load
 	tc.Address = u.Host
@@ -26,5 +27,8 @@ func newLinkFactory(cfg config.Config, roots *x509.CertPool, proxy *url.URL, log
 	tc.AllowedTargets = cfg.AllowedTargets
 	tc.Name, tc.Version = cfg.ConnectorName, version
 	tc.Logger = log
-	return agent.TunnelLink(tc)
+	tc.OnUpdateOffer = upd.Offer
+	tc.Image = upd.Report
+	tc.Counters = counters
+	return faultLink(agent.TunnelLink(tc), log) // fault_none.go: the identity in release builds
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/lab"
 )
 
@@ -78,7 +79,7 @@ func TestProxyForEnrolmentAndTunnel(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		st, err := localapi.NewClient(sock).Status(context.Background())
-		if err == nil && st.State == localapi.StateOnline {
+		if err == nil && st.State == state.Online.String() {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -11,17 +11,25 @@ import (
 
 	"github.com/vaultpam/appliance/connector/config"
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/state"
 )
 
 func cmdStatus(ctx context.Context, env Env, args []string) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	asJSON := fs.Bool("json", false, "print the status JSON")
 	socket := fs.String("socket", envOr(env, config.EnvSocket, localapi.DefaultSocket), "local API socket")
-	if err := fs.Parse(args); err != nil {
+	check := fs.String("check", "", "probe mode: live (exit 0 when the local API answers) or ready (exit 0 when Online)")
+	if err := parseFlags(fs, args, env.Stderr); err != nil {
+		return exitUsage
+	}
+	if *check != "" && *check != "live" && *check != "ready" {
+		fail(env.Stderr, fmt.Errorf("--check %q is not live or ready", *check), "")
 		return exitUsage
 	}
 	st, err := localapi.NewClient(*socket).Status(ctx)
+	if *check != "" {
+		return probe(env, *check, st, err)
+	}
 	if err != nil {
 		fail(env.Stderr, err, "is the connector running? (systemctl status vaultpam-connector; or set PAM_AGENT_SOCKET)")
 		return exitError
@@ -64,6 +72,29 @@ func printStatus(w io.Writer, st localapi.Status) {
 		row("Last heartbeat", fmt.Sprintf("%s (every %s, rtt %s)", st.LastHeartbeat.Format(time.RFC3339), time.Duration(st.HeartbeatInterval), time.Duration(st.TunnelRTT)))
 	}
 	row("Active sessions", fmt.Sprint(st.ActiveSessions))
+	if st.AllowedTargets != nil {
+		row("Targets", st.AllowedTargets.Summary)
+	}
 	row("Version", st.Version)
 	tw.Flush()
+}
+
+// probe answers --check for exec probes (Kubernetes, container health
+// checks) with one line and an exit code: live = the local API answers,
+// so the daemon is not hung; ready = the connector is Online.
+func probe(env Env, check string, st localapi.Status, err error) int {
+	if err != nil {
+		fmt.Fprintf(env.Stdout, "not %s: %v\n", check, err)
+		return exitError
+	}
+	if check == "ready" && st.State != state.Online.String() {
+		reason := ""
+		if st.Reason != "" {
+			reason = ": " + st.Reason
+		}
+		fmt.Fprintf(env.Stdout, "not ready: %s%s\n", st.StateLabel, reason)
+		return exitError
+	}
+	fmt.Fprintf(env.Stdout, "%s: %s\n", check, st.StateLabel)
+	return exitOK
 }

@@ -218,14 +218,33 @@ func (h *harness) controlPlane(addr string) string {
 	return l.Addr().String()
 }
 
-// start runs the console in tmux session name with extra flags.
+// start runs the console in tmux session name with extra flags, on a
+// terminal like the VGA console's: TERM=linux, 80×25.
 func (h *harness) start(session, tty string, extra ...string) {
+	h.t.Helper()
+	h.startOn(session, tty, vga, extra...)
+}
+
+// terminal is what a console runs on.
+type terminal struct {
+	term       string
+	cols, rows int
+}
+
+var (
+	vga    = terminal{"linux", 80, 25} // tty1 with the kernel's 8×16 font at 640×400
+	serial = terminal{"vt220", 80, 24} // ttyS0 as the unit sets it up
+)
+
+// startOn runs the console in tmux session name on a terminal like term.
+func (h *harness) startOn(session, tty string, term terminal, extra ...string) {
 	h.t.Helper()
 	args := []string{"ip", "netns", "exec", h.ns, consoleBin, "--root", h.root, "--socket", h.socket, "--bin-dir", h.bin,
 		"--tty", tty, "--address-timeout", "30s", "--step-timeout", "5s", "--enrol-timeout", "60s"}
 	args = append(args, extra...)
-	cmd := "TERM=linux " + strings.Join(args, " ") + " 2>>" + h.log + ".stderr; echo CONSOLE-EXITED; sleep 600"
-	run(h.t, "tmux", "-L", h.tmux, "-f", "/dev/null", "new-session", "-d", "-s", session, "-x", "80", "-y", "25", cmd)
+	cmd := "TERM=" + term.term + " " + strings.Join(args, " ") + " 2>>" + h.log + ".stderr; echo CONSOLE-EXITED; sleep 600"
+	run(h.t, "tmux", "-L", h.tmux, "-f", "/dev/null", "new-session", "-d", "-s", session,
+		"-x", fmt.Sprint(term.cols), "-y", fmt.Sprint(term.rows), cmd)
 }
 
 // keys sends tmux key names (Enter, Up, C-u, …) to session.

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/firstboot/internal/settings"
 )
 
@@ -26,7 +27,7 @@ func (h *harness) configured(url string, st localapi.Status) {
 }
 
 func onlineStatus() localapi.Status {
-	return localapi.Status{State: localapi.StateOnline, Mode: localapi.ModeAutonomousRestart, DataDir: "/data", DataDurable: true,
+	return localapi.Status{State: state.Online.String(), Mode: localapi.ModeAutonomousRestart, DataDir: "/data", DataDurable: true,
 		ConnectorID: "conn-7f3a", ConnectorName: "dc1-connector-1", Version: "0.1.0", LastHeartbeat: time.Now().UTC(),
 		HeartbeatInterval: localapi.Duration(10 * time.Second)}
 }
@@ -48,7 +49,7 @@ func TestHealthActions(t *testing.T) {
 	if !strings.Contains(h.commands(), "journalctl -u vaultpam-connector -n 200 --no-pager") {
 		t.Errorf("logs did not come from the connector's journal:\n%s", h.commands())
 	}
-	if !strings.Contains(scr, "Rows 42-60 of 60") {
+	if !strings.Contains(scr, "Rows 41-60 of 60") { // 20 rows a page on the 25-row terminal
 		t.Errorf("logs screen does not show the newest lines:\n%s", scr)
 	}
 	h.keys(s, "Escape")
@@ -128,7 +129,7 @@ func TestHealthActions(t *testing.T) {
 func TestNeedsRecoveryScreen(t *testing.T) {
 	h := newHarness(t)
 	st := onlineStatus()
-	st.State, st.Mode, st.DataDurable, st.Reason = localapi.StateNeedsRecovery, localapi.ModeGuidedRecovery, false, "no identity in /data after restart"
+	st.State, st.Mode, st.DataDurable, st.Reason = state.NeedsRecovery.String(), localapi.ModeGuidedRecovery, false, "no identity in /data after restart"
 	h.configured("https://192.0.2.1:8443", st)
 	const s = "n"
 	h.start(s, "ttyS0")

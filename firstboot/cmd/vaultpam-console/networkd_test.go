@@ -17,7 +17,7 @@ import (
 const networkdBin = "/lib/systemd/systemd-networkd"
 
 // realNetworkd makes the fake systemctl start the real systemd-networkd
-// inside the test namespace (DESIGN §3): its own mount namespace, a fresh
+// inside the test namespace (as firstboot/README.md describes): its own mount namespace, a fresh
 // tmpfs on /run/systemd, /sys read-only so it does not wait for udev, and
 // /config/network bind-mounted on /etc/systemd/network.
 func (h *harness) realNetworkd() {

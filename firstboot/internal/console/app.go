@@ -7,111 +7,14 @@ package console
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/vaultpam/appliance/connector/localapi"
-	"github.com/vaultpam/appliance/firstboot/internal/netinfo"
-	"github.com/vaultpam/appliance/firstboot/internal/ovfenv"
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
 	"github.com/vaultpam/appliance/firstboot/internal/settings"
 )
-
-// Connector is the part of the connector's local API the console uses.
-// *localapi.Client implements it.
-type Connector interface {
-	Status(ctx context.Context) (localapi.Status, error)
-	SubmitToken(ctx context.Context, token string) error
-}
-
-// Runner runs a system command (systemctl, journalctl, hostname, …) and
-// returns its standard output. Commands never carry secrets in argv.
-type Runner interface {
-	Output(ctx context.Context, name string, args ...string) ([]byte, error)
-}
-
-// ExecRunner runs commands with os/exec. BinDir, when set, is where the
-// commands are looked up instead of $PATH (tests put fakes there).
-type ExecRunner struct{ BinDir string }
-
-// Output implements Runner.
-func (r ExecRunner) Output(ctx context.Context, name string, args ...string) ([]byte, error) {
-	if r.BinDir != "" {
-		name = filepath.Join(r.BinDir, name)
-	}
-	cmd := exec.CommandContext(ctx, name, args...)
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-			return out, fmt.Errorf("%s %s: %s", filepath.Base(name), strings.Join(args, " "), strings.TrimSpace(string(ee.Stderr)))
-		}
-		return out, fmt.Errorf("%s %s: %w", filepath.Base(name), strings.Join(args, " "), err)
-	}
-	return out, nil
-}
-
-// Env is the outside world of the console.
-type Env struct {
-	Root      string // prefix for /config, /data, /run, /etc, /proc; "/" on the appliance
-	TTY       string // this console's name, shown on the other console ("tty1")
-	Connector Connector
-	Net       netinfo.Source
-	Run       Runner
-	Now       func() time.Time
-	OVF       ovfenv.Sources
-	// DefaultURL pre-fills the control plane URL; "" = settings.DefaultControlPlaneURL.
-	DefaultURL string
-	Probes     Probes // appliance facts for the health screen; nil fields = real ones
-	// Timeouts; zero values take the defaults in DefaultEnvTimeouts.
-	AddressTimeout time.Duration // waiting for an address after apply
-	StepTimeout    time.Duration // each diagnostic step
-	EnrolTimeout   time.Duration // waiting for the connector to be Online
-	// Repaint: each value received repaints the whole screen, like Ctrl-L.
-	// The command sends SIGWINCH here: the terminal was resized, or another
-	// program wrote on it (the boot report on the serial console does, and
-	// then signals the console).
-	Repaint <-chan os.Signal
-}
-
-func (e *Env) defaults() {
-	if e.Root == "" {
-		e.Root = "/"
-	}
-	if e.TTY == "" {
-		e.TTY = "console"
-	}
-	if e.Now == nil {
-		e.Now = time.Now
-	}
-	if e.Net == nil {
-		e.Net = netinfo.Netlink{}
-	}
-	if e.Run == nil {
-		e.Run = ExecRunner{}
-	}
-	if e.DefaultURL == "" {
-		e.DefaultURL = settings.DefaultControlPlaneURL
-	}
-	if e.AddressTimeout == 0 {
-		e.AddressTimeout = 60 * time.Second
-	}
-	if e.StepTimeout == 0 {
-		e.StepTimeout = 5 * time.Second
-	}
-	if e.EnrolTimeout == 0 {
-		e.EnrolTimeout = 2 * time.Minute
-	}
-}
-
-// path returns p (absolute on the appliance) under the root.
-func (e *Env) path(p string) string { return filepath.Join(e.Root, p) }
 
 // view is one screen: it draws itself and handles keys. Views run on the
 // app's single goroutine; background work reports back through App.post.
@@ -142,6 +45,7 @@ type App struct {
 	quit   bool
 	health *health
 	probes Probes
+	size   screen.Size // the frame's: the terminal's, at least 80×24
 }
 
 // New returns an app over env.
@@ -149,7 +53,17 @@ func New(env Env) *App {
 	env.defaults()
 	a := &App{env: env, posts: make(chan func(), 64), probes: env.Probes}
 	a.probes.defaults(&a.env)
+	a.resize()
 	return a
+}
+
+// resize lays the screens out for the terminal's size now.
+func (a *App) resize() {
+	var s screen.Size
+	if a.env.Size != nil {
+		s = a.env.Size()
+	}
+	a.size = screen.Fit(s)
 }
 
 // post runs fn on the app's goroutine (from background work). It never
@@ -204,6 +118,7 @@ func (a *App) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 			}
 			a.cur.key(a, k)
 		case <-a.env.Repaint:
+			a.resize()
 			r.Invalidate()
 		case fn := <-a.posts:
 			fn()
@@ -216,10 +131,21 @@ func (a *App) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 	return nil
 }
 
-// start picks the first screen: the health screen when the appliance is
+// start picks the first screen: where an unattended setup stopped (until
+// an operator acts on it), the health screen when the appliance is
 // configured, else the wizard (or, when another console holds the wizard,
 // a screen that follows its progress).
 func (a *App) start() {
+	if rec, busy := otherHolder(a.env.Root); busy && a.lock == nil {
+		// Also when the other console's setup has written the settings
+		// already: this one shows how it ends.
+		a.show(&waitingView{rec: rec})
+		return
+	}
+	if rec := readRecord(a.env.Root); rec.stoppedUnattended() {
+		a.show(&stoppedView{rec: rec})
+		return
+	}
 	if settings.Configured(a.env.Root) {
 		a.showHealth()
 		return
@@ -227,17 +153,24 @@ func (a *App) start() {
 	a.startWizard(false)
 }
 
+// frame lays the current view out: the title bar on the first row and the
+// key help on the last, both across the whole width; the body and the
+// message in a column at most maxTextCols wide, centred.
 func (a *App) frame() *screen.Frame {
 	p := a.cur.draw(a)
-	var f screen.Frame
+	f := screen.NewFrame(a.size)
+	cols, rows := a.size.Cols, a.size.Rows
+	margin := strings.Repeat(" ", a.margin())
+	bar := func(left, right string) screen.Span {
+		return screen.Span{Text: screen.Pad(margin+left, cols-len(right)-len(margin)) + right + margin, Attr: screen.Reverse}
+	}
 	title := " VaultPAM Connector"
 	if p.title != "" {
 		title += " - " + p.title
 	}
-	right := fmt.Sprintf("%s ", a.env.TTY)
-	f.Add(screen.Span{Text: screen.Pad(title, screen.Cols-len(right)) + right, Attr: screen.Reverse})
+	f.Add(bar(title, a.env.TTY+" "))
 	f.Blank()
-	msg := screen.WrapText(p.msg, screen.Cols-2)
+	msg := screen.WrapText(p.msg, a.width()-2)
 	if p.msg == "" {
 		msg = nil
 	}
@@ -245,47 +178,15 @@ func (a *App) frame() *screen.Frame {
 		msg = msg[:2]
 	}
 	for _, l := range p.body {
-		if f.Len() >= screen.Rows-1-len(msg) {
+		if f.Len() >= rows-1-len(msg) {
 			break
 		}
-		f.Add(l...)
+		f.Add(append(screen.Line{{Text: margin}}, l...)...)
 	}
-	f.Fill(screen.Rows - 1 - len(msg))
+	f.Fill(rows - 1 - len(msg))
 	for _, l := range msg {
-		f.Add(screen.Span{Text: " " + l, Attr: screen.Bold})
+		f.Add(screen.Span{Text: margin + " " + l, Attr: screen.Bold})
 	}
-	f.Add(screen.Span{Text: screen.Pad(" "+p.help, screen.Cols), Attr: screen.Reverse})
-	return &f
-}
-
-// Body-building helpers.
-
-func text(s string) screen.Line { return screen.Line{{Text: s}} }
-func bold(s string) screen.Line { return screen.Line{{Text: s, Attr: screen.Bold}} }
-func blank() screen.Line        { return nil }
-
-func wrap(indent int, s string) []screen.Line {
-	var out []screen.Line
-	for _, l := range screen.WrapText(s, screen.Cols-indent-2) {
-		out = append(out, text(strings.Repeat(" ", indent)+l))
-	}
-	return out
-}
-
-// kv is a "  Label ........ value" line.
-func kv(label, value string) screen.Line {
-	return screen.Line{{Text: "  " + screen.Pad(label, 22)}, {Text: value}}
-}
-
-// kvWrap is kv with the value wrapped under itself.
-func kvWrap(label, value string) []screen.Line {
-	var out []screen.Line
-	for i, l := range screen.WrapText(value, screen.Cols-26) {
-		if i == 0 {
-			out = append(out, kv(label, l))
-		} else {
-			out = append(out, kv("", l))
-		}
-	}
-	return out
+	f.Add(bar(" "+p.help, ""))
+	return f
 }

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/firstboot/internal/ovfenv"
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
+	"github.com/vaultpam/appliance/firstboot/internal/vtfont"
 )
 
 // CLI is the command line of vaultpam-console.
@@ -37,9 +39,11 @@ func (c CLI) Main(ctx context.Context) int {
 		cdroms   = fs.String("cdrom", "/dev/sr0,/dev/sr1", "comma-separated devices to look for ovf-env.xml (ISO transport)")
 		showVer  = fs.Bool("version", false, "print the version and exit")
 		noRaw    = fs.Bool("no-raw", false, "do not switch the terminal to raw mode (it already is)")
+		keepFont = fs.Bool("keep-font", false, "on the VGA console, keep the console font instead of choosing one for the framebuffer's size")
 		addrWait = fs.Duration("address-timeout", 60*time.Second, "how long to wait for an address after applying network settings")
 		step     = fs.Duration("step-timeout", 5*time.Second, "timeout of each diagnostic step")
 		enrol    = fs.Duration("enrol-timeout", 2*time.Minute, "how long to wait for the connector to be Online")
+		doneWait = fs.Duration("done-timeout", DefaultDoneTimeout, "how long the final setup screen waits for Enter before it shows the health screen")
 	)
 	fs.StringVar(&env.Root, "root", "/", "root directory holding config/, data/, run/, etc/, proc/")
 	fs.StringVar(&env.TTY, "tty", "", "this console's name shown to the other console (default: the terminal's name)")
@@ -55,9 +59,15 @@ func (c CLI) Main(ctx context.Context) int {
 		env.TTY = ttyName(c.Stdin)
 	}
 	env.Repaint = c.Repaint
+	if f, ok := c.Stdout.(*os.File); ok {
+		env.Size = func() screen.Size {
+			s, _ := screen.TermSize(f) // unknown (a serial line): 80×24
+			return s
+		}
+	}
 	env.Connector = localapi.NewClient(*socket)
 	env.Run = ExecRunner{BinDir: *binDir}
-	env.AddressTimeout, env.StepTimeout, env.EnrolTimeout = *addrWait, *step, *enrol
+	env.AddressTimeout, env.StepTimeout, env.EnrolTimeout, env.DoneTimeout = *addrWait, *step, *enrol, *doneWait
 	env.OVF = ovfenv.Sources{File: *ovfFile}
 	if *ovfFile == "" {
 		env.OVF.Tools = env.Run
@@ -66,6 +76,9 @@ func (c CLI) Main(ctx context.Context) int {
 				env.OVF.CDROMs = append(env.OVF.CDROMs, d)
 			}
 		}
+	}
+	if f, ok := c.Stdin.(*os.File); ok && !*keepFont {
+		c.fitFont(f, env.Root)
 	}
 	if f, ok := c.Stdin.(*os.File); ok && !*noRaw {
 		restore, err := screen.Raw(f)
@@ -90,4 +103,25 @@ func ttyName(in io.Reader) string {
 		return filepath.Base(f.Name())
 	}
 	return "console"
+}
+
+// fitFont chooses the console font for the framebuffer's size on the VGA
+// console (TERM=linux, a virtual terminal, a framebuffer under root), so
+// that the screens fill it (package vtfont). Anywhere else it does
+// nothing; a failure is logged and the console goes on with the font it
+// has.
+func (c CLI) fitFont(tty *os.File, root string) {
+	if os.Getenv("TERM") != "linux" || !vtfont.HasFramebuffer(root) {
+		return
+	}
+	r, err := vtfont.Fit(tty)
+	switch {
+	case errors.Is(err, vtfont.ErrNotVT):
+	case err != nil:
+		fmt.Fprintf(c.Stderr, "vaultpam-console: warning: %v\nhint: the screens are drawn for the terminal's size as it is\n", err)
+	case r.Font.Name == "":
+		fmt.Fprintf(c.Stderr, "vaultpam-console: framebuffer %s is too small for 80x24 with any font; console font unchanged\n", r.Pixels)
+	case r.Changed:
+		fmt.Fprintf(c.Stderr, "vaultpam-console: console font %s for the %s framebuffer: %dx%d characters\n", r.Font, r.Pixels, r.Cols, r.Rows)
+	}
 }

@@ -186,10 +186,10 @@ func maskToken(n int) string {
 	return b.String()
 }
 
-func (f *form) lines() []screen.Line {
+func (f *form) lines(a *App) []screen.Line {
 	var out []screen.Line
 	if f.intro != "" {
-		out = append(out, wrap(2, f.intro)...)
+		out = append(out, a.wrap(2, f.intro)...)
 		out = append(out, blank())
 	}
 	for i, fd := range f.fields {
@@ -229,7 +229,7 @@ func (f *form) lines() []screen.Line {
 	}
 	if fd := f.fields[f.focus]; fd.note != "" && f.errs[f.focus] == "" {
 		out = append(out, blank())
-		out = append(out, wrap(2, fd.note)...)
+		out = append(out, a.wrap(2, fd.note)...)
 	}
 	return out
 }
@@ -255,5 +255,5 @@ func (f *form) draw(a *App) page {
 	if f.fields[f.focus].kind == fieldToken {
 		help = "Enter check  Backspace erase  Ctrl-U clear  Esc back"
 	}
-	return page{title: f.title, body: f.lines(), msg: f.message(), help: help}
+	return page{title: f.title, body: f.lines(a), msg: f.message(), help: help}
 }

@@ -1,141 +1,27 @@
 package console
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
-	"github.com/vaultpam/appliance/firstboot/internal/netinfo"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
 	"github.com/vaultpam/appliance/firstboot/internal/settings"
 )
 
-// health caches what the health screen shows. Every source refreshes in
-// the background; the screen draws whatever is cached, so a slow call only
-// makes its own line stale.
-type health struct {
-	st       localapi.Status
-	stErr    error
-	stAt     time.Time
-	links    []netinfo.Link
-	gateway  string
-	set      settings.Settings
-	data     string
-	image    string
-	verity   string
-	ntp      string
-	dns      string // the resolver's servers; see Probes.DNS
-	inflight map[string]bool
-	last     map[string]time.Time
-	// dismissed: the operator left the needs-recovery screen with Esc;
-	// show the health screen until the state changes.
-	dismissed string
-	recovery  *enrolView // the needs-recovery screen's token input
-}
-
-// refresh starts every source that is due and not already running.
-func (h *health) refresh(a *App) {
-	now := time.Now()
-	due := func(name string, every time.Duration) bool {
-		if h.inflight[name] || now.Sub(h.last[name]) < every {
-			return false
-		}
-		h.inflight[name], h.last[name] = true, now
-		return true
-	}
-	if due("status", time.Second) {
-		goDo(a, func(ctx context.Context) statusResult {
-			ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			defer cancel()
-			st, err := a.env.Connector.Status(ctx)
-			return statusResult{st, err}
-		}, func(r statusResult) {
-			h.inflight["status"] = false
-			h.st, h.stErr = r.st, r.err
-			if r.err == nil {
-				h.stAt = a.env.Now()
-			}
-		})
-	}
-	if due("net", 2*time.Second) {
-		goDo(a, func(ctx context.Context) netResult {
-			ls, _ := a.env.Net.Links()
-			gw, _ := a.env.Net.DefaultGateway()
-			return netResult{ls, gw, settings.Load(a.env.Root)}
-		}, func(r netResult) {
-			h.inflight["net"] = false
-			h.links, h.gateway, h.set = r.links, r.gw, r.set
-		})
-	}
-	probe := func(name string, every time.Duration, fn func(context.Context) string, dst *string) {
-		if !due(name, every) {
-			return
-		}
-		goDo(a, func(ctx context.Context) string {
-			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			return fn(ctx)
-		}, func(v string) { h.inflight[name] = false; *dst = v })
-	}
-	p := a.probes
-	probe("data", 5*time.Second, p.Data, &h.data)
-	probe("image", time.Hour, p.Image, &h.image)
-	probe("verity", 30*time.Second, p.Verity, &h.verity)
-	probe("ntp", 10*time.Second, p.NTP, &h.ntp)
-	probe("dns", 5*time.Second, p.DNS, &h.dns)
-}
-
-type statusResult struct {
-	st  localapi.Status
-	err error
-}
-
-type netResult struct {
-	links []netinfo.Link
-	gw    string
-	set   settings.Settings
-}
-
-// showHealth shows the health screen (or the needs-recovery screen when the
-// connector needs recovery).
-func (a *App) showHealth() {
-	if a.health == nil {
-		a.health = &health{inflight: map[string]bool{}, last: map[string]time.Time{}}
-	}
-	if r := a.health.recovery; r != nil && r.phase != 1 {
-		a.health.recovery = nil
-	}
-	a.show(&healthView{})
-	a.health.refresh(a)
-}
-
+// healthView is the health screen: the connector's state and why, and the
+// appliance's network, DATA partition, image and verity. It draws the
+// needs-recovery page (recovery.go) instead while the connector needs
+// recovery, until the operator dismisses it.
 type healthView struct{}
 
 func (v *healthView) tick(a *App) { a.health.refresh(a) }
 
-func ago(now, t time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	d := now.Sub(t).Round(time.Second)
-	if d < 0 {
-		d = 0
-	}
-	return d.String() + " ago"
-}
-
-func orDash(v string) string {
-	if v == "" {
-		return "-"
-	}
-	return v
-}
-
 func (v *healthView) draw(a *App) page {
 	h := a.health
-	if h.st.State == localapi.StateNeedsRecovery && h.dismissed != h.st.State {
+	if h.st.State == state.NeedsRecovery.String() && h.dismissed != h.st.State {
 		return recoveryPage(a)
 	}
 	now := a.env.Now()
@@ -144,22 +30,22 @@ func (v *healthView) draw(a *App) page {
 	switch {
 	case h.stErr != nil && st.State == "":
 		body = append(body, screen.Line{{Text: "  " + screen.Pad("State", 21)}, {Text: " Connector not running ", Attr: screen.Bold | screen.Reverse}})
-		body = append(body, kvWrap("Why", h.stErr.Error())...)
-		body = append(body, kvWrap("What to do", "the connector starts once /config/connector.yaml exists; L shows its logs")...)
+		body = append(body, a.kvWrap("Why", h.stErr.Error())...)
+		body = append(body, a.kvWrap("What to do", "the connector starts once /config/connector.yaml exists; L shows its logs")...)
 	case st.State == "":
 		body = append(body, kv("State", "reading status..."))
 	default:
-		label := localapi.Label(st.State)
+		label := state.LabelOf(st.State)
 		line := screen.Line{{Text: "  " + screen.Pad("State", 21)}, {Text: " " + label + " ", Attr: screen.Bold | screen.Reverse}}
 		if !st.Since.IsZero() {
 			line = append(line, screen.Span{Text: "  for " + strings.TrimSuffix(ago(now, st.Since), " ago")})
 		}
 		body = append(body, line)
 		if st.Reason != "" {
-			body = append(body, kvWrap("Why", st.Reason)...)
+			body = append(body, a.kvWrap("Why", st.Reason)...)
 		}
 		if st.Hint != "" {
-			body = append(body, kvWrap("What to do", st.Hint)...)
+			body = append(body, a.kvWrap("What to do", st.Hint)...)
 		}
 		if h.stErr != nil {
 			body = append(body, kv("", "(status is "+ago(now, h.stAt)+": "+h.stErr.Error()+")"))
@@ -225,7 +111,7 @@ func (v *healthView) draw(a *App) page {
 
 func (v *healthView) key(a *App, k screen.Key) {
 	h := a.health
-	if h.st.State == localapi.StateNeedsRecovery && h.dismissed != h.st.State {
+	if h.st.State == state.NeedsRecovery.String() && h.dismissed != h.st.State {
 		recoveryKey(a, k)
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/firstboot/internal/netinfo"
 	"github.com/vaultpam/appliance/firstboot/internal/screen"
 	"github.com/vaultpam/appliance/firstboot/internal/settings"
@@ -39,7 +40,7 @@ func (f *fakeStatus) SubmitToken(ctx context.Context, token string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.tokens = append(f.tokens, token)
-	f.st.State, f.st.Reason, f.st.Hint = localapi.StateOnline, "", ""
+	f.st.State, f.st.Reason, f.st.Hint = state.Online.String(), "", ""
 	return nil
 }
 
@@ -74,8 +75,14 @@ func configuredRoot(t *testing.T) string {
 // every background source has reported.
 func healthScreen(t *testing.T, st localapi.Status, err error) (*App, string) {
 	t.Helper()
+	return healthScreenSized(t, st, err, screen.Size{})
+}
+
+// healthScreenSized is healthScreen on a terminal of size sz.
+func healthScreenSized(t *testing.T, st localapi.Status, err error, sz screen.Size) (*App, string) {
+	t.Helper()
 	a := New(Env{Root: configuredRoot(t), TTY: "tty1", Connector: &fakeStatus{st: st, err: err}, Net: fakeNet{},
-		Now: func() time.Time { return now }, Probes: fixedProbes()})
+		Now: func() time.Time { return now }, Probes: fixedProbes(), Size: func() screen.Size { return sz }})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	a.ctx = ctx
@@ -127,26 +134,38 @@ func TestHealthStates(t *testing.T) {
 		ConnectorID: "conn-7f3a", ConnectorName: "dc1-connector-1", ControlPlane: "https://cp.example.com", Version: "0.1.0",
 		HeartbeatInterval: localapi.Duration(10 * time.Second)}
 	online := base
-	online.State, online.Since = localapi.StateOnline, now.Add(-2*time.Hour)
+	online.State, online.Since = state.Online.String(), now.Add(-2*time.Hour)
 	online.LastHeartbeat, online.TunnelRTT, online.ActiveSessions = now.Add(-4*time.Second), localapi.Duration(12300*time.Microsecond), 3
 	online.CertNotAfter = now.Add(30 * 24 * time.Hour)
 
 	offline := online
-	offline.State, offline.Since, offline.ActiveSessions, offline.TunnelRTT = localapi.StateReconnecting, now.Add(-35*time.Second), 0, 0
+	offline.State, offline.Since, offline.ActiveSessions, offline.TunnelRTT = state.Reconnecting.String(), now.Add(-35*time.Second), 0, 0
 	offline.LastHeartbeat = now.Add(-38 * time.Second)
 	offline.Reason = "tunnel closed: dial tcp 203.0.113.7:443: connection refused"
 	offline.Hint = "check that the control plane is reachable (D runs diagnostics)"
 
 	guided := base
-	guided.State, guided.Mode, guided.DataDurable = localapi.StateNeedsRecovery, localapi.ModeGuidedRecovery, false
+	guided.State, guided.Mode, guided.DataDurable = state.NeedsRecovery.String(), localapi.ModeGuidedRecovery, false
 	guided.Reason = "no identity in /data after restart"
 
 	revoked := base
-	revoked.State = localapi.StateNeedsRecovery
+	revoked.State = state.NeedsRecovery.String()
 	revoked.Reason = "certificate revoked by the control plane"
 
 	enrolling := base
-	enrolling.State, enrolling.ConnectorID = localapi.StateEnrolling, ""
+	enrolling.State, enrolling.ConnectorID = state.Enrolling.String(), ""
+
+	awaiting := base
+	awaiting.State, awaiting.ConnectorID, awaiting.ConnectorName = state.AwaitingToken.String(), "", ""
+	awaiting.Hint = "press R and type the enrolment token from the dashboard (Connectors -> Add Connector)"
+
+	connecting := base
+	connecting.State, connecting.Since = state.Connecting.String(), now.Add(-3*time.Second)
+	connecting.CertNotAfter = now.Add(30 * 24 * time.Hour)
+
+	draining := online
+	draining.State, draining.Since, draining.ActiveSessions = state.Draining.String(), now.Add(-5*time.Second), 2
+	draining.Reason = "shutting down: finishing 2 sessions, new sessions go to other connectors"
 
 	for _, tc := range []struct {
 		name string
@@ -154,6 +173,9 @@ func TestHealthStates(t *testing.T) {
 		err  error
 		want string
 	}{
+		{"health-awaiting-token", awaiting, nil, " Waiting for token"},
+		{"health-connecting", connecting, nil, " Connecting "},
+		{"health-draining", draining, nil, " Draining "},
 		{"health-online", online, nil, " Online "},
 		{"health-offline", offline, nil, "Offline (reconnecting)"},
 		{"health-enrolling", enrolling, nil, "Enrolling"},
@@ -169,10 +191,65 @@ func TestHealthStates(t *testing.T) {
 			golden(t, tc.name, got)
 		})
 	}
+	// Every state the connector reports has its golden screen above.
+	for _, st := range []string{state.AwaitingToken.String(), state.Enrolling.String(), state.Connecting.String(), state.Online.String(),
+		state.Reconnecting.String(), state.NeedsRecovery.String(), state.Draining.String()} {
+		name := "health-" + strings.ReplaceAll(st, "_", "-")
+		switch st {
+		case state.Reconnecting.String():
+			name = "health-offline"
+		case state.NeedsRecovery.String():
+			name = "health-needs-recovery-guided"
+		}
+		if _, err := os.Stat(filepath.Join("testdata", name+".golden")); err != nil {
+			t.Errorf("state %s has no golden health screen: %v", st, err)
+		}
+	}
+}
+
+// TestLayoutSizes: the screens use the terminal's real size, never less
+// than 80×24: the bars span the width, the body is a centred column of at
+// most 100 characters, the key help sits on the last row. A terminal
+// smaller than 80×24 gets the 80×24 layout.
+func TestLayoutSizes(t *testing.T) {
+	st := localapi.Status{State: state.Online.String(), Since: now.Add(-2 * time.Hour), Mode: localapi.ModeAutonomousRestart,
+		DataDir: "/data", DataDurable: true, ConnectorID: "conn-7f3a", ConnectorName: "dc1-connector-1",
+		ControlPlane: "https://cp.example.com", Version: "0.1.0", LastHeartbeat: now.Add(-4 * time.Second),
+		HeartbeatInterval: localapi.Duration(10 * time.Second), CertNotAfter: now.Add(30 * 24 * time.Hour),
+		Reason: "tunnel up since the last restart of the control plane; heartbeats are answered within the interval"}
+	for _, tc := range []struct {
+		name     string
+		term     screen.Size
+		cols     int
+		rows     int
+		helpLine string
+	}{
+		{"layout-85x32", screen.Size{Cols: 85, Rows: 32}, 85, 32, " R re-enrol"},
+		{"layout-120x33", screen.Size{Cols: 120, Rows: 33}, 120, 33, "           R re-enrol"},
+		{"layout-small-70x20", screen.Size{Cols: 70, Rows: 20}, 80, 24, " R re-enrol"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, got := healthScreenSized(t, st, nil, tc.term)
+			if a.size != (screen.Size{Cols: tc.cols, Rows: tc.rows}) {
+				t.Errorf("layout size for a %s terminal = %s, want %dx%d", tc.term, a.size, tc.cols, tc.rows)
+			}
+			lines := a.frame().Lines()
+			if len(lines) != tc.rows {
+				t.Fatalf("frame has %d rows, want %d", len(lines), tc.rows)
+			}
+			if n := len([]rune(lines[0].Text())); n != tc.cols {
+				t.Errorf("title bar is %d wide, want %d", n, tc.cols)
+			}
+			if last := lines[tc.rows-1].Text(); !strings.HasPrefix(last, tc.helpLine) || len(last) != tc.cols {
+				t.Errorf("last row = %q, want the key help across %d columns", last, tc.cols)
+			}
+			golden(t, tc.name, got)
+		})
+	}
 }
 
 func TestRecoveryAcceptsToken(t *testing.T) {
-	st := localapi.Status{State: localapi.StateNeedsRecovery, Mode: localapi.ModeGuidedRecovery, ConnectorID: "conn-7f3a",
+	st := localapi.Status{State: state.NeedsRecovery.String(), Mode: localapi.ModeGuidedRecovery, ConnectorID: "conn-7f3a",
 		ConnectorName: "dc1-connector-1", Reason: "no identity in /data after restart"}
 	a, _ := healthScreen(t, st, nil)
 	fake := a.env.Connector.(*fakeStatus)
@@ -201,7 +278,7 @@ func TestRecoveryAcceptsToken(t *testing.T) {
 // A probe that hangs (a stuck filesystem) leaves only its own line stale:
 // the status still shows and the screen still answers keys.
 func TestHealthNeverBlocksOnSlowProbe(t *testing.T) {
-	st := localapi.Status{State: localapi.StateOnline, Mode: localapi.ModeAutonomousRestart, ConnectorName: "dc1-connector-1"}
+	st := localapi.Status{State: state.Online.String(), Mode: localapi.ModeAutonomousRestart, ConnectorName: "dc1-connector-1"}
 	probes := fixedProbes()
 	release := make(chan struct{})
 	defer close(release)
@@ -267,7 +344,7 @@ func TestHealthDHCPShowsWhatDHCPGave(t *testing.T) {
 			}
 			p := fixedProbes()
 			p.DNS = func(context.Context) string { return tc.dns }
-			a := New(Env{Root: root, TTY: "tty1", Connector: &fakeStatus{st: localapi.Status{State: localapi.StateOnline, Mode: localapi.ModeAutonomousRestart, ConnectorName: "dc1-connector-1"}}, Net: tc.net,
+			a := New(Env{Root: root, TTY: "tty1", Connector: &fakeStatus{st: localapi.Status{State: state.Online.String(), Mode: localapi.ModeAutonomousRestart, ConnectorName: "dc1-connector-1"}}, Net: tc.net,
 				Now: func() time.Time { return now }, Probes: p})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -298,5 +375,29 @@ func TestResolverServers(t *testing.T) {
 	}
 	if got := resolverServers(filepath.Join(dir, "missing")); got != "unknown (systemd-resolved is not running)" {
 		t.Errorf("resolverServers of a missing file = %q", got)
+	}
+}
+
+// TestImageInfoSlot: the running slot comes from what the initramfs
+// recorded (one UKI boots either slot), else from an older UKI's command
+// line.
+func TestImageInfoSlot(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.MkdirAll(filepath.Join(root, "proc"), 0o755)
+	os.MkdirAll(filepath.Join(root, "run/vaultpam-boot"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/os-release"), []byte("IMAGE_VERSION=\"0.2.0\"\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "proc/cmdline"), []byte("root=/dev/mapper/vroot vaultpam.roothash=ab vaultpam.verity=0d6f2a4e-1b7c-4e8a-9c3d-5f6a7b8c9d0e\n"), 0o644)
+	if got := imageInfo(root); got != "0.2.0, slot unknown" {
+		t.Errorf("without a record: %q", got)
+	}
+	os.WriteFile(filepath.Join(root, "run/vaultpam-boot/slot"), []byte("B\n"), 0o644)
+	if got := imageInfo(root); got != "0.2.0, slot B" {
+		t.Errorf("with /run/vaultpam-boot/slot = B: %q", got)
+	}
+	os.Remove(filepath.Join(root, "run/vaultpam-boot/slot"))
+	os.WriteFile(filepath.Join(root, "proc/cmdline"), []byte("vaultpam.slot=a\n"), 0o644)
+	if got := imageInfo(root); got != "0.2.0, slot A" {
+		t.Errorf("older UKI: %q", got)
 	}
 }

@@ -87,7 +87,9 @@ func size(b uint64) string {
 }
 
 // imageInfo reads the image version from /etc/os-release (the image build
-// writes IMAGE_VERSION there) and the slot from the kernel command line.
+// writes IMAGE_VERSION there) and the running slot from what the initramfs
+// recorded when it opened it (/run/vaultpam-boot/slot; the UKI is the same
+// for both slots), else from an older UKI's command line.
 func imageInfo(root string) string {
 	version := ""
 	if b, err := os.ReadFile(filepath.Join(root, "etc/os-release")); err == nil {
@@ -100,7 +102,12 @@ func imageInfo(root string) string {
 		version = firstOf(kv["IMAGE_VERSION"], kv["VERSION_ID"], kv["PRETTY_NAME"])
 	}
 	slot := "unknown"
-	if b, err := os.ReadFile(filepath.Join(root, "proc/cmdline")); err == nil {
+	if b, err := os.ReadFile(filepath.Join(root, "run/vaultpam-boot/slot")); err == nil {
+		if s := strings.ToUpper(strings.TrimSpace(string(b))); s == "A" || s == "B" {
+			slot = s
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "proc/cmdline")); err == nil && slot == "unknown" {
 		c := string(b)
 		for _, f := range strings.Fields(c) {
 			if v, ok := strings.CutPrefix(f, "vaultpam.slot="); ok {
@@ -117,15 +124,6 @@ func imageInfo(root string) string {
 		}
 	}
 	return fmt.Sprintf("%s, slot %s", firstOf(version, "unknown version"), slot)
-}
-
-func firstOf(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // verityState reads the root hash from the kernel command line and the

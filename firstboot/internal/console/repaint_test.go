@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/state"
 )
 
 // lockedBuffer is a terminal's output, read while the app writes.
@@ -39,7 +40,7 @@ func (l *lockedBuffer) clears() int {
 func TestRepaintSignalRedrawsEverything(t *testing.T) {
 	repaint := make(chan os.Signal, 1)
 	a := New(Env{Root: configuredRoot(t), TTY: "ttyS0", Net: fakeNet{}, Probes: fixedProbes(), Repaint: repaint,
-		Connector: &fakeStatus{st: localapi.Status{State: localapi.StateOnline, Mode: localapi.ModeAutonomousRestart}}})
+		Connector: &fakeStatus{st: localapi.Status{State: state.Online.String(), Mode: localapi.ModeAutonomousRestart}}})
 	in, inW := io.Pipe()
 	defer inW.Close()
 	out := &lockedBuffer{}

@@ -48,13 +48,6 @@ func (v *summaryView) draw(a *App) page {
 	return page{title: title, body: body, help: help}
 }
 
-func orDefault(v, d string) string {
-	if strings.TrimSpace(v) == "" {
-		return d
-	}
-	return v
-}
-
 func (v *summaryView) key(a *App, k screen.Key) {
 	w := v.w
 	switch {
@@ -70,60 +63,3 @@ func (v *summaryView) key(a *App, k screen.Key) {
 		a.show(w.tokenForm())
 	}
 }
-
-// messageView shows a few lines and goes on with Enter (when next is set).
-type messageView struct {
-	title string
-	lines []string
-	next  func(a *App)
-}
-
-func (v *messageView) draw(a *App) page {
-	var body []screen.Line
-	for _, l := range v.lines {
-		body = append(body, wrap(2, l)...)
-	}
-	help := ""
-	if v.next != nil {
-		help = "Enter continue"
-	}
-	return page{title: v.title, body: body, help: help}
-}
-
-func (v *messageView) key(a *App, k screen.Key) {
-	if v.next != nil && k.Kind == screen.KeyEnter {
-		v.next(a)
-	}
-}
-
-// waitingView is shown while the other console runs the wizard.
-type waitingView struct {
-	holder   string
-	progress []string
-}
-
-func (v *waitingView) tick(a *App) {
-	l, holder, progress, err := tryLock(a.env.Root, a.env.TTY)
-	if err != nil {
-		return
-	}
-	if l != nil {
-		// The other console finished or gave up: start over from the top.
-		l.release()
-		a.start()
-		return
-	}
-	v.holder, v.progress = holder, progress
-}
-
-func (v *waitingView) draw(a *App) page {
-	body := []screen.Line{bold(fmt.Sprintf("  Setup is running on %s.", v.holder)), blank(),
-		text("  Only one console can change the settings at a time. This screen follows"),
-		text("  its progress and continues when it is done."), blank()}
-	for _, p := range v.progress {
-		body = append(body, text("    "+p))
-	}
-	return page{title: "Setup", body: body, help: "Waiting for " + v.holder}
-}
-
-func (v *waitingView) key(a *App, k screen.Key) {}

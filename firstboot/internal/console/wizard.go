@@ -2,15 +2,11 @@ package console
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
-	"unicode"
 
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/firstboot/internal/netinfo"
 	"github.com/vaultpam/appliance/firstboot/internal/ovfenv"
-	"github.com/vaultpam/appliance/firstboot/internal/screen"
 	"github.com/vaultpam/appliance/firstboot/internal/settings"
 )
 
@@ -23,6 +19,10 @@ type wizard struct {
 	networkOnly bool   // edit network from the health screen: no control plane, no token
 	ovfSource   string // where deployment settings came from, "" if none
 	unattended  bool   // skip steps whose answers are already valid
+	// auto: applying the OVF environment with nobody at the console. A
+	// failure then stops on both consoles (stoppedView) and nothing is
+	// retried by itself.
+	auto bool
 }
 
 // startWizard begins the wizard. The wizard lock is taken only when an
@@ -37,35 +37,50 @@ func (a *App) startWizard(networkOnly bool) {
 		w.s = settings.Load(a.env.Root)
 		w.networkOnly = true
 		if a.takeLock() {
+			a.lock.start(a.env.TTY, false, "Starting setup")
 			w.gotoLinks(a)
 		}
 		return
 	}
 	a.show(&messageView{title: "Setup", lines: []string{"Looking for deployment settings (OVF environment)..."}})
+	a.readOVF(func(r ovfResult) { w.begin(a, r) })
+}
+
+// readOVF reads the OVF environment in the background and calls then with
+// what it found.
+func (a *App) readOVF(then func(ovfResult)) {
 	goDo(a, func(ctx context.Context) ovfResult {
 		ctx, cancel := context.WithTimeout(ctx, 10*a.env.StepTimeout)
 		defer cancel()
 		env, src, err := a.env.OVF.Load(ctx)
 		return ovfResult{env, src, err}
-	}, func(r ovfResult) { w.begin(a, r) })
+	}, then)
 }
 
 // takeLock takes the wizard lock, or shows who holds it and returns false.
+// It writes no setup record: the caller checks what the last one left,
+// then starts its own (a.lock.start).
 func (a *App) takeLock() bool {
 	if a.lock != nil {
 		return true
 	}
-	l, holder, progress, err := tryLock(a.env.Root, a.env.TTY)
+	l, holder, err := tryLock(a.env.Root)
 	switch {
 	case err != nil:
 		a.show(&messageView{title: "Setup", lines: []string{"error: " + err.Error(), "hint: /run must be writable"}, next: func(a *App) { a.start() }})
 		return false
 	case l == nil:
-		a.show(&waitingView{holder: holder, progress: progress})
+		a.show(&waitingView{rec: holder})
 		return false
 	}
 	a.lock = l
 	return true
+}
+
+// releaseLock gives up the wizard lock, if held.
+func (a *App) releaseLock() {
+	a.lock.release()
+	a.lock = nil
 }
 
 type ovfResult struct {
@@ -77,6 +92,17 @@ type ovfResult struct {
 // begin applies the OVF environment (if any) and goes to the first step
 // that needs an answer — or straight to apply when nothing is missing.
 func (w *wizard) begin(a *App, r ovfResult) {
+	w.fromOVF(a, r)
+	if w.unattended && w.s.Validate() == nil && w.token != "" {
+		w.applyOVF(a)
+		return
+	}
+	a.show(&welcomeView{w: w})
+}
+
+// fromOVF fills the answers from the OVF environment read into r (if it
+// was found), the token too, unless it was already handed over this boot.
+func (w *wizard) fromOVF(a *App, r ovfResult) {
 	if w.s.Hostname == "" {
 		w.s.Hostname = "vaultpam-connector"
 	}
@@ -92,76 +118,49 @@ func (w *wizard) begin(a *App, r ovfResult) {
 	if w.s.ConnectorName == "" && w.unattended {
 		w.s.ConnectorName = w.s.Hostname
 	}
+	if _, sent := ovfMark(a.env.Root); sent {
+		tok = ""
+	}
 	if tok != "" {
 		if c, err := protocol.ParseToken(tok); err == nil {
 			w.token = c
 		}
 	}
-	if w.unattended && w.s.Validate() == nil && w.token != "" {
-		if a.takeLock() {
-			a.progress("Applying the OVF settings")
-			w.apply(a)
-		}
+}
+
+// applyOVF applies a complete OVF environment with nobody at the console:
+// once a boot, by whichever console takes the lock first. The other one
+// follows (waitingView). Under the lock it checks what an earlier attempt
+// left: a configured appliance, a stopped unattended setup, or an attempt
+// an operator has taken over since; then it does not apply again.
+func (w *wizard) applyOVF(a *App) {
+	if !a.takeLock() {
 		return
 	}
-	a.show(&welcomeView{w: w})
-}
-
-// welcomeView greets the operator on an unconfigured appliance.
-type welcomeView struct{ w *wizard }
-
-func (v *welcomeView) draw(a *App) page {
-	body := wrap(2, "This VaultPAM Connector appliance is not set up yet. The next screens ask for its network "+
-		"settings, the VaultPAM control plane it connects out to, and an enrolment token from the VaultPAM "+
-		"dashboard (Connectors -> Add Connector).")
-	body = append(body, blank())
-	body = append(body, wrap(2, "Keys: Enter goes on, Esc goes back, Up/Down move between fields. No mouse is needed.")...)
-	if v.w.ovfSource != "" {
-		body = append(body, blank())
-		body = append(body, wrap(2, "Deployment settings were found in the OVF environment ("+v.w.ovfSource+"); "+
-			"only what is missing or invalid is asked.")...)
+	root := a.env.Root
+	if readRecord(root).stoppedUnattended() || settings.Configured(root) {
+		a.releaseLock()
+		a.start()
+		return
 	}
-	return page{title: "Welcome", body: body, help: "Enter begin setup"}
-}
-
-func (v *welcomeView) tick(a *App) {
-	switch {
-	case settings.Configured(a.env.Root):
-		a.start() // set up from the other console meanwhile
-	default:
-		if _, busy := otherHolder(a.env.Root); busy {
-			holder, progress := readProgress(a.env.Root)
-			a.show(&waitingView{holder: holder, progress: progress})
-		}
+	if attempted, _ := ovfMark(root); attempted {
+		a.releaseLock()
+		a.show(&welcomeView{w: w})
+		return
 	}
-}
-
-func (v *welcomeView) key(a *App, k screen.Key) {
-	if k.Kind == screen.KeyEnter && a.takeLock() {
-		a.progress("Started setup")
-		v.w.gotoLinks(a)
+	if err := setOVFMark(root, false); err != nil {
+		a.releaseLock()
+		a.show(&messageView{title: "Setup", lines: []string{"error: recording the unattended setup: " + err.Error(), "hint: /run must be writable"}})
+		return
 	}
-}
-
-// defaultLink picks the first link with a carrier, else the first link.
-func defaultLink(src netinfo.Source) string {
-	ls, err := src.Links()
-	if err != nil || len(ls) == 0 {
-		return ""
-	}
-	for _, l := range ls {
-		if l.Carrier {
-			return l.Name
-		}
-	}
-	return ls[0].Name
+	w.auto = true
+	a.lock.start(a.env.TTY, true, "Applying the OVF settings")
+	w.apply(a)
 }
 
 // progress tells the other console what this one is doing.
 func (a *App) progress(lines ...string) {
-	if a.lock != nil {
-		a.lock.write(a.env.TTY, lines)
-	}
+	a.lock.write(lines)
 }
 
 func (w *wizard) stepTitle(n int, what string) string {
@@ -222,196 +221,4 @@ func (w *wizard) gotoSummary(a *App) {
 	w.unattended = false // from here on every step is shown when revisited
 	a.progress("Summary")
 	a.show(&summaryView{w: w})
-}
-
-// allValid reports whether every field is valid; if not, the first
-// invalid field gets the focus and shows its problem.
-func allValid(f *form) bool {
-	for i := range f.fields {
-		if !f.validate(i) {
-			f.focus = i
-			return false
-		}
-	}
-	f.errs = nil
-	return true
-}
-
-func (w *wizard) networkForm() *form {
-	static := func() bool { return w.s.DHCP }
-	method := &field{label: "Addressing", kind: fieldChoice, choices: []string{"DHCP", "Static"}, value: "DHCP",
-		note: "DHCP: address, gateway and DNS come from the network's DHCP server. Static: you type them."}
-	if !w.s.DHCP {
-		method.value = "Static"
-	}
-	f := &form{title: w.stepTitle(1, "Network"), intro: fmt.Sprintf("Settings for %s.", w.s.Interface)}
-	addr := &field{label: "IP address/prefix", value: w.s.Address, hidden: static, check: settings.CheckCIDR,
-		note: "The appliance's address with prefix length, e.g. 192.0.2.10/24."}
-	gw := &field{label: "Gateway", value: w.s.Gateway, hidden: static,
-		note: "The router for this subnet, e.g. 192.0.2.1."}
-	gw.check = func(v string) string { return settings.CheckGateway(v, addr.value) }
-	dns := &field{label: "DNS servers", value: w.s.DNS,
-		note: "Comma-separated IP addresses. With DHCP, leave empty to use the DHCP server's."}
-	dns.check = func(v string) string {
-		if method.value == "DHCP" && strings.TrimSpace(v) == "" {
-			return ""
-		}
-		return settings.CheckIPList("DNS servers", v)
-	}
-	ntp := &field{label: "NTP servers", value: w.s.NTP, check: func(v string) string { return settings.CheckHostList("NTP servers", v) },
-		note: "Comma-separated names or addresses; empty uses DHCP's or the default pool. A correct clock is needed for TLS."}
-	host := &field{label: "Hostname", value: w.s.Hostname, check: settings.CheckHostname, note: "The appliance's host name, e.g. vaultpam-dc1."}
-	proxy := &field{label: "HTTP proxy", value: w.s.Proxy, check: settings.CheckProxy,
-		note: "Only if outbound HTTPS must go through a proxy: http://host:port. Empty for direct."}
-	f.fields = []*field{method, addr, gw, dns, ntp, host, proxy}
-	sync := func() {
-		w.s.DHCP = method.value == "DHCP"
-		w.s.Address, w.s.Gateway, w.s.DNS, w.s.NTP = strings.TrimSpace(addr.value), strings.TrimSpace(gw.value), dns.value, ntp.value
-		w.s.Hostname, w.s.Proxy = strings.TrimSpace(host.value), strings.TrimSpace(proxy.value)
-	}
-	// hidden() reads w.s.DHCP, so keep it in step with the choice field.
-	static = func() bool { return method.value == "DHCP" }
-	addr.hidden, gw.hidden = static, static
-	f.done = func(a *App) { sync(); w.gotoControlPlane(a) }
-	f.back = func(a *App) { sync(); w.unattended = false; a.show(&linksView{w: w}) }
-	return f
-}
-
-func (w *wizard) controlPlaneForm() *form {
-	url := &field{label: "Control plane URL", value: w.s.ControlPlaneURL, check: settings.CheckControlPlaneURL,
-		note: "The VaultPAM address this connector connects out to, as shown in the dashboard (https://HOST[:PORT])."}
-	name := &field{label: "Connector name", value: w.s.ConnectorName, check: settings.CheckConnectorName,
-		note: "How this connector is listed in the dashboard, e.g. dc1-connector-1."}
-	if name.value == "" {
-		name.value = w.s.Hostname
-	}
-	f := &form{title: w.stepTitle(2, "Control plane"), fields: []*field{url, name}}
-	sync := func() {
-		w.s.ControlPlaneURL = strings.TrimRight(strings.TrimSpace(url.value), "/")
-		w.s.ConnectorName = strings.TrimSpace(name.value)
-	}
-	f.done = func(a *App) { sync(); w.gotoToken(a) }
-	f.back = func(a *App) { sync(); w.unattended = false; a.show(w.networkForm()) }
-	return f
-}
-
-func (w *wizard) tokenForm() *form {
-	tok := &field{label: "Enrolment token", kind: fieldToken, check: checkToken}
-	f := &form{title: w.stepTitle(3, "Enrolment token"), fields: []*field{tok},
-		intro: "Create a token in the VaultPAM dashboard: Connectors -> Add Connector. " +
-			"It has 20 characters in 4 groups of 5, is valid for 1 hour and works once. " +
-			"Type it here; case does not matter and the dashes are added for you. " +
-			"The last character is a check: a typo is caught before anything is sent."}
-	f.done = func(a *App) {
-		w.token, _ = protocol.ParseToken(tok.value)
-		w.gotoSummary(a)
-	}
-	f.back = func(a *App) { a.show(w.controlPlaneForm()) }
-	return f
-}
-
-// checkToken reports a token's problem in words, never echoing it.
-func checkToken(v string) string {
-	_, err := protocol.ParseToken(v)
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, protocol.ErrTokenEmpty):
-		return "Token: empty; type the 20 characters shown in the dashboard"
-	case errors.Is(err, protocol.ErrTokenLength):
-		return fmt.Sprintf("Token: %d of 20 characters typed; a token is 4 groups of 5", len(v))
-	case errors.Is(err, protocol.ErrTokenTypo):
-		return "Token has a typo (check character does not match); compare it with the dashboard and retype"
-	}
-	return "Token: " + err.Error()
-}
-
-func capitalize(s string) string {
-	if s == "" {
-		return s
-	}
-	r := []rune(s)
-	r[0] = unicode.ToUpper(r[0])
-	return string(r)
-}
-
-// linksView lists the network cards with their link state.
-type linksView struct {
-	w     *wizard
-	links []netinfo.Link
-	err   error
-	sel   int
-	init  bool
-}
-
-func (v *linksView) refresh(a *App) {
-	v.links, v.err = a.env.Net.Links()
-	if !v.init {
-		v.init = true
-		for i, l := range v.links {
-			if l.Name == v.w.s.Interface {
-				v.sel = i
-			}
-		}
-	}
-	if v.sel >= len(v.links) {
-		v.sel = 0
-	}
-}
-
-func (v *linksView) tick(a *App) { v.refresh(a) }
-
-func (v *linksView) draw(a *App) page {
-	if !v.init {
-		v.refresh(a)
-	}
-	body := wrap(2, "Choose the network card that reaches the control plane. State is live: connect the VM's network now if it shows no carrier.")
-	body = append(body, blank(), bold("    Card        MAC address         State        Addresses"))
-	for i, l := range v.links {
-		var addrs []string
-		for _, p := range l.Addrs {
-			addrs = append(addrs, p.String())
-		}
-		row := fmt.Sprintf("    %-11s %-19s %-12s %s", l.Name, l.MAC, l.State(), strings.Join(addrs, " "))
-		if i == v.sel {
-			body = append(body, screen.Line{{Text: "  >"}, {Text: row[3:], Attr: screen.Reverse}})
-		} else {
-			body = append(body, text(row))
-		}
-	}
-	msg := ""
-	switch {
-	case v.err != nil:
-		msg = "error: " + v.err.Error()
-	case len(v.links) == 0:
-		msg = "No network card found; add one to the VM (vmxnet3) and wait here"
-	}
-	return page{title: v.w.stepTitle(1, "Network card"), body: body, msg: msg, help: "Up/Down choose  Enter select  Esc back"}
-}
-
-func (v *linksView) key(a *App, k screen.Key) {
-	switch k.Kind {
-	case screen.KeyUp:
-		if v.sel > 0 {
-			v.sel--
-		}
-	case screen.KeyDown:
-		if v.sel < len(v.links)-1 {
-			v.sel++
-		}
-	case screen.KeyEnter:
-		if len(v.links) == 0 {
-			return
-		}
-		v.w.s.Interface = v.links[v.sel].Name
-		v.w.gotoNetwork(a)
-	case screen.KeyEsc:
-		a.lock.release()
-		a.lock = nil
-		if v.w.networkOnly {
-			a.showHealth()
-		} else {
-			a.show(&welcomeView{w: v.w})
-		}
-	}
 }

@@ -120,3 +120,30 @@ func TestThroughProxy(t *testing.T) {
 		t.Errorf("TCP step %q does not mention the proxy", rs[1].Message)
 	}
 }
+
+// The checks run one by one on a Probe, as the console's apply pipeline
+// runs them, give what Run gives; a check whose predecessor did not pass
+// says it was not checked instead of failing on its own.
+func TestChecksOneByOne(t *testing.T) {
+	srv, pool := server(t)
+	var names []string
+	p := NewProbe(Config{ControlPlaneURL: srv.URL, RootCAs: pool})
+	defer p.Close()
+	for _, c := range Checks() {
+		names = append(names, c.Name)
+		if r := c.Run(context.Background(), p); !r.OK || r.Step != c.Name {
+			t.Errorf("check %s = %+v, want passed", c.Name, r)
+		}
+	}
+	if got, want := strings.Join(names, " "), "DNS TCP TLS Clock"; got != want {
+		t.Errorf("Checks() = %s, want %s", got, want)
+	}
+
+	alone := NewProbe(Config{ControlPlaneURL: srv.URL, RootCAs: pool})
+	defer alone.Close()
+	for _, c := range Checks()[1:] {
+		if r := c.Run(context.Background(), alone); !r.Skipped || r.Message != c.Name+": not checked" {
+			t.Errorf("check %s without the checks before it = %+v, want skipped (not checked)", c.Name, r)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 )
 
 // Backend is a fake connector. The zero value is not usable; use New.
@@ -28,7 +29,7 @@ type Backend struct {
 
 // New returns a fake awaiting a token.
 func New() *Backend {
-	return &Backend{st: localapi.Status{State: localapi.StateAwaitingToken, StateLabel: localapi.Label(localapi.StateAwaitingToken),
+	return &Backend{st: localapi.Status{State: state.AwaitingToken.String(), StateLabel: state.LabelOf(state.AwaitingToken.String()),
 		Mode: localapi.ModeAutonomousRestart, DataDir: "/data", DataDurable: true, Version: "0.1.0"},
 		Refuse: map[string]*localapi.Error{}}
 }
@@ -37,7 +38,7 @@ func New() *Backend {
 func (b *Backend) Set(st localapi.Status) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st.StateLabel = localapi.Label(st.State)
+	st.StateLabel = state.LabelOf(st.State)
 	b.st = st
 }
 
@@ -52,14 +53,14 @@ func (b *Backend) Submits() []string {
 func (b *Backend) Status() localapi.Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.st.State == localapi.StateEnrolling {
+	if b.st.State == state.Enrolling.String() {
 		b.polls++
 		n := b.EnrolsIn
 		if n == 0 {
 			n = 2
 		}
 		if b.polls >= n {
-			b.st.State, b.st.StateLabel = localapi.StateOnline, localapi.Label(localapi.StateOnline)
+			b.st.State, b.st.StateLabel = state.Online.String(), state.LabelOf(state.Online.String())
 			if b.st.ConnectorID == "" {
 				b.st.ConnectorID = "conn-0001"
 			}
@@ -83,7 +84,7 @@ func (b *Backend) SubmitToken(ctx context.Context, token string) error {
 	if e := b.Refuse[c]; e != nil {
 		return e
 	}
-	b.st.State, b.st.StateLabel = localapi.StateEnrolling, localapi.Label(localapi.StateEnrolling)
+	b.st.State, b.st.StateLabel = state.Enrolling.String(), state.LabelOf(state.Enrolling.String())
 	b.polls = 0
 	return nil
 }

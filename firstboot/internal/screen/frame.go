@@ -6,16 +6,33 @@
 package screen
 
 import (
+	"fmt"
 	"strings"
 	"unicode/utf8"
 )
 
-// Size of every frame. 80×24 fits both the VGA console (80×25) and a serial
-// terminal's usual 80×24.
+// The smallest frame, and the size of the zero Frame. 80×24 fits both the
+// VGA console's text mode (80×25) and a serial terminal's usual 80×24.
+// Screens are never laid out smaller: on a smaller terminal the frame is
+// drawn at 80×24 and the terminal cuts it.
 const (
 	Cols = 80
 	Rows = 24
 )
+
+// Size is a terminal's or a frame's size in characters.
+type Size struct{ Cols, Rows int }
+
+// MinSize is the smallest frame: Cols × Rows.
+var MinSize = Size{Cols, Rows}
+
+// Fit returns the frame size for a terminal of size s: s, but never less
+// than MinSize in either direction (an unknown size, zero, gives MinSize).
+func Fit(s Size) Size {
+	return Size{max(s.Cols, Cols), max(s.Rows, Rows)}
+}
+
+func (s Size) String() string { return fmt.Sprintf("%dx%d", s.Cols, s.Rows) }
 
 // Attr is a text attribute.
 type Attr uint8
@@ -45,11 +62,18 @@ func (l Line) Text() string {
 	return b.String()
 }
 
-// Frame is a whole screen: at most Rows lines, each cut at Cols characters.
-// The zero Frame is an empty screen.
+// Frame is a whole screen of a given size: its lines are cut at the
+// size's columns and rows. The zero Frame is an empty MinSize screen.
 type Frame struct {
+	size  Size
 	lines []Line
 }
+
+// NewFrame returns an empty frame of size s (at least MinSize).
+func NewFrame(s Size) *Frame { return &Frame{size: Fit(s)} }
+
+// Size returns the frame's size.
+func (f *Frame) Size() Size { return Fit(f.size) }
 
 // Add appends a line of spans.
 func (f *Frame) Add(spans ...Span) { f.lines = append(f.lines, Line(spans)) }
@@ -60,10 +84,10 @@ func (f *Frame) Text(s string) { f.Add(Span{Text: s}) }
 // Blank appends an empty line.
 func (f *Frame) Blank() { f.Add() }
 
-// Wrap appends s as plain lines, word-wrapped to width characters after an
-// indent.
+// Wrap appends s as plain lines, word-wrapped to the frame's width after
+// an indent.
 func (f *Frame) Wrap(indent int, attr Attr, s string) {
-	for _, l := range WrapText(s, Cols-indent-1) {
+	for _, l := range WrapText(s, f.Size().Cols-indent-1) {
 		f.Add(Span{Text: strings.Repeat(" ", indent) + l, Attr: attr})
 	}
 }
@@ -78,12 +102,13 @@ func (f *Frame) Fill(n int) {
 	}
 }
 
-// Lines returns the frame's rows, exactly Rows of them, each cut to Cols
-// characters.
+// Lines returns the frame's rows, exactly as many as its size has, each
+// cut to its columns.
 func (f *Frame) Lines() []Line {
-	out := make([]Line, Rows)
-	for i := 0; i < Rows && i < len(f.lines); i++ {
-		out[i] = clip(f.lines[i], Cols)
+	sz := f.Size()
+	out := make([]Line, sz.Rows)
+	for i := 0; i < sz.Rows && i < len(f.lines); i++ {
+		out[i] = clip(f.lines[i], sz.Cols)
 	}
 	return out
 }

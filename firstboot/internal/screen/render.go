@@ -13,6 +13,7 @@ import (
 type Renderer struct {
 	w    io.Writer
 	prev []string // encoded rows last drawn; nil forces a full redraw
+	size Size     // of the frame last drawn
 }
 
 // NewRenderer returns a renderer writing to w.
@@ -22,13 +23,16 @@ func NewRenderer(w io.Writer) *Renderer { return &Renderer{w: w} }
 // program used the terminal, or after a resize).
 func (r *Renderer) Invalidate() { r.prev = nil }
 
-// Draw paints f.
+// Draw paints f. A frame of another size than the last one is drawn in
+// full on a cleared screen.
 func (r *Renderer) Draw(f *Frame) error {
 	bw := bufio.NewWriterSize(r.w, 8192)
-	if r.prev == nil {
+	sz := f.Size()
+	if r.prev == nil || sz != r.size {
 		// Reset attributes, hide the cursor, clear.
 		bw.WriteString("\x1b[0m\x1b[?25l\x1b[H\x1b[2J")
-		r.prev = make([]string, Rows)
+		r.size = sz
+		r.prev = make([]string, sz.Rows)
 		for i := range r.prev {
 			r.prev[i] = "\x00" // never equal to an encoded row
 		}
@@ -41,7 +45,7 @@ func (r *Renderer) Draw(f *Frame) error {
 		fmt.Fprintf(bw, "\x1b[%d;1H%s\x1b[0m\x1b[K", i+1, enc)
 		r.prev[i] = enc
 	}
-	bw.WriteString("\x1b[24;80H")
+	fmt.Fprintf(bw, "\x1b[%d;%dH", sz.Rows, sz.Cols)
 	return bw.Flush()
 }
 

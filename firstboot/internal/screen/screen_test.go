@@ -66,3 +66,39 @@ func TestFrameClipsAndPads(t *testing.T) {
 		t.Errorf("frame: first line %d chars, %d lines; want %d and %d", len(lines[0]), len(lines)-1, Cols, Rows)
 	}
 }
+
+func TestFitNeverBelowMinimum(t *testing.T) {
+	for _, tc := range []struct{ in, want Size }{
+		{Size{}, Size{80, 24}},         // unknown (a serial line)
+		{Size{70, 20}, Size{80, 24}},   // smaller: drawn at 80×24
+		{Size{80, 25}, Size{80, 25}},   // the VGA text console
+		{Size{85, 32}, Size{85, 32}},   // 1024×768 with a 12×24 font
+		{Size{120, 33}, Size{120, 33}}, // 1920×1080 with 16×32
+		{Size{128, 20}, Size{128, 24}}, // each direction on its own
+	} {
+		if got := Fit(tc.in); got != tc.want {
+			t.Errorf("Fit(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+// A frame of another size is drawn in full, and the cursor is parked in
+// its bottom-right corner.
+func TestRendererRedrawsOnNewSize(t *testing.T) {
+	var buf bytes.Buffer
+	r := NewRenderer(&buf)
+	f := NewFrame(Size{80, 24})
+	f.Text("one")
+	r.Draw(f)
+	buf.Reset()
+	g := NewFrame(Size{120, 33})
+	g.Text("one")
+	r.Draw(g)
+	s := buf.String()
+	if !strings.Contains(s, "\x1b[2J") || !strings.Contains(s, "\x1b[1;1Hone") || !strings.HasSuffix(s, "\x1b[33;120H") {
+		t.Errorf("draw at a new size = %q, want a cleared screen, every row, the cursor at 33;120", s)
+	}
+	if n := len(g.Lines()); n != 33 {
+		t.Errorf("a 120x33 frame has %d rows", n)
+	}
+}

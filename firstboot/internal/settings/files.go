@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/vaultpam/appliance/connector/atomicfile"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -132,47 +134,12 @@ func (s Settings) Write(root string) ([]string, error) {
 	}
 	var done []string
 	for _, f := range files {
-		if err := WriteFileAtomic(filepath.Join(root, f.path), f.body, 0o644); err != nil {
+		if err := atomicfile.Write(filepath.Join(root, f.path), f.body, atomicfile.Options{Perm: 0o644, MkdirAll: true}); err != nil {
 			return done, err
 		}
 		done = append(done, f.path)
 	}
 	return done, nil
-}
-
-// WriteFileAtomic writes a file through a temp file, fsync and rename, so a
-// crash leaves the old or the new file, never half of one.
-func WriteFileAtomic(path string, body []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(body)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // Load reads back what Write stored under root, for editing. Missing files

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vaultpam/appliance/connector/backoff"
+	"github.com/vaultpam/appliance/connector/state"
+
 	"github.com/vaultpam/appliance/connector/tunnel"
 	"github.com/vaultpam/appliance/lab/broker"
 )
@@ -27,23 +30,30 @@ type Harness struct {
 	Server   *Server
 	Echo     *Echo
 	Client   *tunnel.Client
-	TLS      *tls.Config // the control plane's
+	TLS      *tls.Config // the control plane's at start; SetServerTLS changes it
 	// RunErr receives the client's Run result once. A test that takes it
 	// puts a value back, so the cleanup does not wait for a second one.
 	RunErr chan error
 
-	mu     sync.Mutex
-	cert   tls.Certificate
-	states []tunnel.State
-	ends   []broker.SessionEnd
+	mu        sync.Mutex
+	cert      tls.Certificate
+	serverTLS *tls.Config
+	states    []state.State
+	ends      []broker.SessionEnd
 }
 
 // Options shape a Harness. The zero value is a broker with a 10 s heartbeat
-// and a running client with a valid one-hour certificate, allowing every
-// target.
+// and a running client with a valid one-hour certificate, allowing the
+// loopback echo target (allowed_targets ["127.0.0.1"]).
 type Options struct {
 	Interval time.Duration // heartbeat interval; 0 means 10 s
-	Allowed  []string      // the client's allowed_targets
+	// Allowed is the client's allowed_targets; nil means ["127.0.0.1"]
+	// (loopback is in the default deny set: the echo target must be
+	// named), unless DefaultPolicy.
+	Allowed []string
+	// DefaultPolicy runs the client with no allowed_targets at all: the
+	// default deny set alone (the loopback echo target is refused).
+	DefaultPolicy bool
 	// EditClient and EditBroker change the configurations before start.
 	EditClient func(*tunnel.Config)
 	EditBroker func(*broker.Config)
@@ -78,6 +88,7 @@ func NewHarness(t testing.TB, o Options) *Harness {
 	bc := broker.DefaultConfig()
 	bc.HeartbeatInterval = o.Interval
 	bc.Registry = h.Registry
+	bc.ClientCAs = pki.Pool
 	bc.Logger = Logger()
 	bc.OnSessionEnd = func(e broker.SessionEnd) {
 		h.mu.Lock()
@@ -96,7 +107,15 @@ func NewHarness(t testing.TB, o Options) *Harness {
 	if h.TLS, err = pki.ServerTLS(); err != nil {
 		t.Fatal(err)
 	}
-	if h.Server, err = Serve(h.Broker, "127.0.0.1:0", h.TLS); err != nil {
+	h.serverTLS = h.TLS
+	// Every handshake takes the current config, so a test can swap the
+	// control plane's certificate (expired, wrong name…) and back.
+	live := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.serverTLS, nil
+	}}
+	if h.Server, err = Serve(h.Broker, "127.0.0.1:0", live); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Server.Close() })
@@ -121,9 +140,12 @@ func NewHarness(t testing.TB, o Options) *Harness {
 		return &c, nil
 	}
 	cfg.AllowedTargets = o.Allowed
+	if o.Allowed == nil && !o.DefaultPolicy {
+		cfg.AllowedTargets = []string{"127.0.0.1"}
+	}
 	cfg.Version = "test"
 	cfg.Logger = Logger()
-	cfg.Backoff = tunnel.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2}
+	cfg.Backoff = backoff.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2}
 	cfg.OnStatus = func(s tunnel.Status) {
 		h.mu.Lock()
 		h.states = append(h.states, s.State)
@@ -169,11 +191,19 @@ func (h *Harness) SetCert(c tls.Certificate) {
 	h.mu.Unlock()
 }
 
+// SetServerTLS replaces the control plane's TLS config for the next
+// handshakes (established tunnels keep theirs).
+func (h *Harness) SetServerTLS(c *tls.Config) {
+	h.mu.Lock()
+	h.serverTLS = c
+	h.mu.Unlock()
+}
+
 // States returns the client's states so far, oldest first.
-func (h *Harness) States() []tunnel.State {
+func (h *Harness) States() []state.State {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]tunnel.State(nil), h.states...)
+	return append([]state.State(nil), h.states...)
 }
 
 // EndsFor returns the session ends the broker recorded for session id.
@@ -214,5 +244,5 @@ func (h *Harness) WaitStatus(id, status string) {
 func (h *Harness) WaitOnline() {
 	h.T.Helper()
 	h.WaitStatus("c1", broker.StatusOnline)
-	WaitFor(h.T, "client online", func() bool { return h.Client.Status().State == tunnel.StateOnline })
+	WaitFor(h.T, "client online", func() bool { return h.Client.Status().State == state.Online })
 }

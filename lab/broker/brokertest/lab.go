@@ -12,20 +12,26 @@ import (
 	"github.com/vaultpam/appliance/lab/broker"
 )
 
-// ServerTLS returns the control plane's TLS config: TLS 1.3 only for the
-// tunnel, client certificates verified against the PKI if given.
+// ServerTLS returns the control plane's TLS config: TLS 1.3 only, the
+// client certificate requested but not verified at the TLS layer (the
+// broker verifies it against its ClientCAs and answers with a typed
+// refusal).
 func (p *PKI) ServerTLS() (*tls.Config, error) {
 	cert, err := p.ServerCert()
 	if err != nil {
 		return nil, err
 	}
+	return ServerTLSWith(cert), nil
+}
+
+// ServerTLSWith is ServerTLS with a given server certificate.
+func ServerTLSWith(cert tls.Certificate) *tls.Config {
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    p.Pool,
+		ClientAuth:   tls.RequestClientCert,
 		MinVersion:   tls.VersionTLS13,
 		NextProtos:   []string{broker.TunnelALPN, "http/1.1"},
-	}, nil
+	}
 }
 
 // Server is a Broker served on a loopback TLS listener.

@@ -20,6 +20,8 @@ import (
 	"net/url"
 	"sync/atomic"
 	"time"
+
+	"github.com/vaultpam/appliance/lab/broker"
 )
 
 // PKI is a throwaway certificate authority.
@@ -31,14 +33,18 @@ type PKI struct {
 }
 
 // NewPKI makes a fresh CA valid for a day.
-func NewPKI() (*PKI, error) {
+func NewPKI() (*PKI, error) { return NewPKINamed("vaultpam test CA") }
+
+// NewPKINamed is NewPKI with the CA's common name (a test's second CA, say
+// a TLS-inspecting proxy's, is told apart by it).
+func NewPKINamed(name string) (*PKI, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "vaultpam test CA"},
+		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		IsCA:                  true,
@@ -66,21 +72,35 @@ func (p *PKI) sign(tmpl *x509.Certificate, pub any) ([]byte, error) {
 	return x509.CreateCertificate(rand.Reader, tmpl, p.Cert, pub, p.Key)
 }
 
-// ServerCert issues a server certificate for 127.0.0.1, ::1 and localhost.
+// ServerCert issues a server certificate for 127.0.0.1, ::1 and localhost,
+// valid from an hour ago for a day.
 func (p *PKI) ServerCert() (tls.Certificate, error) {
+	return p.ServerCertFor(time.Now().Add(-time.Hour), 25*time.Hour, "localhost", "127.0.0.1", "::1")
+}
+
+// ServerCertFor issues a server certificate for names (host names or IPs),
+// valid from notBefore for lifetime: tests make expired, not yet valid or
+// wrongly named control plane certificates with it.
+func (p *PKI) ServerCertFor(notBefore time.Time, lifetime time.Duration, names ...string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	der, err := p.sign(&x509.Certificate{
+	tmpl := &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "control plane"},
-		NotBefore:   time.Now().Add(-time.Hour),
-		NotAfter:    time.Now().Add(24 * time.Hour),
-		DNSNames:    []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		NotBefore:   notBefore,
+		NotAfter:    notBefore.Add(lifetime),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, &key.PublicKey)
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := p.sign(tmpl, &key.PublicKey)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -121,8 +141,12 @@ func (p *PKI) ClientCertForKey(id string, key any, pub any, notBefore time.Time,
 }
 
 // Renew implements broker.Authority: it issues a one-hour certificate for
-// connectorID and the CSR's public key (the CSR's names are ignored).
-func (p *PKI) Renew(_ context.Context, connectorID string, csr *x509.CertificateRequest) ([][]byte, error) {
+// connectorID and the CSR's public key, which must be current's (the CSR's
+// names are ignored).
+func (p *PKI) Renew(_ context.Context, connectorID string, current *x509.Certificate, csr *x509.CertificateRequest) ([][]byte, error) {
+	if !broker.SameKey(csr.PublicKey, current.PublicKey) {
+		return nil, fmt.Errorf("renewal CSR is not for the key of the current certificate")
+	}
 	c, err := p.ClientCertForKey(connectorID, nil, csr.PublicKey, time.Now().Add(-time.Minute), time.Hour)
 	if err != nil {
 		return nil, err

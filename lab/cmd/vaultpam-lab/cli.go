@@ -30,6 +30,9 @@ const usage = `usage: vaultpam-lab <command> [flags]
   revoke --state DIR --connector ID
   resources add --state DIR --name N --address HOST:PORT --connector ID
   connect --state DIR --resource N [--listen 127.0.0.1:PORT]
+  update offer --state DIR --connector ID --file BUNDLE [--repo DIR]
+  bundles --state DIR [--json]                       list the support bundles connectors uploaded
+  bundles --state DIR --decrypt ID --out DIR2        decrypt one with DIR/support.key and unpack it
 `
 
 // Main runs one command and returns the exit code.
@@ -40,7 +43,7 @@ func Main(ctx context.Context, env Env) int {
 	}
 	cmd, args := env.Args[0], env.Args[1:]
 	sub := ""
-	if (cmd == "token" || cmd == "resources") && len(args) > 0 {
+	if (cmd == "token" || cmd == "resources" || cmd == "update") && len(args) > 0 {
 		sub, args = args[0], args[1:]
 	}
 	var err error
@@ -57,6 +60,10 @@ func Main(ctx context.Context, env Env) int {
 		err = cmdResourcesAdd(env, args)
 	case "connect ":
 		err = cmdConnect(ctx, env, args)
+	case "update offer":
+		err = cmdUpdateOffer(env, args)
+	case "bundles ":
+		err = cmdBundles(env, args)
 	case "help ", "-h ", "--help ":
 		fmt.Fprint(env.Stdout, usage)
 		return 0

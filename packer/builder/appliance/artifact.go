@@ -15,6 +15,7 @@ import (
 //	"dpkg_status" string  path of the root's dpkg status (for the SBOM)
 //	"version"     string  appliance version
 //	"root_hash"   string  dm-verity root hash of slot A
+//	"verity_uuid" string  UUID of slot A's verity superblock (the UKI's vaultpam.verity=)
 type Artifact struct {
 	Disk, Manifest, DpkgStatus string
 	Image                      image.Manifest
@@ -50,6 +51,8 @@ func (a *Artifact) State(name string) any {
 		return a.Image.Version
 	case "root_hash":
 		return a.Image.RootHash
+	case "verity_uuid":
+		return a.Image.VerityUUID
 	}
 	return nil
 }

@@ -57,8 +57,10 @@ func TestRun(t *testing.T) {
 	b := New()
 	var got image.Options
 	b.Build = fakeBuild(1<<20, &got)
+	root := filepath.Join(t.TempDir(), "root.json")
+	os.WriteFile(root, []byte("{}"), 0o644)
 	if _, _, err := b.Prepare(map[string]any{"version": "1.2.3", "bin_dir": t.TempDir(), "output_dir": out,
-		"debian_mirror": "http://127.0.0.1:9/debian", "extra_cmdline": "quiet"}); err != nil {
+		"debian_mirror": "http://127.0.0.1:9/debian", "extra_cmdline": "quiet", "update_root": root}); err != nil {
 		t.Fatal(err)
 	}
 	a, err := b.Run(context.Background(), packersdk.TestUi(t), &packersdk.MockHook{})
@@ -66,7 +68,7 @@ func TestRun(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	if got.OutDir != out || got.Rootfs.Version != "1.2.3" || got.Rootfs.Mirror != "http://127.0.0.1:9/debian" ||
-		got.Rootfs.ExtraSources != nil || got.ExtraCmdline != "quiet" || got.Logf == nil {
+		got.Rootfs.ExtraSources != nil || got.ExtraCmdline != "quiet" || got.Logf == nil || got.Rootfs.UpdateRoot != root {
 		t.Errorf("image options = %+v", got)
 	}
 	disk := filepath.Join(out, "disk.raw")
@@ -84,6 +86,22 @@ func TestRun(t *testing.T) {
 	}
 	if _, err := os.Stat(disk); !os.IsNotExist(err) {
 		t.Errorf("Destroy left %s", disk)
+	}
+}
+
+// TestRunMissingUpdateRoot: a missing update root stops the build before
+// the image is built, with the command that makes it.
+func TestRunMissingUpdateRoot(t *testing.T) {
+	b := New()
+	var got image.Options
+	b.Build = fakeBuild(1<<20, &got)
+	if _, _, err := b.Prepare(map[string]any{"version": "1.2.3", "bin_dir": t.TempDir(), "output_dir": t.TempDir(),
+		"update_root": filepath.Join(t.TempDir(), "update-repo", "root.json")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.Run(context.Background(), packersdk.TestUi(t), &packersdk.MockHook{})
+	if err == nil || !strings.Contains(err.Error(), "vaultpam-sign update-init") || got.OutDir != "" {
+		t.Errorf("Run = %v (image built: %v), want an update_root error with a hint, before building", err, got.OutDir != "")
 	}
 }
 

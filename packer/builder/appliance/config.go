@@ -43,6 +43,11 @@ type Config struct {
 	SourceDateEpoch int64 `mapstructure:"source_date_epoch"`
 	// ExtraCmdline is appended to the kernel command line.
 	ExtraCmdline string `mapstructure:"extra_cmdline"`
+	// UpdateRoot is the TUF root of the release's update repository
+	// (DIST/update-repo/root.json), baked into the image as the updater's
+	// trust anchor. `make ova` creates it (vaultpam-sign update-init) before
+	// Packer runs. Empty: the image carries none and refuses every update.
+	UpdateRoot string `mapstructure:"update_root"`
 
 	ctx interpolate.Context
 }

@@ -27,6 +27,7 @@ type FlatConfig struct {
 	DebianMirror        *string           `mapstructure:"debian_mirror" cty:"debian_mirror" hcl:"debian_mirror"`
 	SourceDateEpoch     *int64            `mapstructure:"source_date_epoch" cty:"source_date_epoch" hcl:"source_date_epoch"`
 	ExtraCmdline        *string           `mapstructure:"extra_cmdline" cty:"extra_cmdline" hcl:"extra_cmdline"`
+	UpdateRoot          *string           `mapstructure:"update_root" cty:"update_root" hcl:"update_root"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -58,6 +59,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"debian_mirror":              &hcldec.AttrSpec{Name: "debian_mirror", Type: cty.String, Required: false},
 		"source_date_epoch":          &hcldec.AttrSpec{Name: "source_date_epoch", Type: cty.Number, Required: false},
 		"extra_cmdline":              &hcldec.AttrSpec{Name: "extra_cmdline", Type: cty.String, Required: false},
+		"update_root":                &hcldec.AttrSpec{Name: "update_root", Type: cty.String, Required: false},
 	}
 	return s
 }

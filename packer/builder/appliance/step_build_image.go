@@ -3,6 +3,7 @@ package appliance
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
@@ -39,6 +40,16 @@ func (s *stepBuildImage) Run(ctx context.Context, state multistep.StateBag) mult
 		o.Rootfs.ExtraSources = nil
 	}
 	o.Rootfs.Mirror = c.DebianMirror
+	o.Rootfs.UpdateRoot = c.UpdateRoot
+	if c.UpdateRoot == "" {
+		ui.Error("WARNING: update_root is not set: the image will carry no update root and refuse every update")
+	} else if _, err := os.Stat(c.UpdateRoot); err != nil {
+		// Checked before the minutes of the root file system build.
+		err = fmt.Errorf("vaultpam-appliance: update_root: %w\nhint: run `vaultpam-sign update-init --dist DIST` first (make ova does)", err)
+		state.Put("error", err)
+		ui.Error(err.Error())
+		return multistep.ActionHalt
+	}
 	o.Logf = func(format string, args ...any) { ui.Say(fmt.Sprintf(format, args...)) }
 
 	ui.Say(fmt.Sprintf("Building the appliance disk %s (Debian %s, version %s)...", c.OutputDir+"/disk.raw", c.DebianSuite, c.Version))

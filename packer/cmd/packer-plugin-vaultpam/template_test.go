@@ -97,6 +97,7 @@ func TestPackerValidate(t *testing.T) {
 		{"disk_size_mib=100", "The disk_size_mib variable must be"},
 		{"memory_mib=100", "The memory_mib variable must be"},
 		{"version=latest", "The version variable must be"},
+		{"version=0.2.0-rc1", "no -rc suffix"},
 		{"debian_mirror=ftp.debian.org", "The debian_mirror variable must be"},
 	} {
 		t.Run(tc.arg, func(t *testing.T) {

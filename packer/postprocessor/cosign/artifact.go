@@ -11,7 +11,7 @@ import (
 // Artifact is a signed release in a dist directory.
 type Artifact struct {
 	Dir     string
-	OVAs    []string // the signed OVA files, in Dir
+	Inputs  []string // the signed input files (OVA, update ISO), in Dir
 	Written []string // files this post-processor wrote, relative to Dir
 	DevKey  bool     // signed with a development key
 }
@@ -19,9 +19,9 @@ type Artifact struct {
 // BuilderId implements packersdk.Artifact.
 func (a *Artifact) BuilderId() string { return BuilderID }
 
-// Files lists the OVAs and every file written.
+// Files lists the signed inputs and every file written.
 func (a *Artifact) Files() []string {
-	files := append([]string(nil), a.OVAs...)
+	files := append([]string(nil), a.Inputs...)
 	for _, f := range a.Written {
 		p := filepath.Join(a.Dir, f)
 		if !contains(files, p) {
@@ -63,13 +63,13 @@ func (a *Artifact) State(name string) interface{} {
 	return nil
 }
 
-// Destroy removes the files this post-processor wrote, not the OVAs
-// (they belong to the input artifact).
+// Destroy removes the files this post-processor wrote, not the signed
+// inputs (they belong to the input artifact).
 func (a *Artifact) Destroy() error {
 	var errs []error
 	for _, f := range a.Written {
 		p := filepath.Join(a.Dir, f)
-		if contains(a.OVAs, p) {
+		if contains(a.Inputs, p) {
 			continue
 		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {

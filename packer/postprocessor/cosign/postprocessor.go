@@ -1,9 +1,11 @@
 // Package cosign is the Packer post-processor vaultpam-cosign: it signs the
-// OVA made by vaultpam-ova with a cosign-compatible key and writes, into
-// the dist directory, OVA.sig and OVA.sigstore.json, the SBOM
-// NAME-VERSION.spdx.json (+ .sig, .sigstore.json), cosign.pub, SHA256SUMS
-// and SHA256SUMS.sig, so users can check the download with
-// `cosign verify-blob` and `sha256sum -c`. See signing/README.md.
+// OVA made by vaultpam-ova (or the update ISO made by vaultpam-update) with
+// a cosign-compatible key and writes, into the dist directory, F.sig and
+// F.sigstore.json, the SBOM NAME-VERSION.spdx.json (+ .sig,
+// .sigstore.json), cosign.pub, SHA256SUMS and SHA256SUMS.sig, so users can
+// check the download with `cosign verify-blob` and `sha256sum -c`.
+// SHA256SUMS lists every file in the dist directory signed with the same
+// key: every version's OVA, bundle and ISO. See signing/README.md.
 package cosign
 
 import (
@@ -79,18 +81,27 @@ func (p *PostProcessor) lookupEnv(k string) (string, bool) {
 	return os.LookupEnv(k)
 }
 
-// PostProcess signs the input artifact's .ova files. It keeps the input
-// artifact (the OVA is part of the release) and returns an artifact
-// listing the OVA and every file written.
+// signedSuffixes are the suffixes of the input files this post-processor signs:
+// the OVA (vaultpam-ova) and the update ISO (vaultpam-update). The update
+// bundle is signed by vaultpam-update itself (the ISO carries its
+// signature); it is listed in SHA256SUMS with every other file in dist_dir
+// signed with the same key.
+var signedSuffixes = []string{".ova", ".iso"}
+
+// PostProcess signs the input artifact's .ova and .iso files. It keeps the
+// input artifact (the OVA is part of the release) and returns an artifact
+// listing the signed files and every file written.
 func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, in packersdk.Artifact) (packersdk.Artifact, bool, bool, error) {
-	var ovas []string
+	var files []string
 	for _, f := range in.Files() {
-		if strings.HasSuffix(f, ".ova") {
-			ovas = append(ovas, f)
+		for _, suffix := range signedSuffixes {
+			if strings.HasSuffix(f, suffix) {
+				files = append(files, f)
+			}
 		}
 	}
-	if len(ovas) == 0 {
-		return nil, true, true, fmt.Errorf("vaultpam-cosign: the input artifact has no .ova file (files: %v); put the vaultpam-ova post-processor before vaultpam-cosign", in.Files())
+	if len(files) == 0 {
+		return nil, true, true, fmt.Errorf("vaultpam-cosign: the input artifact has no .ova or .iso file (files: %v); put vaultpam-ova or vaultpam-update before vaultpam-cosign", in.Files())
 	}
 	version := p.config.Version
 	if version == "" {
@@ -113,7 +124,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, in pac
 		Key:        p.config.Key,
 		Password:   signing.EnvPassword(p.lookupEnv),
 		DistDir:    p.config.DistDir,
-		Files:      ovas,
+		Files:      files,
 		DpkgStatus: dpkg,
 		SBOM: sbom.Config{
 			Name: p.config.Name, Version: version, Created: created,
@@ -124,6 +135,9 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, in pac
 			}},
 		},
 		Warn: uiWriter{ui},
+		// make packages signs into the same dist/: one SHA256SUMS lists
+		// both builds' artifacts, whichever ran last.
+		KeepSigned: true,
 	}
 	if dpkg == "" {
 		ui.Error("WARNING: no SBOM: set sbom_source to the image's dpkg status (build/dpkg-status)")
@@ -142,14 +156,14 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, in pac
 		return nil, true, true, fmt.Errorf("vaultpam-cosign: %w%s", err, hint(err))
 	}
 	art := &Artifact{Dir: p.config.DistDir, Written: rel.Files, DevKey: rel.DevKey}
-	for _, o := range ovas {
-		art.OVAs = append(art.OVAs, filepath.Join(p.config.DistDir, filepath.Base(o)))
+	for _, f := range files {
+		art.Inputs = append(art.Inputs, filepath.Join(p.config.DistDir, filepath.Base(f)))
 	}
 	for _, f := range rel.Files {
 		ui.Say("vaultpam-cosign: wrote " + filepath.Join(p.config.DistDir, f))
 	}
 	ui.Say(fmt.Sprintf("vaultpam-cosign: verify with: cd %s && cosign verify-blob --key cosign.pub --signature %s.sig --insecure-ignore-tlog %s",
-		p.config.DistDir, filepath.Base(ovas[0]), filepath.Base(ovas[0])))
+		p.config.DistDir, filepath.Base(files[0]), filepath.Base(files[0])))
 	return art, true, true, nil
 }
 

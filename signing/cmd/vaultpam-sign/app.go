@@ -31,7 +31,13 @@ const usage = `usage:
   vaultpam-sign generate-key-pair [--output-dir DIR]
   vaultpam-sign sign --dist DIR [--key REF] [--sbom-source dpkg-status --name N --version V] FILE...
   vaultpam-sign sbom --dpkg-status FILE --version V [--name N]
-The password of an encrypted key comes from COSIGN_PASSWORD.
+  vaultpam-sign update-init [--dist DIR] [--key REF] [--repo DIR] [--version V]
+  vaultpam-sign update-refresh [--dist DIR] [--key REF] [--repo DIR]
+  vaultpam-sign update-rotate --repo DIR --key OLD --new-key NEW
+  vaultpam-sign update-iso [--dist DIR] [--key REF] [--repo DIR] FILE.update
+The password of an encrypted key comes from COSIGN_PASSWORD (update-rotate's
+--new-key: VAULTPAM_NEW_KEY_PASSWORD when set). An empty --key means the
+development key pair in --dist (made when missing).
 `
 
 // errUsage marks a command-line mistake; the usage text follows it.
@@ -48,6 +54,7 @@ func (a *app) run(ctx context.Context) int {
 	cmds := map[string]func(context.Context, []string) error{
 		"verify": a.verify, "verify-blob": a.verifyBlob, "generate-key-pair": a.generate,
 		"sign": a.sign, "sbom": a.sbom,
+		"update-init": a.updateInit, "update-refresh": a.updateRefresh, "update-rotate": a.updateRotate, "update-iso": a.updateISO,
 	}
 	switch a.Args[0] {
 	case "help", "-h", "-help", "--help":

@@ -1,0 +1,236 @@
+package console
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/connector/state"
+	"github.com/vaultpam/appliance/firstboot/internal/diag"
+	"github.com/vaultpam/appliance/firstboot/internal/netinfo"
+	"github.com/vaultpam/appliance/firstboot/internal/settings"
+)
+
+// setupSteps is the first-boot pipeline: the network part, then the
+// connector, the token and the enrolment.
+func setupSteps(iface string) []step {
+	return append(networkSteps(iface), connectorStep(), tokenStep(), enrolStep())
+}
+
+// networkSteps is the pipeline of "edit network" (and the first part of
+// setup): settings written, network applied, an address, the checks. It
+// never touches the connector or a token.
+func networkSteps(iface string) []step {
+	return append([]step{writeStep(), networkStep(), addressStep(iface)}, checkSteps()...)
+}
+
+func writeStep() step {
+	return step{title: "Write settings to /config", run: func(ctx context.Context, r *applyRun) (string, error) {
+		files, err := r.s.Write(r.env.Root)
+		if err != nil {
+			return "", &stepFailure{msg: "Writing settings: " + err.Error(), hint: "check that the CONFIG partition is mounted on /config"}
+		}
+		return fmt.Sprintf("%d files in /config", len(files)), nil
+	}}
+}
+
+func networkStep() step {
+	return step{title: "Apply network settings", run: func(ctx context.Context, r *applyRun) (string, error) {
+		if err := applyNetwork(ctx, r.env, r.s); err != nil {
+			return "", &stepFailure{msg: "Network: " + err.Error()}
+		}
+		return "networkd, hostname, timesyncd", nil
+	}}
+}
+
+func addressStep(iface string) step {
+	return step{title: "Wait for an address on " + iface, run: func(ctx context.Context, r *applyRun) (string, error) {
+		s, env := r.s, r.env
+		var want netip.Prefix
+		if !s.DHCP {
+			want, _ = netip.ParsePrefix(s.Address)
+		}
+		c, cancel := context.WithTimeout(ctx, env.AddressTimeout)
+		p, err := netinfo.WaitAddress(c, env.Net, s.Interface, want)
+		cancel()
+		if err != nil {
+			how := "from DHCP"
+			if !s.DHCP {
+				how = s.Address
+			}
+			return "", &stepFailure{kind: failCheck, msg: fmt.Sprintf("Network: no address %s on %s after %s", how, s.Interface, env.AddressTimeout),
+				hint: "check the VM's network connection and the DHCP server, or use a static address"}
+		}
+		return p.String(), nil
+	}}
+}
+
+// checkSteps makes one step of each diagnostic check (DNS, TCP, TLS,
+// clock); they share one diag.Probe per run.
+func checkSteps() []step {
+	var out []step
+	for _, c := range diag.Checks() {
+		out = append(out, step{title: c.Name, check: true, run: func(ctx context.Context, r *applyRun) (string, error) {
+			if r.probe == nil {
+				r.probe = diag.NewProbe(diagConfig(r.env, r.s))
+			}
+			res := c.Run(ctx, r.probe)
+			detail := strings.TrimPrefix(res.Message, res.Step+": ")
+			switch {
+			case res.Skipped:
+				return "", skipped{detail}
+			case !res.OK:
+				return "", &stepFailure{kind: failCheck, msg: res.Message, hint: "press E to go back and edit the settings, R to retry"}
+			}
+			return detail, nil
+		}})
+	}
+	return out
+}
+
+func connectorStep() step {
+	return step{title: "Start the connector", run: func(ctx context.Context, r *applyRun) (string, error) {
+		if err := startConnector(ctx, r.env); err != nil {
+			return "", &stepFailure{msg: "Connector: " + err.Error(), hint: "view the logs from the health screen (L) after setup"}
+		}
+		return "running", nil
+	}}
+}
+
+func tokenStep() step {
+	return step{id: stepToken, title: "Hand over the token", run: func(ctx context.Context, r *applyRun) (string, error) {
+		if r.token == "" {
+			return "", &stepFailure{kind: failToken, msg: "Token: the token was already handed over; enrolment needs a new one", hint: "press T to type a new token"}
+		}
+		token := r.token
+		r.token = ""
+		r.handOver()
+		err := r.env.Connector.SubmitToken(ctx, token)
+		if err != nil {
+			msg, hint := apiError(err)
+			return "", &stepFailure{kind: failToken, msg: "Token: " + msg, hint: hint}
+		}
+		return "accepted", nil
+	}}
+}
+
+func enrolStep() step {
+	return step{title: "Enrolment", run: func(ctx context.Context, r *applyRun) (string, error) {
+		st, err := waitOnline(ctx, r.env, func(st localapi.Status) { r.progress(state.LabelOf(st.State)) })
+		if err != nil {
+			kind, hint := failOther, st.Hint
+			if st.State == state.AwaitingToken.String() || st.State == state.NeedsRecovery.String() {
+				kind = failToken
+				if hint == "" {
+					hint = "press T to type a new token"
+				}
+			}
+			return "", &stepFailure{kind: kind, msg: "Enrolment: " + err.Error(), hint: hint}
+		}
+		r.online = &st
+		return fmt.Sprintf("Online as %s", st.ConnectorID), nil
+	}}
+}
+
+func diagConfig(env Env, s settings.Settings) diag.Config {
+	cfg := diag.Config{ControlPlaneURL: s.ControlPlaneURL, DNS: settings.SplitList(s.DNS), Proxy: s.Proxy,
+		Now: env.Now, Timeout: env.StepTimeout}
+	if b, err := os.ReadFile(env.path("/" + settings.CAFile)); err == nil {
+		pool := x509.NewCertPool()
+		if pool.AppendCertsFromPEM(b) {
+			cfg.RootCAs = pool
+		}
+	}
+	return cfg
+}
+
+func applyNetwork(ctx context.Context, env Env, s settings.Settings) error {
+	// The kernel's hostname, as vaultpam-config.service sets it at boot
+	// from /config/hostname.
+	if err := os.WriteFile(env.path("/proc/sys/kernel/hostname"), []byte(s.Hostname), 0o644); err != nil {
+		return fmt.Errorf("setting the hostname: %w", err)
+	}
+	for _, c := range [][]string{
+		{"systemctl", "restart", "systemd-networkd"},
+		{"systemctl", "restart", "systemd-timesyncd"},
+	} {
+		if _, err := env.Run.Output(ctx, c[0], c[1:]...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startConnector restarts the connector and waits for its local API.
+func startConnector(ctx context.Context, env Env) error {
+	if _, err := env.Run.Output(ctx, "systemctl", "restart", "vaultpam-connector"); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := env.Connector.Status(c)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the connector did not answer on its local socket within 30s: %w", err)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// waitOnline polls the connector's status until it is Online, gives up
+// (needs recovery, or waiting for a token again with a reason), or the
+// enrolment timeout passes.
+func waitOnline(ctx context.Context, env Env, progress func(localapi.Status)) (localapi.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, env.EnrolTimeout)
+	defer cancel()
+	var last localapi.Status
+	for {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := env.Connector.Status(c)
+		cancel()
+		if err == nil {
+			last = st
+			progress(st)
+			switch {
+			case st.State == state.Online.String():
+				return st, nil
+			case st.State == state.NeedsRecovery.String(),
+				st.State == state.AwaitingToken.String() && st.Reason != "":
+				return st, errors.New(orDefault(st.Reason, state.LabelOf(st.State)))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			why := "no answer from the connector"
+			if last.State != "" {
+				why = "still " + state.LabelOf(last.State)
+				if last.Reason != "" {
+					why += ": " + last.Reason
+				}
+			}
+			return last, fmt.Errorf("not Online after %s (%s)", env.EnrolTimeout, why)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// apiError turns a local API error into a message and a hint for people.
+func apiError(err error) (msg, hint string) {
+	var e *localapi.Error
+	if errors.As(err, &e) {
+		return e.Message, e.Hint
+	}
+	return err.Error(), "check that the connector is running (logs: L on the health screen)"
+}
