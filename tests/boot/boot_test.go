@@ -44,9 +44,9 @@ func parseReport(out string) report {
 			continue
 		}
 		// "mount /data …", "unit x active", "disk sda 2048 ahci",
-		// "verity …", "status {…}"
+		// "scsihost host3 mptsas", "verity …", "status {…}"
 		key, val := m[1], m[2]
-		if key == "mount" || key == "unit" || key == "disk" {
+		if key == "mount" || key == "unit" || key == "disk" || key == "scsihost" {
 			k, v, _ := strings.Cut(val, " ")
 			key, val = key+" "+k, v
 		}
