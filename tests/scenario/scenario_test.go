@@ -180,6 +180,12 @@ func (a *Appliance) shoot(w, h int) error {
 	}
 	cw, ch := Coverage(img)
 	a.T.Logf("VGA console at %dx%d: %s; the console spans %.0f%% of its width, %.0f%% of its height", w, h, p, 100*cw, 100*ch)
+	// The title bar is the first text row and the key help the last, both
+	// across the whole width: a console that fills the framebuffer spans
+	// nearly all of it (the font's cells may leave a few pixels over).
+	if cw < 0.9 || ch < 0.9 {
+		return wrong("the VGA console spans %.0f%%×%.0f%% of the %dx%d screen, want it to fill the screen (see %s)", 100*cw, 100*ch, w, h, p)
+	}
 	if w == 1280 && *update {
 		b, err := os.ReadFile(p)
 		if err != nil {
