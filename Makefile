@@ -53,6 +53,8 @@ export VAULTPAM_COSIGN := $(TOOLS)/cosign
 export VAULTPAM_PACKER := $(TOOLS)/packer
 export VAULTPAM_DISK   := $(BUILD)/disk.raw
 export VAULTPAM_BUILD  := $(BUILD)
+# The shipped OVA: tests/scenario boots the disk taken out of it.
+export VAULTPAM_OVA    := $(DIST)/vaultpam-connector-$(VERSION).ova
 export VAULTPAM_DIST   := $(DIST)
 
 TESTPKGS ?= $(ALLPKGS)
@@ -177,20 +179,27 @@ $(VULNDB)/index/db.json:
 unit: ## unit tests of every module but tests/, in -short mode: no root, no image, no VM (about a minute)
 	VAULTPAM_DISK= VAULTPAM_COSIGN= VAULTPAM_PACKER= VAULTPAM_BIN= VAULTPAM_DIST= $(GO) test -short -count=1 $(UNITPKGS)
 
-test: deps build tools image lint ## run every test (unit, integration, image, boot) after lint; installs what it needs
+# make test builds the image once: `make ova` (Packer's builder writes
+# build/disk.raw, the post-processors the OVA from it); the image tests use
+# that raw disk, tests/scenario the disk inside the OVA.
+test: deps build tools ova lint ## run every test (unit, integration, image, boot, the e2e scenario) after lint; installs what it needs
 	@echo "go test ./... (full log in build/test.log)"
-	@rc=0; $(GO) test -v -p 2 -timeout 75m $(TESTPKGS) > $(BUILD)/test.log 2>&1 || rc=$$?; \
+	@rm -f $(BUILD)/*-timings.txt
+	@rc=0; $(GO) test -v -p 2 -timeout 90m -artifacts -outputdir $(BUILD)/test-artifacts $(TESTPKGS) > $(BUILD)/test.log 2>&1 || rc=$$?; \
 	  grep -E '^(ok|FAIL|panic:|\?) ' $(BUILD)/test.log || true; \
 	  echo "skipped, with reasons:"; awk '/^ *=== (RUN|CONT|PAUSE|NAME)/ { reason = ""; next } /^ *--- SKIP/ { print "  " $$3 ": " (reason != "" ? reason : "(no reason printed)"); reason = ""; next } { r = $$0; sub(/^ +/, "", r); reason = r }' $(BUILD)/test.log; \
 	  if [ $$rc -ne 0 ]; then echo "failures:"; grep -vE '^(=== (RUN|PAUSE|CONT|NAME)| *--- (PASS|SKIP))' $(BUILD)/test.log | grep -B2 -A40 -E -- '--- FAIL|^panic:|^FAIL' | head -400 || true; fi; \
+	  cat $(BUILD)/*-timings.txt 2>/dev/null || true; \
 	  echo "tests: $$(grep -cE '^ *--- PASS' $(BUILD)/test.log) passed, $$(grep -cE '^ *--- FAIL' $(BUILD)/test.log) failed, $$(grep -cE '^ *--- SKIP' $(BUILD)/test.log) skipped"; \
 	  exit $$rc
 
 bench: deps build ## run the benchmarks (tunnel vs TCP vs ssh -R, VMDK writing, signing); tunnel figures in build/bench.json
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./tests/bench/... ./appliance/vmdk/ ./signing/
 
-e2e: deps build image ## boot tests only: the image in QEMU (OVMF, TCG), driven over the serial console
-	$(GO) test -p 1 -timeout 45m -run 'Boot' ./tests/...
+e2e: deps build tools ova ## the end-to-end scenario on the shipped OVA's disk in QEMU (vSphere-like, TCG), timed per step; screenshots in build/test-artifacts
+	@rm -f $(BUILD)/*-timings.txt
+	$(GO) test -v -p 1 -count=1 -timeout 90m -artifacts -outputdir $(BUILD)/test-artifacts ./tests/scenario/
+	@cat $(BUILD)/*-timings.txt
 
 clean: ## remove build outputs (keeps the package cache in build/cache)
 	rm -rf $(BIN) $(DIST) $(BUILD)/disk.raw $(BUILD)/packer-plugins

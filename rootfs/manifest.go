@@ -11,10 +11,11 @@ import (
 	"strings"
 )
 
-// files holds the package manifest, the initramfs additions and the overlay,
-// so the builder works from any directory (the Packer plugin calls it too).
+// files holds the package manifest, the kernel module allowlist, the
+// initramfs additions and the overlay, so the builder works from any
+// directory (the Packer plugin calls it too).
 //
-//go:embed packages.txt initramfs overlay
+//go:embed packages.txt modules.txt initramfs overlay
 var files embed.FS
 
 // stageVersion changes when the package stage's recipe (packages.go)

@@ -116,6 +116,8 @@ type Result struct {
 	PackagesCached bool
 	// Installed lists the Binaries found in BinDir and installed.
 	Installed []string
+	// Modules says which kernel modules the root kept (modules.txt).
+	Modules ModuleStats
 	// UpdateRootSHA256 is the sha256 of the baked-in update root; "" when
 	// there is none.
 	UpdateRootSHA256 string

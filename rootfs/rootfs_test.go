@@ -31,12 +31,12 @@ func TestManifestContents(t *testing.T) {
 	for _, p := range pkgs {
 		have[p] = true
 	}
-	for _, want := range []string{"systemd", "linux-image-cloud-amd64", "open-vm-tools", "ca-certificates", "systemd-timesyncd", "cryptsetup-bin", "e2fsprogs", "udev"} {
+	for _, want := range []string{"systemd", "linux-image-amd64", "open-vm-tools", "ca-certificates", "systemd-timesyncd", "cryptsetup-bin", "e2fsprogs", "udev"} {
 		if !have[want] {
 			t.Errorf("packages.txt lacks %s", want)
 		}
 	}
-	for _, never := range []string{"openssh-server", "dropbear", "sudo", "bash-completion"} {
+	for _, never := range []string{"openssh-server", "dropbear", "sudo", "bash-completion", "linux-image-cloud-amd64"} {
 		if have[never] {
 			t.Errorf("packages.txt must not have %s", never)
 		}

@@ -69,6 +69,9 @@ func customise(ctx context.Context, o Options, tarball, tree string, res *Result
 	if err := takeBoot(o, tree, res); err != nil {
 		return err
 	}
+	if err := keepModules(ctx, o, tree, res); err != nil {
+		return err
+	}
 	// Caches and logs of the package stage are not part of the image.
 	for _, glob := range []string{"var/cache/apt/*", "var/lib/apt/lists/*", "var/log/*", "var/cache/debconf/*-old", "var/lib/dpkg/*-old", "tmp/*"} {
 		matches, _ := filepath.Glob(filepath.Join(tree, glob))
@@ -154,6 +157,27 @@ func takeBoot(o Options, tree string, res *Result) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// keepModules deletes the kernel modules modules.txt does not keep and
+// regenerates the depmod files with the tree's own depmod.
+func keepModules(ctx context.Context, o Options, tree string, res *Result) error {
+	allow, err := Modules()
+	if err != nil {
+		return err
+	}
+	depmod := func(ctx context.Context, version string) error {
+		_, err := command.Run(ctx, nil, nil, "chroot", tree, "depmod", version)
+		return err
+	}
+	st, err := pruneModules(ctx, tree, allow, depmod)
+	if err != nil {
+		return fmt.Errorf("pruning kernel modules: %w", err)
+	}
+	res.Modules = st
+	o.logf("rootfs: kernel %s: kept %d modules (%.1f MiB), removed %d (%.1f MiB)", st.Version,
+		st.Kept, float64(st.KeptBytes)/(1<<20), st.Removed, float64(st.AllBytes-st.KeptBytes)/(1<<20))
 	return nil
 }
 

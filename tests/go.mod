@@ -8,6 +8,7 @@ require (
 	github.com/vaultpam/appliance v0.0.0-00010101000000-000000000000
 	github.com/vaultpam/appliance/appliance v0.0.0-00010101000000-000000000000
 	github.com/vishvananda/netns v0.0.5
+	golang.org/x/sys v0.49.0
 )
 
 require (
@@ -16,11 +17,9 @@ require (
 	github.com/chromedp/cdproto v0.159.0 // indirect
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/hashicorp/yamux v0.1.2 // indirect
-	github.com/klauspost/compress v1.20.2 // indirect
 	github.com/skip2/go-qrcode v0.0.0-20200617195104-da1b6568686e // indirect
 	github.com/vaultpam/appliance/update v0.0.0-00010101000000-000000000000 // indirect
 	golang.org/x/crypto v0.55.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/xerrors v0.0.0-20200804184101-5ec99f83aff1 // indirect
 )

@@ -31,8 +31,8 @@ type Machine struct {
 	started time.Time
 }
 
-// Start boots cfg. Stop the machine with Shutdown or Kill; ctx ending kills
-// it too.
+// Start boots cfg. Stop the machine with Shutdown, PowerOff or Kill; ctx
+// ending kills it too.
 func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("qemu config: %w", err)
@@ -41,13 +41,8 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	vars := filepath.Join(dir, "OVMF_VARS.fd")
-	data, err := os.ReadFile(cfg.OVMFVars)
+	vars, err := varsFile(cfg, dir)
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("reading OVMF vars: %w", err)
-	}
-	if err := os.WriteFile(vars, data, 0o644); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -70,6 +65,25 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	}
 	go m.read(stdout)
 	return m, nil
+}
+
+// varsFile returns the EFI variable store for this run: cfg.VarsFile
+// (made from the template the first time), or a fresh copy in dir.
+func varsFile(cfg Config, dir string) (string, error) {
+	dst := cfg.VarsFile
+	if dst == "" {
+		dst = filepath.Join(dir, "OVMF_VARS.fd")
+	} else if _, err := os.Stat(dst); err == nil {
+		return dst, nil
+	}
+	data, err := os.ReadFile(cfg.OVMFVars)
+	if err != nil {
+		return "", fmt.Errorf("reading OVMF vars: %w", err)
+	}
+	if err := os.WriteFile(dst, data, 0o644); err != nil {
+		return "", fmt.Errorf("writing the VM's OVMF vars: %w", err)
+	}
+	return dst, nil
 }
 
 func (m *Machine) read(r io.Reader) {
@@ -115,6 +129,14 @@ func (m *Machine) Output() string {
 	return m.out.String()
 }
 
+// Mark makes later Expect calls look only at output printed from now on,
+// e.g. before a key that makes the screen change.
+func (m *Machine) Mark() {
+	m.mu.Lock()
+	m.pos = m.out.Len()
+	m.mu.Unlock()
+}
+
 // Since is how long the machine has been running.
 func (m *Machine) Since() time.Duration { return time.Since(m.started) }
 
@@ -122,8 +144,8 @@ func (m *Machine) Since() time.Duration { return time.Since(m.started) }
 var ErrExited = errors.New("qemu exited")
 
 // Expect waits until re matches the serial output after the previous
-// match and returns the submatches. It fails after timeout or when QEMU
-// exits; the error quotes the end of the output.
+// match (or Mark) and returns the submatches. It fails after timeout or
+// when QEMU exits; the error quotes the end of the output.
 func (m *Machine) Expect(re *regexp.Regexp, timeout time.Duration) ([]string, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
@@ -188,8 +210,31 @@ func (m *Machine) Send(b []byte) error {
 	return err
 }
 
+// Type sends each key of keys on the serial console with a pause after
+// it, the way a person types: a full-screen program that repaints after
+// every key sees each one on its own.
+func (m *Machine) Type(keys string, pause time.Duration) error {
+	for _, r := range keys {
+		if err := m.Send([]byte(string(r))); err != nil {
+			return err
+		}
+		time.Sleep(pause)
+	}
+	return nil
+}
+
 // Done is closed when QEMU has exited.
 func (m *Machine) Done() <-chan struct{} { return m.done }
+
+// Wait waits up to timeout for QEMU to exit (the guest powered off).
+func (m *Machine) Wait(timeout time.Duration) error {
+	select {
+	case <-m.done:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("the guest did not power off within %s; output ends:\n%s", timeout, m.tail())
+	}
+}
 
 // Kill stops QEMU at once and waits for it.
 func (m *Machine) Kill() {
@@ -202,6 +247,48 @@ func (m *Machine) Kill() {
 	<-m.done
 }
 
+// PowerOff pulls the plug (QMP quit: no ACPI event, the guest gets no say,
+// like vSphere's Power Off) and waits for QEMU to exit.
+func (m *Machine) PowerOff() error {
+	select {
+	case <-m.done:
+		return nil
+	default:
+	}
+	if _, err := m.QMP("quit", nil); err != nil && !isClosed(m.done) {
+		m.Kill()
+		return fmt.Errorf("QMP quit: %w", err)
+	}
+	if err := m.Wait(time.Minute); err != nil {
+		m.Kill()
+		return err
+	}
+	return nil
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// PowerButton presses the ACPI power button (QMP system_powerdown, like
+// vSphere's "Shut Down Guest OS" without VMware Tools). The guest decides
+// what to do.
+func (m *Machine) PowerButton() error {
+	_, err := m.QMP("system_powerdown", nil)
+	return err
+}
+
+// Reset resets the machine at once (QMP system_reset, like vSphere's Reset).
+func (m *Machine) Reset() error {
+	_, err := m.QMP("system_reset", nil)
+	return err
+}
+
 // Shutdown asks the guest to power off (ACPI) and waits up to timeout, then
 // kills QEMU. It returns an error when the guest did not power off itself.
 func (m *Machine) Shutdown(timeout time.Duration) error {
@@ -210,17 +297,34 @@ func (m *Machine) Shutdown(timeout time.Duration) error {
 		return nil
 	default:
 	}
-	if _, err := m.QMP("system_powerdown", nil); err != nil {
+	if err := m.PowerButton(); err != nil {
 		m.Kill()
 		return fmt.Errorf("asking for power-off: %w", err)
 	}
-	select {
-	case <-m.done:
-		return nil
-	case <-time.After(timeout):
+	if err := m.Wait(timeout); err != nil {
 		m.Kill()
-		return fmt.Errorf("guest did not power off within %s", timeout)
+		return err
 	}
+	return nil
+}
+
+// ChangeMedium puts the image at path into the CD-ROM drive id (a
+// Drive.ID), as an operator attaches an ISO to a running VM. The guest
+// sees a media change.
+func (m *Machine) ChangeMedium(id, path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	_, err = m.QMP("blockdev-change-medium", map[string]any{"id": id, "filename": abs, "format": "raw", "read-only-mode": "read-only"})
+	return err
+}
+
+// Eject removes the medium from the CD-ROM drive id, even when the guest
+// has locked the tray.
+func (m *Machine) Eject(id string) error {
+	_, err := m.QMP("eject", map[string]any{"id": id, "force": true})
+	return err
 }
 
 // Screendump writes the VGA screen as PNG to path.
