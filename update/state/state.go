@@ -165,8 +165,8 @@ func (s *Store) MakeIncoming(uid, gid int) error {
 const (
 	pendingFile  = "pending.json"
 	attemptsFile = "attempts.json"
-	failedFile  = "failed.json"
-	lastFile    = "last.json"
+	failedFile   = "failed.json"
+	lastFile     = "last.json"
 )
 
 // Pending returns the change in progress, or nil when there is none.

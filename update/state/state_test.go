@@ -71,7 +71,7 @@ func TestAttemptsSurviveTheDaemonsWrites(t *testing.T) {
 	s, _ := Open(filepath.Join(t.TempDir(), "update"))
 	start := time.Now().UTC()
 	s.SetPending(&Pending{Version: "0.2.0", Slot: "B", Stage: StageRebooting, Started: start})
-	stale, _ := s.Pending() // the daemon reads
+	stale, _ := s.Pending()                                                                                                   // the daemon reads
 	s.AddAttempt(Attempt{At: start.Add(time.Minute), Version: "0.2.0", Slot: "B", Reason: "connector not Online after 5m0s"}) // the gate
 	stale.Stage = StageTrial
 	s.SetPending(stale) // the daemon writes what it read, changed
