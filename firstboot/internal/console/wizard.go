@@ -97,6 +97,9 @@ func (w *wizard) begin(a *App, r ovfResult) {
 		w.applyOVF(a)
 		return
 	}
+	if w.unattended && w.s.Validate() == nil && w.withoutToken(a) {
+		return
+	}
 	a.show(&welcomeView{w: w})
 }
 
@@ -204,17 +207,6 @@ func (w *wizard) gotoControlPlane(a *App) {
 	}
 	a.progress("Control plane")
 	a.show(f)
-}
-
-func (w *wizard) gotoToken(a *App) {
-	// A token already typed (or from OVF) is kept when going back to edit
-	// other settings; the summary offers 3 to change it.
-	if w.token != "" {
-		w.gotoSummary(a)
-		return
-	}
-	a.progress("Enrolment token")
-	a.show(w.tokenForm())
 }
 
 func (w *wizard) gotoSummary(a *App) {

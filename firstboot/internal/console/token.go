@@ -1,0 +1,64 @@
+package console
+
+// The wizard's token step: the enrolment token typed by the operator (or
+// taken from the OVF environment), checked before anything is sent.
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vaultpam/appliance/connector/protocol"
+)
+
+// canonical returns a typed token in canonical form ("" if it is invalid).
+func canonical(typed string) string {
+	c, _ := protocol.ParseToken(typed)
+	return c
+}
+
+func (w *wizard) gotoToken(a *App) {
+	// A token already typed (or from OVF) is kept when going back to edit
+	// other settings; the summary offers 3 to change it.
+	if w.token != "" {
+		w.gotoSummary(a)
+		return
+	}
+	a.progress("Enrolment token")
+	a.show(w.tokenForm())
+}
+
+// withoutToken is called when the OVF environment answered every setting
+// but carried no token. It reports whether it took over (nobody is at the
+// console); false shows the welcome screen and the wizard as usual.
+func (w *wizard) withoutToken(a *App) bool { return false }
+
+func (w *wizard) tokenForm() *form {
+	tok := &field{label: "Enrolment token", kind: fieldToken, check: checkToken}
+	f := &form{title: w.stepTitle(3, "Enrolment token"), fields: []*field{tok},
+		intro: "Create a token in the VaultPAM dashboard: Connectors -> Add Connector. " +
+			"It has 20 characters in 4 groups of 5, is valid for 1 hour and works once. " +
+			"Type it here; case does not matter and the dashes are added for you. " +
+			"The last character is a check: a typo is caught before anything is sent."}
+	f.done = func(a *App) {
+		w.token, _ = protocol.ParseToken(tok.value)
+		w.gotoSummary(a)
+	}
+	f.back = func(a *App) { a.show(w.controlPlaneForm()) }
+	return f
+}
+
+// checkToken reports a token's problem in words, never echoing it.
+func checkToken(v string) string {
+	_, err := protocol.ParseToken(v)
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, protocol.ErrTokenEmpty):
+		return "Token: empty; type the 20 characters shown in the dashboard"
+	case errors.Is(err, protocol.ErrTokenLength):
+		return fmt.Sprintf("Token: %d of 20 characters typed; a token is 4 groups of 5", len(v))
+	case errors.Is(err, protocol.ErrTokenTypo):
+		return "Token has a typo (check character does not match); compare it with the dashboard and retype"
+	}
+	return "Token: " + err.Error()
+}
