@@ -18,12 +18,6 @@ import (
 	"github.com/vaultpam/appliance/firstboot/internal/settings"
 )
 
-// setupSteps is the first-boot pipeline: the network part, then the
-// connector, the token and the enrolment.
-func setupSteps(iface string) []step {
-	return append(networkSteps(iface), connectorStep(), tokenStep(), enrolStep())
-}
-
 // networkSteps is the pipeline of "edit network" (and the first part of
 // setup): settings written, network applied, an address, the checks. It
 // never touches the connector or a token.
@@ -103,41 +97,6 @@ func connectorStep() step {
 			return "", &stepFailure{msg: "Connector: " + err.Error(), hint: "view the logs from the health screen (L) after setup"}
 		}
 		return "running", nil
-	}}
-}
-
-func tokenStep() step {
-	return step{id: stepToken, title: "Hand over the token", run: func(ctx context.Context, r *applyRun) (string, error) {
-		if r.token == "" {
-			return "", &stepFailure{kind: failToken, msg: "Token: the token was already handed over; enrolment needs a new one", hint: "press T to type a new token"}
-		}
-		token := r.token
-		r.token = ""
-		r.handOver()
-		err := r.env.Connector.SubmitToken(ctx, token)
-		if err != nil {
-			msg, hint := apiError(err)
-			return "", &stepFailure{kind: failToken, msg: "Token: " + msg, hint: hint}
-		}
-		return "accepted", nil
-	}}
-}
-
-func enrolStep() step {
-	return step{title: "Enrolment", run: func(ctx context.Context, r *applyRun) (string, error) {
-		st, err := waitOnline(ctx, r.env, func(st localapi.Status) { r.progress(state.LabelOf(st.State)) })
-		if err != nil {
-			kind, hint := failOther, st.Hint
-			if st.State == state.AwaitingToken.String() || st.State == state.NeedsRecovery.String() {
-				kind = failToken
-				if hint == "" {
-					hint = "press T to type a new token"
-				}
-			}
-			return "", &stepFailure{kind: kind, msg: "Enrolment: " + err.Error(), hint: hint}
-		}
-		r.online = &st
-		return fmt.Sprintf("Online as %s", st.ConnectorID), nil
 	}}
 }
 

@@ -4,10 +4,13 @@ package console
 // taken from the OVF environment), checked before anything is sent.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
+	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/protocol"
+	"github.com/vaultpam/appliance/connector/state"
 )
 
 // canonical returns a typed token in canonical form ("" if it is invalid).
@@ -61,4 +64,45 @@ func checkToken(v string) string {
 		return "Token has a typo (check character does not match); compare it with the dashboard and retype"
 	}
 	return "Token: " + err.Error()
+}
+
+// setupSteps is the first-boot pipeline: the network part, then the
+// connector, the token and the enrolment.
+func setupSteps(iface string) []step {
+	return append(networkSteps(iface), connectorStep(), tokenStep(), enrolStep())
+}
+
+func tokenStep() step {
+	return step{id: stepToken, title: "Hand over the token", run: func(ctx context.Context, r *applyRun) (string, error) {
+		if r.token == "" {
+			return "", &stepFailure{kind: failToken, msg: "Token: the token was already handed over; enrolment needs a new one", hint: "press T to type a new token"}
+		}
+		token := r.token
+		r.token = ""
+		r.handOver()
+		err := r.env.Connector.SubmitToken(ctx, token)
+		if err != nil {
+			msg, hint := apiError(err)
+			return "", &stepFailure{kind: failToken, msg: "Token: " + msg, hint: hint}
+		}
+		return "accepted", nil
+	}}
+}
+
+func enrolStep() step {
+	return step{title: "Enrolment", run: func(ctx context.Context, r *applyRun) (string, error) {
+		st, err := waitOnline(ctx, r.env, func(st localapi.Status) { r.progress(state.LabelOf(st.State)) })
+		if err != nil {
+			kind, hint := failOther, st.Hint
+			if st.State == state.AwaitingToken.String() || st.State == state.NeedsRecovery.String() {
+				kind = failToken
+				if hint == "" {
+					hint = "press T to type a new token"
+				}
+			}
+			return "", &stepFailure{kind: kind, msg: "Enrolment: " + err.Error(), hint: hint}
+		}
+		r.online = &st
+		return fmt.Sprintf("Online as %s", st.ConnectorID), nil
+	}}
 }
