@@ -13,6 +13,10 @@ VERSION     ?= 0.1.0
 # vaultpam_fault_neveronline makes a connector that never goes Online (for
 # the update rollback tests); release builds leave it empty.
 GOTAGS      ?=
+# EXTRA_CMDLINE: arguments appended to the UKI's kernel command line, for
+# test builds only (test-bundles sets a short update health-gate deadline,
+# vaultpam.update_gate=…, on the never-Online bundle). Releases leave it empty.
+EXTRA_CMDLINE ?=
 # SIGNING_KEY: the release key (a cosign.key path or a KMS reference; its
 # password in COSIGN_PASSWORD). Empty: the development key pair in dist/.
 SIGNING_KEY ?=
@@ -56,6 +60,13 @@ export VAULTPAM_BUILD  := $(BUILD)
 # The shipped OVA: tests/scenario boots the disk taken out of it.
 export VAULTPAM_OVA    := $(DIST)/vaultpam-connector-$(VERSION).ova
 export VAULTPAM_DIST   := $(DIST)
+# The other versions the update steps of tests/scenario offer the OVA's
+# appliance (make test-bundles), signed by the same dist/update-repo.
+TEST_BUNDLES := $(BUILD)/test-bundles
+export VAULTPAM_UPDATE_REPO  := $(DIST)/update-repo
+export VAULTPAM_BUNDLE_NEXT  := $(TEST_BUNDLES)/vaultpam-connector-0.2.0.update
+export VAULTPAM_ISO_NEXT     := $(TEST_BUNDLES)/vaultpam-connector-0.2.0-update.iso
+export VAULTPAM_BUNDLE_FAULT := $(TEST_BUNDLES)/vaultpam-connector-0.3.0.update
 
 TESTPKGS ?= $(ALLPKGS)
 # Linters, pinned, from the Go module proxy (`make lint`). govulncheck reads
@@ -83,7 +94,7 @@ COMMANDS := connector/cmd/vaultpam-connector firstboot/cmd/vaultpam-console \
 # The connector's hardened unit, shared by the appliance and the DEB/RPM.
 CONNECTOR_UNIT := connector/cmd/vaultpam-connector/vaultpam-connector.service
 
-.PHONY: help check-version deps build tools update-repo image ova bundle packages lint unit test bench e2e clean
+.PHONY: help check-version deps build tools update-repo image ova bundle test-bundles packages lint unit test bench e2e clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
@@ -135,6 +146,7 @@ PACKER_BUILD = mkdir -p $(BUILD)/packer-plugins; \
 	$(TOOLS)/packer plugins install --path $(BIN)/packer-plugin-vaultpam github.com/vaultpam/vaultpam && \
 	$(TOOLS)/packer build -force -color=false \
 	  -var version=$(VERSION) -var bin_dir=$(BIN) -var build_dir=$(BUILD) -var dist_dir=$(DIST) \
+	  -var 'extra_cmdline=$(EXTRA_CMDLINE)' \
 	  $(if $(SIGNING_KEY),-var signing_key=$(SIGNING_KEY))
 
 ova: deps build tools update-repo ## build the signed OVA, update bundle and update ISO of VERSION into dist/ with Packer
@@ -142,6 +154,21 @@ ova: deps build tools update-repo ## build the signed OVA, update bundle and upd
 
 bundle: deps build tools update-repo ## like ova without the OVA: the update bundle and ISO of VERSION, signed, into dist/
 	$(PACKER_BUILD) -except=ova packer/
+
+# The update scenario's other versions, built BEFORE the OVA (each image
+# build rewrites build/disk.raw and bin/; the OVA's version must come last):
+# a good 0.2.0 and a 0.3.0 whose connector never goes Online, with a 45 s
+# health gate so its three trial boots fail fast. Signed into
+# dist/update-repo like a release (the OVA bakes that repository's root),
+# then moved out of dist/ to build/test-bundles so the release's files and
+# SHA256SUMS do not carry them (dist/update-repo's targets still list them).
+test-bundles: deps tools ## build the update bundles and ISO the update scenario offers (0.2.0, never-Online 0.3.0) into build/test-bundles
+	@mkdir -p $(TEST_BUNDLES)
+	$(MAKE) --no-print-directory bundle VERSION=0.2.0
+	$(MAKE) --no-print-directory bundle VERSION=0.3.0 GOTAGS=vaultpam_fault_neveronline EXTRA_CMDLINE=vaultpam.update_gate=45s
+	shopt -s nullglob; for v in 0.2.0 0.3.0; do for f in $(DIST)/vaultpam-connector-$$v[.-]*; do \
+	  mv -f $$f $(TEST_BUNDLES)/; done; done
+	@ls -l $(TEST_BUNDLES)
 
 packages: deps ## build the DEB, the RPM and the container image (OCI tarball) into dist/, signed
 	@mkdir -p $(BUILD)/packages
@@ -179,10 +206,11 @@ $(VULNDB)/index/db.json:
 unit: ## unit tests of every module but tests/, in -short mode: no root, no image, no VM (about a minute)
 	VAULTPAM_DISK= VAULTPAM_COSIGN= VAULTPAM_PACKER= VAULTPAM_BIN= VAULTPAM_DIST= $(GO) test -short -count=1 $(UNITPKGS)
 
-# make test builds the image once: `make ova` (Packer's builder writes
+# make test builds each image once: first the update scenario's other
+# versions (test-bundles), then `make ova` (Packer's builder writes
 # build/disk.raw, the post-processors the OVA from it); the image tests use
 # that raw disk, tests/scenario the disk inside the OVA.
-test: deps build tools ova lint ## run every test (unit, integration, image, boot, the e2e scenario) after lint; installs what it needs
+test: deps test-bundles build tools ova lint ## run every test (unit, integration, image, boot, the e2e scenario) after lint; installs what it needs
 	@echo "go test ./... (full log in build/test.log)"
 	@rm -f $(BUILD)/*-timings.txt
 	@rc=0; $(GO) test -v -p 2 -timeout 90m -artifacts -outputdir $(BUILD)/test-artifacts $(TESTPKGS) > $(BUILD)/test.log 2>&1 || rc=$$?; \
@@ -196,7 +224,7 @@ test: deps build tools ova lint ## run every test (unit, integration, image, boo
 bench: deps build ## run the benchmarks (tunnel vs TCP vs ssh -R, VMDK writing, signing); tunnel figures in build/bench.json
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./tests/bench/... ./appliance/vmdk/ ./signing/
 
-e2e: deps build tools ova ## the end-to-end scenario on the shipped OVA's disk in QEMU (vSphere-like, TCG), timed per step; screenshots in build/test-artifacts
+e2e: deps test-bundles build tools ova ## the end-to-end scenario on the shipped OVA's disk in QEMU (vSphere-like, TCG), timed per step; screenshots in build/test-artifacts
 	@rm -f $(BUILD)/*-timings.txt
 	$(GO) test -v -p 1 -count=1 -timeout 90m -artifacts -outputdir $(BUILD)/test-artifacts ./tests/scenario/
 	@cat $(BUILD)/*-timings.txt

@@ -21,6 +21,8 @@ source "vaultpam-appliance" "connector" {
   # The update repository's root, the updater's trust anchor. `make ova`
   # creates the repository (vaultpam-sign update-init) before Packer runs.
   update_root = "${var.dist_dir}/update-repo/root.json"
+  # Empty for releases; test bundles only (make test-bundles).
+  extra_cmdline = var.extra_cmdline
 }
 
 build {

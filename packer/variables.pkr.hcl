@@ -95,3 +95,9 @@ variable "publisher_cert_file" {
   description = "Optional: PEM code-signing certificate for publisher_key_file, leaf first, then intermediates. Default: $VAULTPAM_PUBLISHER_CERT; empty = no .cert."
   default     = env("VAULTPAM_PUBLISHER_CERT")
 }
+
+variable "extra_cmdline" {
+  type        = string
+  description = "For test builds only: arguments appended to the UKI's kernel command line (make test sets vaultpam.update_gate=… on the never-Online bundle so its trial boots fail fast). Release builds leave it empty."
+  default     = ""
+}

@@ -93,9 +93,28 @@ func TestScenario(t *testing.T) {
 	a := NewAppliance(t, dir, net, qemu.VSphereConfig(disk), "scenario-1")
 	a.Config.MemoryMiB = 2048 // the OVA's default
 	a.Config.NoReboot = true  // a guest reset restarts QEMU: see qemu.Config.NoReboot
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+	steps := Steps()
+	if f, err := findUpdateFiles(); err != nil {
+		t.Logf("the A/B update steps are left out: %v", err)
+	} else {
+		steps = withUpdates(steps, f)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Minute)
 	defer cancel()
-	Run(ctx, t, a, Steps())
+	Run(ctx, t, a, steps)
+}
+
+// withUpdates puts the A/B update steps before "DATA wiped": the updater
+// refuses every update while /data is a tmpfs (guided recovery mode, which
+// the wiped DATA leaves for good: nothing formats it again), so they must
+// run while DATA is whole.
+func withUpdates(steps []Step, f *updateFiles) []Step {
+	for i, s := range steps {
+		if s.Name == "DATA wiped" {
+			return append(append(append([]Step(nil), steps[:i]...), updateSteps(f)...), steps[i:]...)
+		}
+	}
+	return append(steps, updateSteps(f)...)
 }
 
 // Steps is the scenario's step list, in order.
