@@ -23,7 +23,10 @@ import (
 	"github.com/vaultpam/appliance/tests/vmdisk"
 )
 
-var update = flag.Bool("update", false, "rewrite the documentation screenshot (firstboot/docs)")
+var (
+	update    = flag.Bool("update", false, "rewrite the documentation screenshot (firstboot/docs)")
+	onlySteps = flag.String("steps", "", "run only the steps whose names match this regular expression (and deploy), e.g. -steps 'update' while working on the update steps")
+)
 
 func TestMain(m *testing.M) {
 	labnet.RelayMain() // QEMU runs this binary as a guestfwd relay
@@ -99,9 +102,28 @@ func TestScenario(t *testing.T) {
 	} else {
 		steps = withUpdates(steps, f)
 	}
+	if *onlySteps != "" {
+		steps = selectSteps(t, steps, *onlySteps)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Minute)
 	defer cancel()
 	Run(ctx, t, a, steps)
+}
+
+// selectSteps keeps deploy (every other step needs an enrolled
+// appliance) and the steps whose names match expr.
+func selectSteps(t *testing.T, steps []Step, expr string) []Step {
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		t.Fatalf("-steps %q: %v", expr, err)
+	}
+	var out []Step
+	for i, s := range steps {
+		if i == 0 || re.MatchString(s.Name) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // withUpdates puts the A/B update steps before "DATA wiped": the updater

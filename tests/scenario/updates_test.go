@@ -480,3 +480,79 @@ func flipByte(path string, off int64) error {
 	}
 	return f.Close()
 }
+
+// stepRollback rolls back by hand on the serial health screen (O, then Y
+// on the confirm screen): the appliance reboots into the other slot's
+// image, Online there with the same ID.
+func (u *updater) stepRollback(ctx context.Context, a *Appliance) error {
+	to := otherSlot(u.slot)
+	want, err := u.slotVersion(a)
+	if err != nil {
+		return err
+	}
+	a.Mark()
+	if err := a.Press("o"); err != nil {
+		return err
+	}
+	if _, err := a.Expect(reConfirm, keyTimeout); err != nil {
+		return err
+	}
+	if err := a.Press("y"); err != nil {
+		return err
+	}
+	if _, err := a.Expect(reRestarting, bootTimeout); err != nil {
+		return err
+	}
+	mark := a.Mark()
+	if err := a.FollowReset(ctx); err != nil {
+		return err
+	}
+	if err := u.expectSlot(a, to); err != nil {
+		return err
+	}
+	if err := a.WaitOnline(mark); err != nil {
+		return err
+	}
+	c, err := u.waitUpdate(ctx, a, onlineWithin, "the appliance on "+want, func(c lab.Connector) bool { return c.Version == want })
+	if err != nil {
+		return err
+	}
+	a.T.Logf("rolled back by hand to %s in slot %s: update %s", c.Version, to, describeUpdate(c.Update))
+	u.running, u.slot = want, to
+	return nil
+}
+
+// slotVersion is the version the other slot holds: the one before the
+// running one in the steps so far (the OVA's, as the rollback step comes
+// after the install of the next version).
+func (u *updater) slotVersion(a *Appliance) (string, error) {
+	if u.running != u.f.NextVersion {
+		return "", fmt.Errorf("the rollback step expects the appliance on %s (it runs %s)", u.f.NextVersion, u.running)
+	}
+	return u.f.OwnVersion, nil
+}
+
+// stepCDROM puts the next version's update ISO into the CD-ROM drive (as
+// an operator does in vSphere): the health screen offers it, U and Y
+// install it, and the appliance comes back Online on it in the other slot.
+func (u *updater) stepCDROM(ctx context.Context, a *Appliance) error {
+	a.Mark()
+	if err := a.M.ChangeMedium("cd0", u.f.NextISO); err != nil {
+		return err
+	}
+	a.logf("CD-ROM: %s", filepath.Base(u.f.NextISO))
+	t0 := time.Now()
+	if _, err := a.Expect(regexp.MustCompile(`Update `+regexp.QuoteMeta(u.f.NextVersion)+` available on CD-ROM`), 5*time.Minute); err != nil {
+		return fmt.Errorf("the health screen never offered the CD-ROM's update: %w", err)
+	}
+	if err := a.Press("u"); err != nil {
+		return err
+	}
+	if _, err := a.Expect(reConfirm, keyTimeout); err != nil {
+		return err
+	}
+	if err := a.Press("y"); err != nil {
+		return err
+	}
+	return u.followInstall(ctx, a, t0, u.f.NextVersion)
+}
