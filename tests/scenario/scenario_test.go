@@ -205,8 +205,11 @@ func stepDeploy(ctx context.Context, a *Appliance) error {
 	if _, err := a.Expect(reStateOnline, onlineWithin); err != nil {
 		return err
 	}
+	// The ID is on the line after State, which may still be on its way.
 	if !strings.Contains(a.M.Output(), "(ID "+a.ID+")") {
-		return wrong("the health screen does not show the connector ID %s", a.ID)
+		if _, err := a.Expect(regexp.MustCompile(`\(ID `+regexp.QuoteMeta(a.ID)+`\)`), keyTimeout); err != nil {
+			return wrong("the health screen does not show the connector ID %s: %v", a.ID, err)
+		}
 	}
 	return a.shoot(w, h)
 }
