@@ -184,8 +184,12 @@ func describeUpdate(u *lab.UpdateInfo) string {
 	return fmt.Sprintf("{offer %s, %s %s: %q}", u.OfferID, u.Version, u.State, u.Reason)
 }
 
-// refused offers bundle from repo and waits for the lab to show the offer
-// failed with a reason matching want; nothing may have been written.
+// refused offers bundle from repo and waits for the lab to show the
+// update failed with a reason matching want; nothing may have been
+// written. The lab's record carries the offer's ID while the connector
+// speaks (a refusal at the hand-over) and none once the updater does (a
+// bundle refused by its full read), so the version, the state and the
+// reason identify the outcome.
 func (u *updater) refused(ctx context.Context, a *Appliance, bundle, repo string, want *regexp.Regexp) error {
 	a.Mark()
 	start := len(a.M.Output())
@@ -193,16 +197,18 @@ func (u *updater) refused(ctx context.Context, a *Appliance, bundle, repo string
 	if err != nil {
 		return err
 	}
-	c, err := u.waitUpdate(ctx, a, 15*time.Minute, "the offer "+id+" failed", func(c lab.Connector) bool {
-		return c.Update != nil && c.Update.OfferID == id && c.Update.State == localapi.UpdateFailed
+	v, err := targetVersion(repo, filepath.Base(bundle))
+	if err != nil {
+		return err
+	}
+	c, err := u.waitUpdate(ctx, a, 15*time.Minute, "the offer "+id+" refused with a reason matching "+want.String(), func(c lab.Connector) bool {
+		up := c.Update
+		return up != nil && (up.OfferID == id || up.OfferID == "") && up.Version == v && up.State == localapi.UpdateFailed && want.MatchString(up.Reason)
 	})
 	if err != nil {
 		return err
 	}
 	a.T.Logf("refused: %s", c.Update.Reason)
-	if !want.MatchString(c.Update.Reason) {
-		return wrong("the refusal's reason %q does not match %s", c.Update.Reason, want)
-	}
 	if reRecordPending.MatchString(a.M.Output()[start:]) {
 		return wrong("the updater started writing (record-pending on the console) for an update it refused")
 	}
