@@ -265,7 +265,7 @@ func (u *updater) stepUnknownKey(ctx context.Context, a *Appliance) error {
 	if err := r.AddTarget(t); err != nil {
 		return err
 	}
-	return u.refused(ctx, a, u.f.Next, repo, regexp.MustCompile(`refused before anything was written: the update metadata does not verify`))
+	return u.refused(ctx, a, u.f.Next, repo, regexp.MustCompile(`refused before anything was written: update metadata is not signed by a trusted key`))
 }
 
 // stepPowerCut offers the next version and pulls the plug while the
