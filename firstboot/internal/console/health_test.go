@@ -81,7 +81,8 @@ func healthScreen(t *testing.T, st localapi.Status, err error) (*App, string) {
 // healthScreenSized is healthScreen on a terminal of size sz.
 func healthScreenSized(t *testing.T, st localapi.Status, err error, sz screen.Size) (*App, string) {
 	t.Helper()
-	a := New(Env{Root: configuredRoot(t), TTY: "tty1", Connector: &fakeStatus{st: st, err: err}, Net: fakeNet{},
+	_, upd := serveUpdater(t, baseImage())
+	a := New(Env{Root: configuredRoot(t), TTY: "tty1", Connector: &fakeStatus{st: st, err: err}, Updater: upd, Net: fakeNet{},
 		Now: func() time.Time { return now }, Probes: fixedProbes(), Size: func() screen.Size { return sz }})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -286,7 +287,8 @@ func TestHealthNeverBlocksOnSlowProbe(t *testing.T) {
 		<-release
 		return "late"
 	}
-	a := New(Env{Root: configuredRoot(t), TTY: "tty1", Connector: &fakeStatus{st: st}, Net: fakeNet{},
+	_, upd := serveUpdater(t, baseImage())
+	a := New(Env{Root: configuredRoot(t), TTY: "tty1", Connector: &fakeStatus{st: st}, Updater: upd, Net: fakeNet{},
 		Now: func() time.Time { return now }, Probes: probes})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -344,7 +346,8 @@ func TestHealthDHCPShowsWhatDHCPGave(t *testing.T) {
 			}
 			p := fixedProbes()
 			p.DNS = func(context.Context) string { return tc.dns }
-			a := New(Env{Root: root, TTY: "tty1", Connector: &fakeStatus{st: localapi.Status{State: state.Online.String(), Mode: localapi.ModeAutonomousRestart, ConnectorName: "dc1-connector-1"}}, Net: tc.net,
+			_, upd := serveUpdater(t, baseImage())
+			a := New(Env{Root: root, TTY: "tty1", Connector: &fakeStatus{st: localapi.Status{State: state.Online.String(), Mode: localapi.ModeAutonomousRestart, ConnectorName: "dc1-connector-1"}}, Updater: upd, Net: tc.net,
 				Now: func() time.Time { return now }, Probes: p})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
