@@ -28,7 +28,7 @@ func (v *confirmView) draw(a *App) page {
 	if v.sent {
 		p.msg, p.help = v.what+": requested.", "Please wait"
 		if v.ok && v.done != "" {
-			p.msg = v.done
+			p.msg, p.help = v.done, "Esc back"
 		}
 	}
 	return p
@@ -36,6 +36,9 @@ func (v *confirmView) draw(a *App) page {
 
 func (v *confirmView) key(a *App, k screen.Key) {
 	if v.sent {
+		if v.ok && v.done != "" && k.Kind == screen.KeyEsc {
+			a.showHealth()
+		}
 		return
 	}
 	switch {

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -63,7 +64,7 @@ func (h *health) imageLine(connectorVersion string) string {
 func (h *health) updateLine(now time.Time) string {
 	if !h.imgOK {
 		if h.imgErr != nil {
-			return "no image updater here: " + h.imgErr.Error()
+			return updaterDown(h.imgErr)
 		}
 		return ""
 	}
@@ -179,6 +180,16 @@ func rollbackKey(a *App) {
 			done:     fmt.Sprintf("The updater took it: the appliance reboots now into %s (slot %s).", o.Version, o.Slot),
 		})
 	}
+}
+
+// updaterDown says why the updater does not answer, short enough for
+// the Update row: the socket and the system's reason.
+func updaterDown(err error) string {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Addr != nil {
+		return "no image updater at " + oe.Addr.String() + ": " + oe.Err.Error()
+	}
+	return "no image updater: " + err.Error()
 }
 
 func errText(err error) string {

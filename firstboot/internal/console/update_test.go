@@ -341,7 +341,7 @@ func TestNoUpdater(t *testing.T) {
 	a.health.refresh(a)
 	drain(t, a)
 	got = a.frame().String()
-	for _, w := range []string{"Image                 0.1.0, slot A, connector 0.1.0", "no image updater here: not reachable at"} {
+	for _, w := range []string{"Image                 0.1.0, slot A, connector 0.1.0", "no image updater at /"} {
 		if !contains(got, w) {
 			t.Errorf("screen lacks %q:\n%s", w, got)
 		}
