@@ -79,8 +79,12 @@ func (v *healthView) draw(a *App) page {
 	b.add(dropConnector, kv("Connector", fmt.Sprintf("%s  (ID %s)", orDash(st.ConnectorName), orDash(st.ConnectorID))))
 	b.add(dropControlPlane, kv("Control plane", orDash(firstOf(st.ControlPlane, h.set.ControlPlaneURL))))
 	b.add(dropHeartbeat, kv("Last heartbeat", hb))
-	b.add(dropSessions, kv("Sessions", sessionsLine(st)))
-	clock, warn := clockLine(st)
+	sessions, clock, warn := "-", "-", false
+	if st.State != "" { // the connector answered
+		sessions = sessionsLine(st)
+		clock, warn = clockLine(st)
+	}
+	b.add(dropSessions, kv("Sessions", sessions))
 	if warn {
 		for i, l := range screen.WrapText("! "+clock, a.width()-26) {
 			label := ""

@@ -404,3 +404,41 @@ func TestImageInfoSlot(t *testing.T) {
 		t.Errorf("older UKI: %q", got)
 	}
 }
+
+// TestHealthHelpFits: the key help fits 80 columns whatever the screen
+// offers, starts with R, and shows U and O when they can do something.
+func TestHealthHelpFits(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		available bool
+		good      bool
+	}{{"plain", false, false}, {"update", true, false}, {"rollback", false, true}, {"both", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &health{imgOK: true, img: baseImage()}
+			if tc.available {
+				h.img.Available = &localapi.Available{Version: "0.2.0", Source: "cdrom"}
+			}
+			if tc.good {
+				h.img.Other = &localapi.SlotInfo{Slot: "B", Version: "0.0.9", State: "good"}
+			}
+			for _, width := range []int{79, 99, 119} {
+				got := fitHelp(width, h.helpKeys())
+				if len(got) > width || !strings.HasPrefix(got, "R re-enrol") {
+					t.Errorf("fitHelp(%d) = %q (%d wide)", width, got, len(got))
+				}
+				for _, want := range []string{"D diag", "G ", "B reboot", "S "} {
+					if !strings.Contains(got, want) {
+						t.Errorf("fitHelp(%d) = %q, lacks %q", width, got, want)
+					}
+				}
+				if strings.Contains(got, "U ") != tc.available || strings.Contains(got, "O ") != tc.good {
+					t.Errorf("fitHelp(%d) = %q: U shown %v (want %v), O shown %v (want %v)", width, got,
+						strings.Contains(got, "U "), tc.available, strings.Contains(got, "O "), tc.good)
+				}
+				if width == 119 && tc.name == "plain" && !strings.Contains(got, "G send support bundle") {
+					t.Errorf("fitHelp(119) = %q, want the long labels", got)
+				}
+			}
+		})
+	}
+}
