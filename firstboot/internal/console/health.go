@@ -138,6 +138,9 @@ func (v *healthView) draw(a *App) page {
 		}
 		b.add(dropUpdate, lines...)
 	}
+	if h.imgOK && h.imgErr != nil { // what the rows above say may be stale
+		b.add(0, a.kvWrap("Updater", "no answer since "+ago(now, h.imgAt)+": "+strings.TrimPrefix(updaterDown(h.imgErr), "no image updater "))...)
+	}
 	if av := h.availableLine(); av != "" {
 		b.add(0, bold("  "+av))
 	}

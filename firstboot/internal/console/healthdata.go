@@ -32,6 +32,7 @@ type health struct {
 	img    localapi.Image
 	imgErr error
 	imgOK  bool
+	imgAt  time.Time // its last answer
 	// note is a one-off answer to a key (why O cannot roll back, what U
 	// started), shown above the key help until the next key.
 	note string
@@ -82,7 +83,7 @@ func (h *health) refresh(a *App) {
 			h.inflight["updater"] = false
 			h.imgErr = r.err
 			if r.err == nil {
-				h.img, h.imgOK = r.img, true
+				h.img, h.imgOK, h.imgAt = r.img, true, a.env.Now()
 			}
 		})
 	}

@@ -352,6 +352,27 @@ func TestNoUpdater(t *testing.T) {
 	}
 }
 
+// TestUpdaterGoesAway: when the updater stops answering after it did, the
+// screen keeps what it said and says since when it is silent.
+func TestUpdaterGoesAway(t *testing.T) {
+	_, upd := serveUpdater(t, baseImage())
+	a, _ := healthScreen(t, onlineStatus(), nil)
+	a.env.Updater = upd
+	a.health.last = map[string]time.Time{}
+	a.health.refresh(a)
+	drain(t, a)
+	a.env.Updater = localapi.NewUpdaterClient(filepath.Join(socketDir(t), "gone.sock"))
+	a.health.last = map[string]time.Time{}
+	a.health.refresh(a)
+	drain(t, a)
+	got := a.frame().String()
+	for _, w := range []string{"0.1.0 in slot A; slot B empty", "Updater no answer since 0s ago: at /", "connect: no such file or directory"} {
+		if !contains(got, w) {
+			t.Errorf("screen lacks %q:\n%s", w, got)
+		}
+	}
+}
+
 func TestCompareVersions(t *testing.T) {
 	for _, tc := range []struct {
 		x, y string
