@@ -8,7 +8,6 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/connector/state"
 	"github.com/vaultpam/appliance/connector/support"
 )
@@ -135,5 +134,4 @@ func TestSupportBundleNoKey(t *testing.T) {
 	if !contains(got, "No support-bundle key is known yet") {
 		t.Errorf("screen:\n%s", got)
 	}
-	var _ localapi.SupportReceipt
 }

@@ -199,7 +199,7 @@ func TestUpdateFromCDROM(t *testing.T) {
 		t.Fatalf("N sent %d install requests", n)
 	}
 	r.key('u', 'y')
-	got = r.until("Installing 0.2.0 from the CD-ROM")
+	r.until("Installing 0.2.0 from the CD-ROM")
 	if diff := cmp.Diff([]localapi.InstallRequest{{Source: "cdrom"}}, r.upd.Installs()); diff != "" {
 		t.Errorf("install requests (-want +got):\n%s", diff)
 	}
@@ -334,13 +334,13 @@ func TestRollback(t *testing.T) {
 // TestNoUpdater: off the appliance (no updater answers) the image comes
 // from os-release and U and O say why they cannot.
 func TestNoUpdater(t *testing.T) {
-	a, got := healthScreen(t, onlineStatus(), nil)
+	a, _ := healthScreen(t, onlineStatus(), nil)
 	a.env.Updater = localapi.NewUpdaterClient(filepath.Join(socketDir(t), "none.sock"))
 	a.health.last = map[string]time.Time{}
 	a.health.imgOK = false
 	a.health.refresh(a)
 	drain(t, a)
-	got = a.frame().String()
+	got := a.frame().String()
 	for _, w := range []string{"Image                 0.1.0, slot A, connector 0.1.0", "no image updater at /"} {
 		if !contains(got, w) {
 			t.Errorf("screen lacks %q:\n%s", w, got)
