@@ -6,8 +6,9 @@ package console
 // connector, which sends it through its tunnel. The console collects it
 // itself, unprivileged: the journal through its group systemd-journal, the
 // connector's and the updater's status through the group vaultpam, the
-// device-mapper status through its helper. Only `veritysetup status`
-// needs more (root); its part says so.
+// device-mapper status through its helper, the addresses and routes over
+// netlink (supportnet.go). Only `veritysetup status` needs more (root); its
+// part says so.
 
 import (
 	"context"
@@ -219,6 +220,10 @@ func (a *App) supportOptions(st localapi.Status, step func(what string)) support
 			return env.Privileged.VerityStatus(ctx)
 		case "veritysetup":
 			return nil, errors.New("needs root, which the console does not have; verity/dmsetup-status.txt has the verity status")
+		case "ip":
+			if out, ok, err := ipCommand(args); ok {
+				return out, err
+			}
 		}
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
