@@ -182,6 +182,25 @@ func (a *Appliance) FollowReset(ctx context.Context) error {
 	return a.PowerOn(ctx, a.Width, a.Height)
 }
 
+// ChangeMedium puts iso into CD-ROM drive id, in the running QEMU and for
+// every later power-on (a vSphere VM keeps its connected ISO).
+func (a *Appliance) ChangeMedium(id, iso string) error {
+	found := false
+	for i := range a.Config.Drives {
+		if a.Config.Drives[i].ID == id {
+			a.Config.Drives[i].Path, found = iso, true
+		}
+	}
+	if !found {
+		return fmt.Errorf("the VM has no drive %s", id)
+	}
+	a.logf("CD-ROM %s: %s", id, filepath.Base(iso))
+	if a.M == nil {
+		return nil
+	}
+	return a.M.ChangeMedium(id, iso)
+}
+
 // PowerOff pulls the plug (no shutdown in the guest), like vSphere's
 // Power Off.
 func (a *Appliance) PowerOff() error {

@@ -113,6 +113,8 @@ func updateSteps(f *updateFiles) []Step {
 		{"update: older refused", u.stepOlder},
 		{"update: never Online", u.stepNeverOnline},
 		{"update: failed refused", u.stepFailedAgain},
+		{"update: rollback (O, Y)", u.stepRollback},
+		{"update: CD-ROM (U, Y)", u.stepCDROM},
 	}
 }
 
@@ -543,7 +545,7 @@ func (u *updater) slotVersion(a *Appliance) (string, error) {
 // install it, and the appliance comes back Online on it in the other slot.
 func (u *updater) stepCDROM(ctx context.Context, a *Appliance) error {
 	a.Mark()
-	if err := a.M.ChangeMedium("cd0", u.f.NextISO); err != nil {
+	if err := a.ChangeMedium("cd0", u.f.NextISO); err != nil {
 		return err
 	}
 	a.logf("CD-ROM: %s", filepath.Base(u.f.NextISO))
