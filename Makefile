@@ -184,7 +184,7 @@ unit: ## unit tests of every module but tests/, in -short mode: no root, no imag
 # that raw disk, tests/scenario the disk inside the OVA.
 test: deps build tools ova lint fuzz-smoke ## run every test (unit, integration, image, boot, the e2e scenario) after lint and 3 s of each fuzz target; installs what it needs
 	@echo "go test ./... (full log in build/test.log)"
-	@rm -f $(BUILD)/*-timings.txt
+	@rm -f $(BUILD)/*-timings.txt; mkdir -p $(BUILD)/test-artifacts
 	@rc=0; $(GO) test -v -p 2 -timeout 90m -artifacts -outputdir $(BUILD)/test-artifacts $(TESTPKGS) > $(BUILD)/test.log 2>&1 || rc=$$?; \
 	  grep -E '^(ok|FAIL|panic:|\?) ' $(BUILD)/test.log || true; \
 	  echo "skipped, with reasons:"; awk '/^ *=== (RUN|CONT|PAUSE|NAME)/ { reason = ""; next } /^ *--- SKIP/ { print "  " $$3 ": " (reason != "" ? reason : "(no reason printed)"); reason = ""; next } { r = $$0; sub(/^ +/, "", r); reason = r }' $(BUILD)/test.log; \
@@ -197,7 +197,7 @@ bench: deps build ## run the benchmarks (tunnel vs TCP vs ssh -R, VMDK writing, 
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./tests/bench/... ./appliance/vmdk/ ./signing/
 
 e2e: deps build tools ova ## the end-to-end scenario on the shipped OVA's disk in QEMU (vSphere-like, TCG), timed per step; screenshots in build/test-artifacts
-	@rm -f $(BUILD)/*-timings.txt
+	@rm -f $(BUILD)/*-timings.txt; mkdir -p $(BUILD)/test-artifacts
 	$(GO) test -v -p 1 -count=1 -timeout 90m -artifacts -outputdir $(BUILD)/test-artifacts ./tests/scenario/
 	@cat $(BUILD)/*-timings.txt
 
