@@ -154,6 +154,14 @@ func qrLines(url string, rows int) []string {
 	return nil
 }
 
+// qr0 is the QR code's first line, or "" without one.
+func qr0(qr []string) string {
+	if len(qr) == 0 {
+		return ""
+	}
+	return qr[0]
+}
+
 // countdown says how long the code is still valid: "9:41".
 func countdown(now, until time.Time) string {
 	d := until.Sub(now).Truncate(time.Second)
@@ -191,8 +199,8 @@ func (w *pairWatch) body(a *App, what string) (body []screen.Line, msg string) {
 	case pairWaiting:
 		p := w.st.Pairing
 		// Rows for the body: the screen less the title bar, the blank
-		// under it and the key help.
-		qr = qrLines(p.VerificationURLComplete, a.size.Rows-3)
+		// under it, the key help and two rows of message.
+		qr = qrLines(p.VerificationURLComplete, a.size.Rows-5)
 		right = append(right, bold(what), blank())
 		for _, g := range codeGroups(p.UserCode) {
 			for _, l := range bigText(g) {
@@ -202,7 +210,11 @@ func (w *pairWatch) body(a *App, what string) (body []screen.Line, msg string) {
 		}
 		right = append(right, text("Code "+p.UserCode+", valid for "+countdown(now, p.ExpiresAt)))
 		right = append(right, text("Approve it in the VaultPAM dashboard at"))
-		right = append(right, text(p.VerificationURL))
+		for u := p.VerificationURL; u != ""; {
+			n := min(len(u), a.width()-4-len([]rune(qr0(qr))))
+			right = append(right, text(u[:n]))
+			u = u[n:]
+		}
 		if qr != nil {
 			right = append(right, text("or scan the QR code with a phone."))
 		}
@@ -230,7 +242,7 @@ func (w *pairWatch) body(a *App, what string) (body []screen.Line, msg string) {
 		right = append(right, bold(what), blank(), bold("Approved: code "+code+"."), text(state.LabelOf(w.st.State)+"..."))
 	case pairOnline:
 		right = append(right, bold(what), blank(), bold("Approved: code "+code+"."),
-			bold(fmt.Sprintf("%s is Online (ID %s).", orDash(w.st.ConnectorName), orDash(w.st.ConnectorID))))
+			bold(fmt.Sprintf("%s is Online (ID %s).", firstOf(w.st.ConnectorName, "The connector"), orDash(w.st.ConnectorID))))
 	}
 	if w.stErr != nil {
 		msg = "Connector status: " + w.stErr.Error()

@@ -36,8 +36,7 @@ func recoveryPage(a *App) page {
 		which = fmt.Sprintf("%s (ID %s)", name, st.ConnectorID)
 	}
 	body = append(body, a.wrap(4, fmt.Sprintf("1. In the VaultPAM dashboard open Connectors, select %s and choose Recover.", which))...)
-	body = append(body, a.wrap(4, "2. Type the recovery token below, or P and Enter to pair with a code instead (approve it as a recovery). "+
-		"The connector keeps its ID and its resources; the old certificate is revoked.")...)
+	body = append(body, a.wrap(4, "2. Type the recovery token below. The connector keeps its ID and its resources; the old certificate is revoked.")...)
 	if st.Mode == localapi.ModeGuidedRecovery {
 		body = append(body, a.wrap(4, "3. To survive restarts on its own, give the VM a persistent DATA disk.")...)
 	}
