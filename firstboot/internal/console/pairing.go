@@ -269,6 +269,19 @@ func (w *pairWatch) body(a *App, what string) (body []screen.Line, msg string) {
 	return body, msg
 }
 
+// followPage is the pairing screen of a console that did not start the
+// pairing (the other console ran the setup): shown while the connector
+// shows a code, with help as the key help; false otherwise.
+func (w *pairWatch) followPage(a *App, help string) (page, bool) {
+	if w.st.State != state.Pairing.String() || w.st.Pairing == nil || w.stErr != nil {
+		return page{}, false
+	}
+	w.seen = true
+	p := page{title: "Pair with a code", help: help}
+	p.body, p.msg = w.body(a, "Pair this connector with a code")
+	return p, true
+}
+
 // pairView is a pairing started from the health screen (R, re-enrol) or
 // the needs-recovery page: it asks the connector to pair and follows it
 // until the connector is Online, the code is denied or the operator
