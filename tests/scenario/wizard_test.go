@@ -111,7 +111,9 @@ func stepPairApprove(ctx context.Context, a *Appliance) error {
 	code := m[1]
 	url := a.Net.URL() + protocol.PairPagePath + "?" + protocol.PairPageQuery + "=" + code
 	a.T.Logf("the serial console shows code %s %s after power-on", code, a.M.Since().Round(time.Second))
-	for _, f := range []string{"Waiting for approval", a.Net.URL() + protocol.PairPagePath} {
+	// The rest of the screen, in the order the console draws its rows
+	// (each Expect looks past the previous match).
+	for _, f := range []string{a.Net.URL() + protocol.PairPagePath, "Waiting for approval"} {
 		if _, err := a.Expect(regexp.MustCompile(regexp.QuoteMeta(f)), keyTimeout); err != nil {
 			return fmt.Errorf("the pairing screen on ttyS0 lacks %q: %w", f, err)
 		}

@@ -103,9 +103,6 @@ func (v *pairApplyView) pairing() bool {
 func (v *pairApplyView) tick(a *App) {
 	if v.pairing() {
 		v.watch.refresh(a)
-		if v.watch.st.State == state.Pairing.String() {
-			v.watch.seen = true
-		}
 	}
 	if v.cancelled && !v.running {
 		v.cancelled = false
