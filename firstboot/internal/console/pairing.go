@@ -282,15 +282,6 @@ func (w *pairWatch) followPage(a *App, help string) (page, bool) {
 	return p, true
 }
 
-// follow is followPage for a view that reads the status itself (the
-// health screen): it takes st in first.
-func (w *pairWatch) follow(a *App, st localapi.Status, help string) (page, bool) {
-	if st.State != w.st.State || st.Pairing != w.st.Pairing {
-		w.update(st, nil)
-	}
-	return w.followPage(a, help)
-}
-
 // pairView is a pairing started from the health screen (R, re-enrol) or
 // the needs-recovery page: it asks the connector to pair and follows it
 // until the connector is Online, the code is denied or the operator
