@@ -104,9 +104,14 @@ func (v *pairApplyView) tick(a *App) {
 	if v.pairing() {
 		v.watch.refresh(a)
 	}
-	if v.cancelled && !v.running {
+	switch {
+	case v.cancelled && !v.running:
 		v.cancelled = false
 		v.toTokenStep(a)
+	case v.cancelled && v.watch.st.State == state.Pairing.String():
+		// Esc came while the connector was still being asked to pair
+		// (POST /v1/pair answers once it has a code): stop it again.
+		stopPairing(a)
 	}
 }
 
