@@ -32,6 +32,11 @@ type Backend struct {
 	EnrolsIn int                        // status polls from enrolling to online; 0 = 2
 	bundles  []Bundle
 	down     bool
+
+	// Pairing (pairing.go).
+	codes    []localapi.Pairing
+	pairs    PairingState
+	pairFrom string
 }
 
 // Bundle is a support bundle the fake took: its name and its (encrypted)
