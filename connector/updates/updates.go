@@ -176,7 +176,9 @@ const maxMetadata = 4 << 20
 
 // Offer takes an offer: it starts downloading and handing over in the
 // background, once per offer ID (the control plane repeats a standing
-// offer after every reconnect). A bad offer is reported failed.
+// offer after every reconnect). An offer handed to the updater is not
+// taken again after a restart either (a mark beside the downloads): the
+// updater's status reports its outcome. A bad offer is reported failed.
 func (m *Manager) Offer(o protocol.UpdateOffer) {
 	m.mu.Lock()
 	if m.seen[o.ID] {
@@ -184,6 +186,16 @@ func (m *Manager) Offer(o protocol.UpdateOffer) {
 		return
 	}
 	m.seen[o.ID] = true
+	if m.handedBefore(o.ID) {
+		// This connector handed the offer to the updater before it
+		// restarted (a reboot into the new slot, a power cut while the
+		// slot was written): the updater owns its outcome and its status
+		// speaks. Taking it again would install again what reconcile just
+		// reported, before the control plane hears of it.
+		m.mu.Unlock()
+		m.log.Info("update offer was handed to the updater before; not taken again", "version", o.Version, "offer", o.ID)
+		return
+	}
 	busy := m.active != ""
 	if !busy {
 		m.active = o.ID
@@ -252,6 +264,9 @@ func (m *Manager) run(o protocol.UpdateOffer) {
 		return
 	}
 	m.log.Info("update handed to the updater", "version", o.Version, "offer", o.ID)
+	if err := os.WriteFile(m.handedPath(o.ID), nil, 0o640); err != nil {
+		m.log.Warn("recording the hand-over (a restart would take the offer again)", "offer", o.ID, "err", err)
+	}
 	m.poll(ctx)
 	m.mu.Lock()
 	m.local = nil // from here on the updater's status speaks
@@ -259,11 +274,26 @@ func (m *Manager) run(o protocol.UpdateOffer) {
 	m.cleanup(o.ID)
 }
 
-// cleanup removes download directories of other offers.
+// handedPath is the mark of offer id handed to the updater, beside its
+// download directory; it outlives restarts (the data directory).
+func (m *Manager) handedPath(id string) string { return filepath.Join(m.opt.Dir, id+".handed") }
+
+// handedBefore reports whether offer id was handed to the updater, by
+// this process or before a restart.
+func (m *Manager) handedBefore(id string) bool {
+	if !offerIDRE.MatchString(id) {
+		return false // run refuses it
+	}
+	_, err := os.Stat(m.handedPath(id))
+	return err == nil
+}
+
+// cleanup removes download directories (and hand-over marks) of other
+// offers.
 func (m *Manager) cleanup(keep string) {
 	entries, _ := os.ReadDir(m.opt.Dir)
 	for _, e := range entries {
-		if e.Name() != keep {
+		if e.Name() != keep && e.Name() != keep+".handed" {
 			os.RemoveAll(filepath.Join(m.opt.Dir, e.Name()))
 		}
 	}
