@@ -87,7 +87,13 @@ func NewAppliance(t *testing.T, dir string, net *labnet.Net, cfg qemu.Config, na
 		log.Close()
 		if t.Failed() {
 			if b, err := os.ReadFile(log.Name()); err == nil {
-				t.Logf("serial output of every run (also in %s while the test runs):\n%s", log.Name(), tail(string(b), 12000))
+				// The whole transcript stays with the artifacts (make test:
+				// build/test-artifacts), the test's directory does not.
+				kept := filepath.Join(a.Shots, "serial.log")
+				if err := os.WriteFile(kept, b, 0o644); err != nil {
+					kept = log.Name() + " while the test runs"
+				}
+				t.Logf("serial output of every run (all of it in %s):\n%s", kept, tail(string(b), 12000))
 			}
 		}
 	})
