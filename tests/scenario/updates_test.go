@@ -111,10 +111,12 @@ func updateSteps(f *updateFiles) []Step {
 		{"update: cut in write-root", u.stepPowerCut},
 		{"update: install " + f.NextVersion, u.stepInstall},
 		{"update: older refused", u.stepOlder},
-		{"update: never Online", u.stepNeverOnline},
-		{"update: failed refused", u.stepFailedAgain},
+		// The manual rollback needs a good image in the other slot: it
+		// comes before the never-Online version overwrites that slot.
 		{"update: rollback (O, Y)", u.stepRollback},
 		{"update: CD-ROM (U, Y)", u.stepCDROM},
+		{"update: never Online", u.stepNeverOnline},
+		{"update: failed refused", u.stepFailedAgain},
 	}
 }
 
