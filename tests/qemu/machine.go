@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 )
@@ -310,13 +311,22 @@ func (m *Machine) Shutdown(timeout time.Duration) error {
 
 // ChangeMedium puts the image at path into the CD-ROM drive id (a
 // Drive.ID), as an operator attaches an ISO to a running VM. The guest
-// sees a media change.
+// sees a media change. When the guest holds the tray locked (Linux locks
+// it while the drive is open), the old medium is ejected by force first,
+// as vSphere does when the operator overrides the guest's lock.
 func (m *Machine) ChangeMedium(id, path string) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
 	}
-	_, err = m.QMP("blockdev-change-medium", map[string]any{"id": id, "filename": abs, "format": "raw", "read-only-mode": "read-only"})
+	args := map[string]any{"id": id, "filename": abs, "format": "raw", "read-only-mode": "read-only"}
+	_, err = m.QMP("blockdev-change-medium", args)
+	if err != nil && strings.Contains(err.Error(), "is locked") {
+		if err := m.Eject(id); err != nil {
+			return fmt.Errorf("ejecting the locked medium of %s: %w", id, err)
+		}
+		_, err = m.QMP("blockdev-change-medium", args)
+	}
 	return err
 }
 
