@@ -265,7 +265,7 @@ func TestRefusesInvalidSettings(t *testing.T) {
 		{"proxy with credentials", `{` + good + `,"proxy":"http://u:p@proxy:3128"}`, CodeInvalid, "credentials in the URL are not supported"},
 		{"wrong type", `{"interface":"eth0","dhcp":"yes"}`, CodeBadRequest, "does not decode"},
 		{"not an object", `["eth0"]`, CodeBadRequest, "not a JSON object"},
-		{"too large", `{"hostname":"` + strings.Repeat("a", MaxBody) + `"}`, CodeBadRequest, "larger than 16384 bytes"},
+		{"too large", `{"hostname":"` + strings.Repeat("a", MaxBody) + `"}`, CodeBadRequest, "larger than 98304 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
