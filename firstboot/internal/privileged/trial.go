@@ -190,7 +190,7 @@ func (s *Server) armTrial(deadline time.Time) {
 	s.trialTimer = time.AfterFunc(d, func() {
 		s.actions.Lock()
 		defer s.actions.Unlock()
-		if r, ok := s.readTrial(); !ok || s.cfg.Now().Before(r.Deadline) {
+		if r, ok := s.readTrial(); !ok || !r.Deadline.Equal(deadline) {
 			return // kept, or a newer trial with its own timer
 		}
 		s.revert(context.Background(), fmt.Sprintf("not kept within %s", s.cfg.TrialTimeout))
