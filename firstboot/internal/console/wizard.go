@@ -188,6 +188,11 @@ func (w *wizard) gotoLinks(a *App) {
 func (w *wizard) gotoNetwork(a *App) {
 	f := w.networkForm()
 	if w.unattended && allValid(f) {
+		if more := w.moreForm(); !allValid(more) {
+			a.progress("Network settings")
+			a.show(more)
+			return
+		}
 		w.gotoControlPlane(a)
 		return
 	}
