@@ -50,6 +50,8 @@ type trialView struct {
 	msg      string // a refusal, or why the settings came back
 	polling  bool
 	started  time.Time
+	// lastRound is when the last round of checks ended.
+	lastRound time.Time
 }
 
 // startTrial shows the trial view and starts the trial; without a helper
@@ -85,10 +87,12 @@ func (w *wizard) startTrial(a *App) bool {
 	return true
 }
 
-// check runs one round of the control plane checks, then another after a
-// pause until one passes or the trial ends.
+// check runs one round of the control plane checks; tick starts the next
+// one while the trial runs. passed is the last round's outcome: just
+// after the change the old routes may linger a moment, so one early pass
+// proves nothing about the new settings.
 func (v *trialView) check(a *App) {
-	if v.phase != trialRunning || v.checking || v.passed {
+	if v.phase != trialRunning || v.checking {
 		return
 	}
 	v.checking = true
@@ -96,10 +100,9 @@ func (v *trialView) check(a *App) {
 	goDo(a, func(ctx context.Context) []diag.Result {
 		return diag.Run(ctx, cfg, nil)
 	}, func(rs []diag.Result) {
-		v.checking, v.results = false, rs
-		if _, bad := diag.Failed(rs); !bad {
-			v.passed = true
-		}
+		v.checking, v.results, v.lastRound = false, rs, a.env.Now()
+		_, bad := diag.Failed(rs)
+		v.passed = !bad
 	})
 }
 
@@ -115,7 +118,7 @@ func (v *trialView) remaining(a *App) time.Duration {
 func (v *trialView) tick(a *App) {
 	switch v.phase {
 	case trialRunning:
-		if !v.checking && !v.passed {
+		if !v.checking && a.env.Now().Sub(v.lastRound) >= 2*time.Second {
 			v.check(a)
 		}
 		if !v.deadline.IsZero() && v.remaining(a) == 0 {
