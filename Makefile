@@ -83,7 +83,7 @@ COMMANDS := connector/cmd/vaultpam-connector firstboot/cmd/vaultpam-console \
 # The connector's hardened unit, shared by the appliance and the DEB/RPM.
 CONNECTOR_UNIT := connector/cmd/vaultpam-connector/vaultpam-connector.service
 
-.PHONY: help check-version deps build tools update-repo image ova bundle packages lint unit test bench e2e clean
+.PHONY: help check-version deps build tools update-repo image ova bundle packages lint unit test bench e2e fuzz fuzz-smoke clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
@@ -182,9 +182,9 @@ unit: ## unit tests of every module but tests/, in -short mode: no root, no imag
 # make test builds the image once: `make ova` (Packer's builder writes
 # build/disk.raw, the post-processors the OVA from it); the image tests use
 # that raw disk, tests/scenario the disk inside the OVA.
-test: deps build tools ova lint ## run every test (unit, integration, image, boot, the e2e scenario) after lint; installs what it needs
+test: deps build tools ova lint fuzz-smoke ## run every test (unit, integration, image, boot, the e2e scenario) after lint and 3 s of each fuzz target; installs what it needs
 	@echo "go test ./... (full log in build/test.log)"
-	@rm -f $(BUILD)/*-timings.txt
+	@rm -f $(BUILD)/*-timings.txt; mkdir -p $(BUILD)/test-artifacts
 	@rc=0; $(GO) test -v -p 2 -timeout 90m -artifacts -outputdir $(BUILD)/test-artifacts $(TESTPKGS) > $(BUILD)/test.log 2>&1 || rc=$$?; \
 	  grep -E '^(ok|FAIL|panic:|\?) ' $(BUILD)/test.log || true; \
 	  echo "skipped, with reasons:"; awk '/^ *=== (RUN|CONT|PAUSE|NAME)/ { reason = ""; next } /^ *--- SKIP/ { print "  " $$3 ": " (reason != "" ? reason : "(no reason printed)"); reason = ""; next } { r = $$0; sub(/^ +/, "", r); reason = r }' $(BUILD)/test.log; \
@@ -197,9 +197,24 @@ bench: deps build ## run the benchmarks (tunnel vs TCP vs ssh -R, VMDK writing, 
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./tests/bench/... ./appliance/vmdk/ ./signing/
 
 e2e: deps build tools ova ## the end-to-end scenario on the shipped OVA's disk in QEMU (vSphere-like, TCG), timed per step; screenshots in build/test-artifacts
-	@rm -f $(BUILD)/*-timings.txt
+	@rm -f $(BUILD)/*-timings.txt; mkdir -p $(BUILD)/test-artifacts
 	$(GO) test -v -p 1 -count=1 -timeout 90m -artifacts -outputdir $(BUILD)/test-artifacts ./tests/scenario/
 	@cat $(BUILD)/*-timings.txt
+
+# Every Go fuzz target (func FuzzX in a _test.go file) runs for FUZZTIME
+# from its committed seed corpus (testdata/fuzz/FuzzX); a failure leaves
+# the input under that directory for `go test -run FuzzX/NAME`.
+FUZZTIME ?= 60s
+fuzz: deps ## run every fuzz target for FUZZTIME each (default 60s); make test runs them for 3s
+	@set -e; git grep -l '^func Fuzz' -- '*_test.go' | sort | while read -r f; do \
+	  d=$$(dirname $$f); for fn in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "fuzz: $$d $$fn ($(FUZZTIME))"; \
+	    (cd $$d && $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) . > $(BUILD)/fuzz.log 2>&1) || \
+	      { cat $(BUILD)/fuzz.log; echo "fuzz: $$fn in $$d failed; the input is in $$d/testdata/fuzz/$$fn"; exit 1; }; \
+	  done; done
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 clean: ## remove build outputs (keeps the package cache in build/cache)
 	rm -rf $(BIN) $(DIST) $(BUILD)/disk.raw $(BUILD)/packer-plugins

@@ -319,9 +319,12 @@ func (c Config) driveArgs() []string {
 		return id
 	}
 	for i, d := range c.drives() {
-		drive := fmt.Sprintf("if=none,id=drv-%s,cache=unsafe", d.ID)
+		// An empty CD-ROM tray has no file, and then no cache mode:
+		// QEMU 7.2 refuses cache= without a file ("Must specify either
+		// driver or file").
+		drive := fmt.Sprintf("if=none,id=drv-%s", d.ID)
 		if d.Path != "" {
-			drive += ",format=" + d.Format + ",file=" + d.Path
+			drive += ",cache=unsafe,format=" + d.Format + ",file=" + d.Path
 		}
 		if d.CDROM {
 			drive += ",media=cdrom,readonly=on"

@@ -69,7 +69,7 @@ func TestArgsVSphere(t *testing.T) {
 	for _, want := range []string{
 		"-machine pc",
 		"-device virtio-scsi-pci,id=virtioscsi0", "scsi-hd,bus=virtioscsi0.0,scsi-id=0,drive=drv-disk0,id=disk0",
-		"if=none,id=drv-cd0,cache=unsafe,media=cdrom,readonly=on", "ide-cd,bus=ide.0,unit=0,drive=drv-cd0,id=cd0",
+		"if=none,id=drv-cd0,media=cdrom,readonly=on", "ide-cd,bus=ide.0,unit=0,drive=drv-cd0,id=cd0",
 		"-device mptsas1068,id=mptsas10680", "scsi-hd,bus=mptsas10680.0,scsi-id=0,drive=drv-sas",
 		"-device pvscsi,id=pvscsi0", "scsi-hd,bus=pvscsi0.0,scsi-id=0,drive=drv-pv",
 		"-device ahci,id=ahci0", "ide-cd,bus=ahci0.0,drive=drv-sata",

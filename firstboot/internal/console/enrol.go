@@ -23,13 +23,25 @@ type enrolView struct {
 
 func newEnrolView(a *App, recovery bool) *enrolView {
 	v := &enrolView{recovery: recovery}
-	v.f = &form{fields: []*field{{label: "Token", kind: fieldToken, check: checkToken}}}
+	v.f = &form{fields: []*field{{label: "Token", kind: fieldToken, check: checkTokenOrPair,
+		note: "No token at hand? Type P and press Enter to pair with a code instead."}}}
 	v.f.done = func(a *App) { v.submit(a) }
 	v.f.back = func(a *App) { a.showHealth() }
 	return v
 }
 
 func (v *enrolView) submit(a *App) {
+	if pairKey(v.f.fields[0].value) {
+		v.f.fields[0].value = ""
+		a.show(newPairView(a, v.recovery, func(a *App) {
+			if v.recovery {
+				a.showHealth() // the needs-recovery page, while the connector needs recovery
+				return
+			}
+			a.show(v)
+		}))
+		return
+	}
 	token := canonical(v.f.fields[0].value)
 	v.f.fields[0].value = "" // forget the typed token
 	v.phase, v.state = 1, "handing the token to the connector"

@@ -30,24 +30,40 @@ func (w *wizard) gotoToken(a *App) {
 	a.show(w.tokenForm())
 }
 
-// withoutToken is called when the OVF environment answered every setting
-// but carried no token. It reports whether it took over (nobody is at the
-// console); false shows the welcome screen and the wizard as usual.
-func (w *wizard) withoutToken(a *App) bool { return false }
-
 func (w *wizard) tokenForm() *form {
-	tok := &field{label: "Enrolment token", kind: fieldToken, check: checkToken}
+	tok := &field{label: "Enrolment token", kind: fieldToken, check: checkTokenOrPair,
+		note: pairNote}
 	f := &form{title: w.stepTitle(3, "Enrolment token"), fields: []*field{tok},
 		intro: "Create a token in the VaultPAM dashboard: Connectors -> Add Connector. " +
 			"It has 20 characters in 4 groups of 5, is valid for 1 hour and works once. " +
 			"Type it here; case does not matter and the dashes are added for you. " +
 			"The last character is a check: a typo is caught before anything is sent."}
 	f.done = func(a *App) {
+		if pairKey(tok.value) {
+			tok.value, w.token = "", ""
+			a.progress("Summary (pairing with a code)")
+			w.unattended = false
+			a.show(&pairSummaryView{summaryView{w: w}})
+			return
+		}
 		w.token, _ = protocol.ParseToken(tok.value)
+		tok.value = ""
 		w.gotoSummary(a)
 	}
 	f.back = func(a *App) { a.show(w.controlPlaneForm()) }
 	return f
+}
+
+// pairNote tells the operator about pairing where a token is typed.
+const pairNote = "No token at hand? Type P and press Enter to pair with a code instead: " +
+	"the console shows a code and a QR code to approve in the VaultPAM dashboard."
+
+// checkTokenOrPair is checkToken, but accepts "P" (pair instead).
+func checkTokenOrPair(v string) string {
+	if pairKey(v) {
+		return ""
+	}
+	return checkToken(v)
 }
 
 // checkToken reports a token's problem in words, never echoing it.

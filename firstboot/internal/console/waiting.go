@@ -11,7 +11,8 @@ import (
 // screen, stopped screen or wizard) as soon as the lock is free: when
 // setup ended, or was given up there.
 type waitingView struct {
-	rec setupRecord
+	rec  setupRecord
+	pair pairWatch // the connector's pairing, shown here too (pairing.go)
 }
 
 func (v *waitingView) tick(a *App) {
@@ -25,10 +26,14 @@ func (v *waitingView) tick(a *App) {
 		return
 	}
 	v.rec = rec
+	v.pair.refresh(a)
 }
 
 func (v *waitingView) draw(a *App) page {
 	holder := v.rec.holderName()
+	if p, ok := v.pair.followPage(a, "Waiting for "+holder); ok {
+		return p
+	}
 	var body []screen.Line
 	if v.rec.Phase == phaseFailed {
 		body = append(body, bold(fmt.Sprintf("  Setup on %s stopped at the failed step: %s.", holder, v.rec.Step)), blank())

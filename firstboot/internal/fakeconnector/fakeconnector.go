@@ -25,6 +25,11 @@ type Backend struct {
 	polls    int
 	Refuse   map[string]*localapi.Error // canonical token → error to answer
 	EnrolsIn int                        // status polls from enrolling to online; 0 = 2
+
+	// Pairing (pairing.go).
+	codes    []localapi.Pairing
+	pairs    PairingState
+	pairFrom string
 }
 
 // New returns a fake awaiting a token.
