@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -114,6 +115,7 @@ type Server struct {
 
 	trialMu    sync.Mutex // guards trialTimer
 	trialTimer *time.Timer
+	reverting  atomic.Bool // a revert is under way (the status says the trial still runs)
 }
 
 // NewServer checks cfg and returns a server.

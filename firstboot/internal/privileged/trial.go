@@ -80,6 +80,8 @@ func (s *Server) trialState() TrialState {
 	if r, ok := s.readTrial(); ok {
 		st.Active, st.Deadline = true, r.Deadline
 	}
+	// Until the previous settings are applied again, the trial is not over.
+	st.Active = st.Active || s.reverting.Load()
 	if b, err := os.ReadFile(filepath.Join(s.cfg.Root, lastRevert)); err == nil {
 		var last TrialState
 		if json.Unmarshal(b, &last) == nil {
@@ -245,6 +247,8 @@ func (s *Server) keepNetwork(ctx context.Context) (*Done, []byte, error) {
 // Called with s.actions held (or from the revert command, alone). It
 // reports whether it restored anything.
 func (s *Server) revert(ctx context.Context, reason string) (bool, error) {
+	s.reverting.Store(true)
+	defer s.reverting.Store(false)
 	s.disarmTrial()
 	unlock, err := s.lockTrial()
 	if err != nil {
@@ -310,7 +314,13 @@ func (s *Server) restore(reason string) (bool, error) {
 	if err := atomicfile.Write(filepath.Join(root, lastRevert), b, atomicfile.Options{Perm: 0o644}); err != nil {
 		return false, err
 	}
-	return true, os.RemoveAll(dir)
+	// One rename: the record and the kept files go together.
+	done := dir + ".done"
+	os.RemoveAll(done)
+	if err := os.Rename(dir, done); err != nil {
+		return false, err
+	}
+	return true, os.RemoveAll(done)
 }
 
 // revertNow answers RevertNetwork. Called with s.actions held.
