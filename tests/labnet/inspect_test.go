@@ -122,4 +122,25 @@ func TestInspectingProxy(t *testing.T) {
 	if p.Inspected.Load() != 1 || p.Spliced.Load() != 1 {
 		t.Errorf("inspected %d, spliced %d; want 1 and 1", p.Inspected.Load(), p.Spliced.Load())
 	}
+
+	// HTTP with a client certificate (mutual TLS) cannot be inspected:
+	// that session is dropped, and the target is passed through from then
+	// on, to clients with or without one.
+	withCert := func() *tls.Conn {
+		return tls.Client(viaProxy(t, p.Addr(), l.Addr().String()), &tls.Config{ServerName: "127.0.0.1", RootCAs: proxyPool,
+			NextProtos: []string{"http/1.1"}, Certificates: []tls.Certificate{clientCert}})
+	}
+	c = withCert()
+	c.Handshake()
+	if b, _ := io.ReadAll(c); len(b) != 0 || p.Excluded.Load() != 1 {
+		t.Errorf("mutual TLS through inspection: got %q, %d excluded; want the session dropped", b, p.Excluded.Load())
+	}
+	c = tls.Client(viaProxy(t, p.Addr(), l.Addr().String()), &tls.Config{ServerName: "127.0.0.1", RootCAs: serverPool,
+		NextProtos: []string{"http/1.1"}, Certificates: []tls.Certificate{clientCert}})
+	if err := c.Handshake(); err != nil {
+		t.Fatalf("after the exclusion, the server's own chain: %v", err)
+	}
+	if b, _ := io.ReadAll(c); string(b) != "http/1.1 client-certs=1\n" {
+		t.Errorf("excluded target, the server said %q", b)
+	}
 }
