@@ -1,6 +1,8 @@
 package labnet
 
 import (
+	"context"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/lab"
 	"github.com/vaultpam/appliance/tests/qemu"
 )
@@ -249,4 +252,38 @@ func (s *Switch) fromTap() {
 			s.ToGuest.Add(1)
 		}
 	}
+}
+
+// StartInspectingProxy runs an InspectingProxy on addr (host:port, the
+// host added to the namespace's loopback) inside the namespace, verifying
+// the lab with its CA and passing the tunnel's ALPN through. It stops
+// when t ends.
+func (n *Net) StartInspectingProxy(t testing.TB, addr string) *InspectingProxy {
+	t.Helper()
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("proxy address %q: %v", addr, err)
+	}
+	bits := "/32"
+	if strings.Contains(host, ":") {
+		bits = "/128"
+	}
+	mustRun(t, "ip", "-n", n.NS, "addr", "add", host+bits, "dev", "lo")
+	var l net.Listener
+	if err := inNamespace(n.NS, func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
+		t.Fatalf("proxy on %s in %s: %v", addr, n.NS, err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(n.CA)
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		var c net.Conn
+		err := inNamespace(n.NS, func() (err error) { c, err = (&net.Dialer{}).DialContext(ctx, network, a); return err })
+		return c, err
+	}
+	p, err := NewInspectingProxy(InspectConfig{Listener: l, Dial: dial, Upstream: pool, Splice: []string{protocol.ALPNTunnel}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
 }
