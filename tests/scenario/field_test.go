@@ -78,7 +78,7 @@ func TestScenarioField(t *testing.T) {
 	defer cancel()
 	f := &field{sw: sw, proxy: net.StartInspectingProxy(t, fieldProxy)}
 	Run(ctx, t, a, []Step{
-		{"deploy: IPv6 only, VLAN 42, CA from OVF", f.deploy},
+		{"deploy: IPv6 only, VLAN 42, inspecting proxy, CA from OVF", f.deploy},
 		{"wrong gateway, not kept: reverted", f.wrongGateway},
 	})
 }

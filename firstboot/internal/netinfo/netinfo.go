@@ -82,19 +82,24 @@ func (Netlink) Links() ([]Link, error) {
 	return out, nil
 }
 
-// DefaultGateway returns the IPv4 default route's gateway.
+// DefaultGateway returns the IPv4 default route's gateway, or on an
+// IPv6-only appliance the IPv6 default route's.
 func (Netlink) DefaultGateway() (string, error) {
-	rs, err := netlink.RouteList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		return "", fmt.Errorf("listing routes: %w", err)
-	}
-	for _, r := range rs {
-		if (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw != nil {
-			return r.Gw.String(), nil
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rs, err := netlink.RouteList(nil, fam)
+		if err != nil {
+			return "", fmt.Errorf("listing routes: %w", err)
+		}
+		for _, r := range rs {
+			if (r.Dst == nil || r.Dst.IP.IsUnspecified() && isDefault(r.Dst)) && r.Gw != nil {
+				return r.Gw.String(), nil
+			}
 		}
 	}
 	return "", nil
 }
+
+func isDefault(n *net.IPNet) bool { ones, _ := n.Mask.Size(); return ones == 0 }
 
 // Find returns the link called name.
 func Find(src Source, name string) (Link, bool) {
