@@ -287,3 +287,41 @@ func ovfEnvXML(props map[string]string) string {
 	b.WriteString("   </PropertySection>\n</Environment>\n")
 	return b.String()
 }
+
+// TestOVFBadCA: a vaultpam.ca_cert that holds a private key is not used
+// and not applied unattended: the wizard asks, and its summary names the
+// problem (never the key) and what to do.
+func TestOVFBadCA(t *testing.T) {
+	h := newHarness(t)
+	h.controlPlane("192.0.2.1:8443")
+	key := "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIIrYSSNQFaA2Hwf1duRSxKtLYX5CB04fSeQ6tF1aY/PuoAoGCCqGSM49\n-----END EC PRIVATE KEY-----\n"
+	env := filepath.Join(filepath.Dir(h.log), "ovf-env.xml")
+	os.WriteFile(env, []byte(ovfEnvXML(map[string]string{
+		"vaultpam.connector_name": "bad-ca", "vaultpam.control_plane_url": "https://192.0.2.1:8443", "vaultpam.dns": "192.0.2.53",
+		"vaultpam.gateway": "192.0.2.1", "vaultpam.hostname": "vaultpam-ovf", "vaultpam.ip": "192.0.2.10/24", "vaultpam.token": goodToken,
+		"vaultpam.ca_cert": base64.StdEncoding.EncodeToString([]byte(key)),
+	})), 0o644)
+	const s = "badca"
+	h.start(s, "tty1", "--ovf-env", env)
+	h.waitFor(s, "Enter begin setup")
+	h.keys(s, "Enter")
+	h.waitFor(s, "connected")
+	h.keys(s, "Enter")
+	h.waitFor(s, "Settings for eth0")
+	h.keys(s, "Enter", "Enter", "Enter", "Enter", "Enter", "Enter", "Enter")
+	h.waitFor(s, "Control plane URL")
+	h.keys(s, "Enter", "Enter") // the OVF token is kept: on to the summary
+	scr := h.waitFor(s, "Nothing has been changed yet")
+	flat := strings.Join(strings.Fields(scr), " ")
+	for _, want := range []string{"vaultpam.ca_cert from the OVF environment was not used", "is a private key (EC PRIVATE KEY)", "trust the control plane's CA"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("summary lacks %q:\n%s", want, scr)
+		}
+	}
+	if strings.Contains(scr, "MHcCAQ") {
+		t.Errorf("the summary shows the key:\n%s", scr)
+	}
+	if len(h.fake.Submits()) != 0 {
+		t.Error("a token was handed over before the operator applied")
+	}
+}

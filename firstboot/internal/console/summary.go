@@ -57,6 +57,10 @@ func (v *summaryView) draw(a *App) page {
 			body = append(body, kv("Trusted CA", fmt.Sprintf("%s (SHA-256 %s...)", certs[len(certs)-1].Subject.CommonName, settings.Fingerprint(certs[len(certs)-1])[:23])))
 		}
 	}
+	if v.w.caProblem != "" {
+		body = append(body, blank())
+		body = append(body, a.wrap(2, "vaultpam.ca_cert from the OVF environment was not used: "+v.w.caProblem+". Fix the property and redeploy, or trust the control plane's CA when the TLS check shows it (T).")...)
+	}
 	if v.w.ovfSource != "" {
 		body = append(body, blank(), text("  Pre-set values came from the OVF environment ("+v.w.ovfSource+")."))
 	}
