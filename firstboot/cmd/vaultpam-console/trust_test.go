@@ -325,3 +325,50 @@ func TestOVFBadCA(t *testing.T) {
 		t.Error("a token was handed over before the operator applied")
 	}
 }
+
+// TestDiagnosticsTrust: on a configured appliance whose control plane's CA
+// is not trusted (no /config/ca.pem), D on the health screen shows the
+// chain and its root's fingerprint; T, then Esc, trusts nothing; T, Y
+// trusts it, restarts the connector, and the checks pass.
+func TestDiagnosticsTrust(t *testing.T) {
+	h := newHarness(t)
+	os.Remove(filepath.Join(h.root, "config/ca.pem"))
+	cp := h.controlPlane("127.0.0.1:0")
+	h.configured("https://"+cp, onlineStatus())
+	root, err := x509.ParseCertificate(h.cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := settings.Fingerprint(root)
+	const s = "dt"
+	h.start(s, "tty1")
+	h.waitFor(s, "R re-enrol")
+	h.keys(s, "d")
+	scr := h.waitFor(s, "The TLS step failed.")
+	for _, want := range []string{"Presented chain", "CN=lab control plane", fp[:47], fp[48:], "T trust this root"} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("diagnostics lack %q:\n%s", want, scr)
+		}
+	}
+	h.keys(s, "t")
+	h.waitFor(s, "Does the fingerprint match?")
+	h.keys(s, "Escape")
+	h.waitFor(s, "The TLS step failed.")
+	if _, err := os.Stat(filepath.Join(h.root, "config/ca.pem")); !os.IsNotExist(err) {
+		t.Fatalf("Esc on the trust screen wrote /config/ca.pem (%v)", err)
+	}
+	h.keys(s, "t")
+	h.waitFor(s, "Does the fingerprint match?")
+	h.keys(s, "y")
+	h.waitFor(s, "All checks passed.")
+	bundle, err := settings.ParseCABundle([]byte(readFile(t, filepath.Join(h.root, "config/ca.pem"))))
+	if err != nil || len(bundle) != 1 || !bundle[0].Equal(root) {
+		t.Errorf("/config/ca.pem after trusting: %d certificates, %v", len(bundle), err)
+	}
+	if cy := readFile(t, filepath.Join(h.root, "config/connector.yaml")); !strings.Contains(cy, "control_plane_ca_file: /config/ca.pem") {
+		t.Errorf("connector.yaml does not point at the bundle:\n%s", cy)
+	}
+	if !strings.Contains(h.commands(), "systemctl restart vaultpam-connector") {
+		t.Errorf("the connector was not restarted to use the CA:\n%s", h.commands())
+	}
+}
