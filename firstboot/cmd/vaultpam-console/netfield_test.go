@@ -154,6 +154,7 @@ func TestIPv6OnlyTrialRevert(t *testing.T) {
 	const s = "v6"
 	h.start(s, "tty1", "--socket", h.realSocket(), "--ovf-env", env)
 	h.waitFor(s, "State                 Online")
+	h.waitFor(s, "Gateway               "+v6Router) // the IPv6 default route, there being no IPv4 one
 	labOnline(t, cp, "v6-only")
 	unit := readFile(t, filepath.Join(h.root, "config/network/10-vaultpam.network"))
 	for _, want := range []string{"Address=" + v6Addr + "\n", "Gateway=" + v6Router + "\n", "LinkLocalAddressing=ipv6\n"} {
