@@ -47,9 +47,9 @@ func (w *wizard) apply(a *App) {
 	if w.networkOnly && w.startTrial(a) {
 		return
 	}
-	steps := setupSteps(w.s.Interface)
+	steps := setupSteps(w.s.LinkName())
 	if w.networkOnly {
-		steps = networkSteps(w.s.Interface)
+		steps = networkSteps(w.s.LinkName())
 	}
 	v := &applyView{w: w, steps: steps, lines: make([]stepLine, len(steps))}
 	a.show(v)
@@ -268,6 +268,11 @@ func (v *applyView) key(a *App, k screen.Key) {
 		if v.fail.kind == failToken {
 			f := v.w.tokenForm()
 			f.done = func(a *App) {
+				if pairKey(f.fields[0].value) { // P, Enter: pair instead (pairing_wizard.go)
+					f.fields[0].value = ""
+					v.w.applyPairing(a)
+					return
+				}
 				v.w.token = canonical(f.fields[0].value)
 				a.show(v)
 				v.run(a, stepIndex(v.steps, stepToken))

@@ -113,7 +113,7 @@ func (v *healthView) draw(a *App) page {
 	}
 	b.add(certRank, kv("Certificate", cert))
 	b.add(dropBlank, blank())
-	iface := h.set.Interface
+	iface := h.set.LinkName() // with a VLAN, the VLAN interface holds the addresses
 	netLine := iface + " not found"
 	leased := false // with DHCP: the interface has an IPv4 address
 	for _, l := range h.links {
@@ -127,7 +127,10 @@ func (v *healthView) draw(a *App) page {
 		}
 	}
 	how := "static"
-	if h.set.DHCP {
+	switch {
+	case h.set.NoIPv4:
+		how = "IPv6 only"
+	case h.set.DHCP:
 		how = "DHCP"
 	}
 	b.add(0, kv("Network ("+how+")", netLine))
