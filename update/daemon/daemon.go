@@ -133,6 +133,7 @@ type Daemon struct {
 	cdromWhy  *localapi.UpdateStatus // why the CD-ROM's update is not offered
 	cdromKey  string
 	rebooting bool
+	stepErr   string // the last error step saw reading the records
 	kick      chan struct{}
 }
 

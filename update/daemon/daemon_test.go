@@ -83,11 +83,14 @@ type appliance struct {
 	reboots  chan struct{}
 	cfgFile  string
 	stop     func()
+	// logf, when set, also gets the daemon's log lines.
+	logf func(format string, args ...any)
+	tick time.Duration
 }
 
 func newAppliance(t *testing.T) *appliance {
 	a := &appliance{t: t, espDir: t.TempDir(), vars: esp.Vars{Dir: t.TempDir()}, stateDir: filepath.Join(t.TempDir(), "update"),
-		conn: &connector{st: localapi.Status{State: "online", ConnectorID: "conn-1"}}, version: "0.1.0", reboots: make(chan struct{}, 4)}
+		conn: &connector{st: localapi.Status{State: "online", ConnectorID: "conn-1"}}, version: "0.1.0", reboots: make(chan struct{}, 4), tick: 20 * time.Millisecond}
 	running := updatetest.MakeImage(t, "0.1.0", rootBytes)
 	a.disk = updatetest.NewDisk(t, running)
 	b, _ := os.ReadFile(running.UKI)
@@ -122,8 +125,13 @@ func (a *appliance) start(cdromDevs string, mount func(dev, dir string) error) s
 		cfg.MountCDROM, cfg.UnmountCDROM = mount, os.Remove
 	}
 	cfg.DrainGrace = time.Second
-	cfg.Tick = 20 * time.Millisecond
-	cfg.Logf = t.Logf
+	cfg.Tick = a.tick
+	cfg.Logf = func(format string, args ...any) {
+		t.Logf(format, args...)
+		if a.logf != nil {
+			a.logf(format, args...)
+		}
+	}
 	cfg.Reboot = func(context.Context) error { a.reboots <- struct{}{}; return nil }
 	d, err := New(cfg)
 	if err != nil {

@@ -210,6 +210,7 @@ func (d *Daemon) step(ctx context.Context) {
 		return
 	}
 	p, err := d.store.Pending()
+	d.noteStepError(err)
 	if err != nil || p == nil {
 		return
 	}
@@ -233,6 +234,22 @@ func (d *Daemon) step(ctx context.Context) {
 		}
 	}
 	d.rebootInto(ctx, p)
+}
+
+// noteStepError logs err when it differs from the last one step saw (not
+// on every tick).
+func (d *Daemon) noteStepError(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	d.mu.Lock()
+	changed := msg != d.stepErr
+	d.stepErr = msg
+	d.mu.Unlock()
+	if changed && err != nil {
+		d.cfg.Logf("updater: %v", err)
+	}
 }
 
 // rebootInto drains the connector and reboots.

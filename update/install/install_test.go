@@ -249,7 +249,7 @@ func TestRefusedBeforeAnyWrite(t *testing.T) {
 		}},
 		{"busy", localapi.UpdateCodeBusy, func(t *testing.T, e *env) Request {
 			dir, target, _ := e.repo.Offered(t, "0.2.0", rootBytes)
-			e.store.SetPending(&state.Pending{Kind: state.KindRollback, Version: "0.0.5", Slot: "B", Stage: state.StageInstalled})
+			e.store.SetPending(&state.Pending{Kind: state.KindRollback, Version: "0.0.5", Slot: "B", FromSlot: "A", Stage: state.StageInstalled})
 			return Request{MetadataDir: dir, Target: target}
 		}},
 		{"connector not enrolled", CodeNotEnrolled, func(t *testing.T, e *env) Request {

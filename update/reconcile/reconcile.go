@@ -87,6 +87,10 @@ func (r *Reconciler) Run() (Result, error) {
 	if err != nil || p == nil {
 		return Result{Outcome: Nothing}, err
 	}
+	if why := r.invalid(p); why != "" {
+		// Not a record the updater writes: end it without touching the ESP.
+		return r.failed(p, fmt.Sprintf("the record of the change in progress is not valid (%s); nothing was changed on the ESP; %s runs in slot %s", why, r.RunningVersion, r.Running), false)
+	}
 	entry, hasEntry, err := r.entryOf(p.Slot)
 	if err != nil {
 		return Result{}, err
@@ -118,6 +122,24 @@ func (r *Reconciler) Run() (Result, error) {
 	return Result{Outcome: Waiting, Pending: p}, nil
 }
 
+// invalid says what is wrong with p, or "": its slots must be A and B
+// (different), its kind one the updater writes. Reconcile acts on the ESP
+// only for valid records, so a record that names the running slot as the
+// one to leave never retires the running slot's entry.
+func (r *Reconciler) invalid(p *state.Pending) string {
+	switch {
+	case p.Kind != state.KindUpdate && p.Kind != state.KindDowngrade && p.Kind != state.KindRollback:
+		return fmt.Sprintf("kind %q", p.Kind)
+	case !isSlot(p.Slot) || !isSlot(p.FromSlot):
+		return fmt.Sprintf("slots %q from %q are not A and B", p.Slot, p.FromSlot)
+	case p.Slot == p.FromSlot:
+		return fmt.Sprintf("slot %s is both the target and the origin", p.Slot)
+	}
+	return ""
+}
+
+func isSlot(s string) bool { return s == string(slot.A) || s == string(slot.B) }
+
 // entryOf returns slot's boot entry (the first, if several).
 func (r *Reconciler) entryOf(s string) (esp.Entry, bool, error) {
 	es, err := r.ESP.ForSlot(s)
@@ -128,9 +150,10 @@ func (r *Reconciler) entryOf(s string) (esp.Entry, bool, error) {
 }
 
 func (r *Reconciler) succeeded(p *state.Pending) (Result, error) {
-	if p.Kind == state.KindDowngrade || p.Kind == state.KindRollback {
+	if (p.Kind == state.KindDowngrade || p.Kind == state.KindRollback) && p.FromSlot != string(r.Running) {
 		// The other slot holds the newer image: version order would boot
-		// it next time. Retire it so this one stays the default.
+		// it next time. Retire it so this one stays the default (never
+		// the running slot's entry).
 		others, err := r.ESP.ForSlot(p.FromSlot)
 		if err != nil {
 			return Result{}, err

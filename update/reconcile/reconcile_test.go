@@ -276,3 +276,33 @@ func TestManualRollback(t *testing.T) {
 		}
 	})
 }
+
+// TestInvalidRecordNeverRetiresTheRunningSlot: a record whose origin is
+// the running slot (forged, or any bug) must not make "succeeded" retire
+// the running slot's only boot entry; a record naming no real slot is
+// ended without touching the ESP. Before the fix the entry was retired
+// and nothing booted at the next power-on.
+func TestInvalidRecordNeverRetiresTheRunningSlot(t *testing.T) {
+	for _, p := range []state.Pending{
+		{Kind: state.KindDowngrade, Version: "0.1.0", Slot: "A", FromSlot: "A", Stage: state.StageTrial},
+		{Kind: state.KindRollback, Version: "0.1.0", Slot: "A", FromSlot: "", Stage: state.StageTrial},
+		{Kind: state.KindUpdate, Version: "0.1.0", Slot: "C", FromSlot: "A", Stage: state.StageWriting},
+		{Kind: "wipe", Version: "0.1.0", Slot: "B", FromSlot: "A", Stage: state.StageWriting},
+	} {
+		b := newBox(t, "vaultpam-0.1.0-A.efi", "vaultpam-0.0.9-B.efi")
+		b.pend(p)
+		e, res := b.powerOn()
+		if b.names() != "vaultpam-0.0.9-B.efi vaultpam-0.1.0-A.efi" {
+			t.Errorf("record %+v: ESP now %q, want both entries untouched", p, b.names())
+		}
+		if res.Outcome != Failed || res.Status == nil || !strings.Contains(res.Status.Reason, "not valid") {
+			t.Errorf("record %+v: outcome %s %+v, want failed: not valid", p, res.Outcome, res.Status)
+		}
+		if pend, _ := b.store.Pending(); pend != nil {
+			t.Errorf("record %+v still pending", p)
+		}
+		if e.Slot != "A" {
+			t.Errorf("booted %s", e.Name)
+		}
+	}
+}
