@@ -22,6 +22,12 @@ import (
 //	GET  /v1/status    → localapi.Image
 //	POST /v1/install   ← localapi.InstallRequest → 202, or an ErrorBody (409 refused, 400 bad request)
 //	POST /v1/rollback  ← localapi.RollbackRequest → 202, or an ErrorBody
+//
+// An install with confirm_downgrade and every rollback are the
+// operator's: they are taken only from a caller whose SO_PEERCRED uid is
+// root's or the console's (Config.ConsoleUser), else 403
+// localapi.UpdateCodeNotPermitted. The connector (group vaultpam, which
+// may use the socket) can install newer updates, never an older one.
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -32,6 +38,12 @@ func (d *Daemon) Handler() http.Handler {
 		if err := decode(r, &req); err != nil {
 			writeError(w, err)
 			return
+		}
+		if req.ConfirmDowngrade {
+			if err := d.operator(r.Context(), "confirm a downgrade"); err != nil {
+				writeError(w, err)
+				return
+			}
 		}
 		if err := d.Install(r.Context(), req); err != nil {
 			writeError(w, err)
@@ -45,6 +57,10 @@ func (d *Daemon) Handler() http.Handler {
 			writeError(w, err)
 			return
 		}
+		if err := d.operator(r.Context(), "roll back"); err != nil {
+			writeError(w, err)
+			return
+		}
 		if err := d.Rollback(r.Context(), req); err != nil {
 			writeError(w, err)
 			return
@@ -52,6 +68,46 @@ func (d *Daemon) Handler() http.Handler {
 		w.WriteHeader(http.StatusAccepted)
 	})
 	return mux
+}
+
+// peerKey is the context key of a connection's peer credentials.
+type peerKey struct{}
+
+// withPeer puts the Unix socket peer's credentials (SO_PEERCRED: the
+// process that connected) into the connection's context.
+func withPeer(ctx context.Context, c net.Conn) context.Context {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return ctx
+	}
+	var cred *syscall.Ucred
+	raw.Control(func(fd uintptr) {
+		cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	})
+	if err != nil || cred == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, peerKey{}, *cred)
+}
+
+// operator refuses (403) unless the caller is root or the console's
+// user: only the operator may ask for what.
+func (d *Daemon) operator(ctx context.Context, what string) error {
+	cred, ok := ctx.Value(peerKey{}).(syscall.Ucred)
+	if ok && (cred.Uid == 0 || (d.consoleUID >= 0 && int(cred.Uid) == d.consoleUID)) {
+		return nil
+	}
+	who := "an unknown caller"
+	if ok {
+		who = fmt.Sprintf("uid %d", cred.Uid)
+	}
+	return &localapi.Error{Status: http.StatusForbidden, Code: localapi.UpdateCodeNotPermitted,
+		Message: fmt.Sprintf("only the operator may %s; %s is not root or the console's user", what, who),
+		Hint:    "ask on the appliance's console (Update screen), or as root: vaultpam-update"}
 }
 
 func decode(r *http.Request, v any) error {
@@ -99,7 +155,7 @@ type server struct {
 
 // listen creates the socket (0660, group SocketGroup) and serves on it.
 func (d *Daemon) listen() (*server, error) {
-	s := &server{d: d, srv: &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 5 * time.Second}}
+	s := &server{d: d, srv: &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 5 * time.Second, ConnContext: withPeer}}
 	if err := s.open(); err != nil {
 		return nil, err
 	}

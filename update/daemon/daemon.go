@@ -37,6 +37,10 @@ import (
 type Config struct {
 	Socket      string // the updater's API socket
 	SocketGroup string // group that may use it ("" keeps the process's)
+	// ConsoleUser is the console's user: besides root, the only caller
+	// that may confirm a downgrade or roll back ("" or an unknown user:
+	// root only).
+	ConsoleUser string
 	// IncomingOwner is the user the download directory
 	// (StateDir/incoming) belongs to: the connector's; "" leaves it root's.
 	IncomingOwner string
@@ -79,6 +83,7 @@ func DefaultConfig() Config {
 	return Config{
 		Socket:          localapi.UpdaterSocket,
 		SocketGroup:     "vaultpam",
+		ConsoleUser:     "vaultpam-console",
 		IncomingOwner:   "vaultpam",
 		StateDir:        state.DefaultDir,
 		ESPDir:          esp.DefaultDir,
@@ -125,6 +130,8 @@ type Daemon struct {
 	version   string
 	bootID    string
 	trustRoot int64
+	// consoleUID is ConsoleUser's uid, -1 when there is none.
+	consoleUID int
 
 	checkMu   sync.Mutex // one install.Check at a time (they share the TUF store)
 	mu        sync.Mutex
@@ -150,7 +157,14 @@ func New(cfg Config) (*Daemon, error) {
 		cfg.Now = time.Now
 	}
 	d := &Daemon{cfg: cfg, esp: &esp.Dir{Path: cfg.ESPDir}, vars: esp.Vars{Dir: cfg.VarsDir},
-		conn: localapi.NewClient(cfg.ConnectorSocket), kick: make(chan struct{}, 1)}
+		conn: localapi.NewClient(cfg.ConnectorSocket), kick: make(chan struct{}, 1), consoleUID: -1}
+	if cfg.ConsoleUser != "" {
+		if u, err := user.Lookup(cfg.ConsoleUser); err != nil {
+			cfg.Logf("updater: the console's user %s: %v (only root may confirm a downgrade or roll back)", cfg.ConsoleUser, err)
+		} else if uid, err := strconv.Atoi(u.Uid); err == nil {
+			d.consoleUID = uid
+		}
+	}
 	var err error
 	if d.store, err = state.Open(cfg.StateDir); err != nil {
 		return nil, err

@@ -86,6 +86,8 @@ type appliance struct {
 	// logf, when set, also gets the daemon's log lines.
 	logf func(format string, args ...any)
 	tick time.Duration
+	// consoleUser is Config.ConsoleUser ("" : root only).
+	consoleUser string
 }
 
 func newAppliance(t *testing.T) *appliance {
@@ -115,7 +117,7 @@ func (a *appliance) start(cdromDevs string, mount func(dev, dir string) error) s
 	os.WriteFile(bootID, []byte("boot-"+string(rune('0'+a.boot))+"\n"), 0o644)
 	cfg := DefaultConfig()
 	cfg.Socket = filepath.Join(dir, "update.sock")
-	cfg.SocketGroup, cfg.IncomingOwner = "", ""
+	cfg.SocketGroup, cfg.IncomingOwner, cfg.ConsoleUser = "", "", a.consoleUser
 	cfg.StateDir, cfg.ESPDir, cfg.VarsDir, cfg.Disk = a.stateDir, a.espDir, a.vars.Dir, a.disk.Disk
 	cfg.BakedRoot, cfg.OSRelease, cfg.BootID = a.root, osr, bootID
 	cfg.ConnectorSocket, cfg.ConnectorConfig = a.connSock, a.cfgFile
