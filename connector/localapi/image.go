@@ -24,7 +24,11 @@ import (
 //	GET  /v1/status     → Image
 //	POST /v1/install    ← InstallRequest  → 202, or an ErrorBody (409 refused, 400 bad request)
 //	POST /v1/rollback   ← RollbackRequest → 202, or an ErrorBody
-const UpdaterSocket = "/run/vaultpam/update.sock"
+//
+// The socket is in the updater's own runtime directory (root's, mode 0750,
+// group vaultpam), so no other user can replace it; the socket is 0660,
+// group vaultpam (the connector and the console).
+const UpdaterSocket = "/run/vaultpam-update/update.sock"
 
 // Update states, as the control plane and the status JSON show them.
 const (

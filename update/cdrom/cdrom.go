@@ -8,7 +8,8 @@
 //
 // It reads the volume label straight from the device (no udev, no blkid),
 // mounts a medium with that label read-only (nosuid, nodev, noexec) under
-// /run/vaultpam/cdrom, and names the metadata directory and the bundle.
+// /run/vaultpam-update/cdrom (the updater's own runtime directory, which
+// no other user can change), and names the metadata directory and the bundle.
 // Whether the update may be installed is the installer's decision.
 package cdrom
 
@@ -32,7 +33,7 @@ const Label = release.ISOLabel
 // Defaults on the appliance.
 const (
 	DefaultDevices  = "/dev/sr*"
-	DefaultMountDir = "/run/vaultpam/cdrom"
+	DefaultMountDir = "/run/vaultpam-update/cdrom"
 )
 
 // ErrNone means no drive holds an update medium.

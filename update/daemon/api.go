@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -163,25 +165,88 @@ func (d *Daemon) listen() (*server, error) {
 }
 
 func (s *server) open() error {
-	ln, err := localapi.Listen(s.d.cfg.Socket)
+	gid := -1
+	if g := s.d.cfg.SocketGroup; g != "" {
+		var err error
+		if gid, err = lookupGroup(g); err != nil {
+			s.d.cfg.Logf("updater: socket group %s: %v (only root can use the socket)", g, err)
+			gid = -1
+		}
+	}
+	ln, ino, err := listenUnix(s.d.cfg.Socket, gid)
 	if err != nil {
 		return err
 	}
-	if g := s.d.cfg.SocketGroup; g != "" {
-		if err := chgrp(s.d.cfg.Socket, g); err != nil {
-			s.d.cfg.Logf("updater: socket group %s: %v (only root can use the socket)", g, err)
-		}
-	}
-	if fi, err := os.Stat(s.d.cfg.Socket); err == nil {
-		s.ino = fi.Sys().(*syscall.Stat_t).Ino
-	}
+	s.ino = ino
 	s.ln = ln
 	go s.srv.Serve(ln)
 	return nil
 }
 
-// keepSocket puts the socket back when it disappears: the connector's
-// unit removes /run/vaultpam (its RuntimeDirectory) when it stops.
+// listenUnix listens on path, a socket of mode 0660 with group gid (-1:
+// the process's). Its directory must be this user's and writable by no
+// one else (the updater's RuntimeDirectory): it is made 0750 with group
+// gid, so that group can reach the socket. Nothing is changed by a path
+// that could follow a symbolic link: the socket is created with its mode
+// (umask), its group set with lchown; the directory is checked with
+// lstat first.
+func listenUnix(path string, gid int) (net.Listener, uint64, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, 0, fmt.Errorf("the socket's directory: %w", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return nil, 0, fmt.Errorf("the socket's directory: %w", err)
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || st == nil || int(st.Uid) != os.Geteuid() {
+		return nil, 0, fmt.Errorf("the socket's directory %s is not a directory of uid %d: refusing it (hint: the updater's socket belongs in its own RuntimeDirectory, /run/vaultpam-update)", dir, os.Geteuid())
+	}
+	if gid >= 0 {
+		if err := os.Lchown(dir, -1, gid); err != nil {
+			return nil, 0, fmt.Errorf("the socket's directory: %w", err)
+		}
+	}
+	if err := os.Chmod(dir, 0o750); err != nil { // lstat said: a directory of ours
+		return nil, 0, fmt.Errorf("the socket's directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, 0, fmt.Errorf("%s exists and is not a socket: refusing to replace it", path)
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, 0, fmt.Errorf("another process is listening on %s", path)
+		}
+		os.Remove(path) // stale: left by a process that is gone
+	}
+	umaskMu.Lock()
+	old := syscall.Umask(0o117)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	umaskMu.Unlock()
+	if err != nil {
+		return nil, 0, fmt.Errorf("listening on %s: %w", path, err)
+	}
+	if gid >= 0 {
+		if err := os.Lchown(path, -1, gid); err != nil {
+			ln.Close()
+			return nil, 0, fmt.Errorf("the socket's group: %w", err)
+		}
+	}
+	var ino uint64
+	if fi, err := os.Lstat(path); err == nil {
+		ino = fi.Sys().(*syscall.Stat_t).Ino
+	}
+	return ln, ino, nil
+}
+
+// umaskMu serialises the umask change around the socket's creation.
+var umaskMu sync.Mutex
+
+// keepSocket puts the socket back when it disappears (someone with root's
+// rights removed it).
 func (s *server) keepSocket(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
@@ -191,7 +256,7 @@ func (s *server) keepSocket(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		fi, err := os.Stat(s.d.cfg.Socket)
+		fi, err := os.Lstat(s.d.cfg.Socket)
 		if err == nil && fi.Sys().(*syscall.Stat_t).Ino == s.ino {
 			continue
 		}
@@ -209,16 +274,14 @@ func (s *server) close() {
 	os.Remove(s.d.cfg.Socket)
 }
 
-func chgrp(path, group string) error {
-	gid, err := strconv.Atoi(group)
-	if err != nil {
-		g, err := user.LookupGroup(group)
-		if err != nil {
-			return err
-		}
-		if gid, err = strconv.Atoi(g.Gid); err != nil {
-			return err
-		}
+// lookupGroup returns the gid of group (a name or a number).
+func lookupGroup(group string) (int, error) {
+	if gid, err := strconv.Atoi(group); err == nil {
+		return gid, nil
 	}
-	return os.Chown(path, -1, gid)
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return -1, err
+	}
+	return strconv.Atoi(g.Gid)
 }
