@@ -141,9 +141,16 @@ func (in *Installer) Check(ctx context.Context, req Request) (*Plan, error) {
 	}
 	p.Kind = state.KindUpdate
 	if !newV.Newer(runV) {
+		if !runV.Newer(newV) {
+			// The same version in both slots would carry the same verity
+			// UUID: the initramfs could open either for either entry, and
+			// a trial could neither succeed nor fail truthfully.
+			return nil, refuse(localapi.UpdateCodeNotNewer, "this version already runs; nothing to install", nil,
+				"refused before anything was written: %s is the running version", newV)
+		}
 		if !req.ConfirmDowngrade {
-			return nil, refuse(localapi.UpdateCodeNotNewer, "installing an older or the same version needs the operator's confirmation on the console (U, then confirm)", nil,
-				"refused before anything was written: %s is not newer than the running %s", newV, runV)
+			return nil, refuse(localapi.UpdateCodeNotNewer, "installing an older version needs the operator's confirmation on the console (U, then confirm)", nil,
+				"refused before anything was written: %s is older than the running %s", newV, runV)
 		}
 		p.Kind = state.KindDowngrade
 	}

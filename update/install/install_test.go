@@ -140,6 +140,27 @@ func TestInstallWritesTheOtherSlot(t *testing.T) {
 	t.Logf("partitions on loop devices: %v", e.disk.Loop)
 }
 
+// TestSameVersionRefusedEvenConfirmed: the running version again, even
+// with the operator's confirmation, is refused before anything is
+// written: both slots would hold the same verity UUID, the initramfs
+// could open the running slot for the other's entry, and the trial would
+// be misreported (the running version put into failed.json). Before the
+// fix confirm_downgrade let it through.
+func TestSameVersionRefusedEvenConfirmed(t *testing.T) {
+	e := newEnv(t)
+	e.in.RunningVersion = "0.2.0"
+	dir, target, _ := e.repo.Offered(t, "0.2.0", rootBytes)
+	snap := e.disk.Snapshot(t)
+	for _, confirm := range []bool{false, true} {
+		_, err := e.install(t, Request{MetadataDir: dir, Target: target, ConfirmDowngrade: confirm})
+		wantRefusal(t, err, localapi.UpdateCodeNotNewer)
+	}
+	if p, _ := e.store.Pending(); p != nil {
+		t.Errorf("pending = %+v, want nothing recorded", p)
+	}
+	e.disk.Unchanged(t, snap, "VPAM-ROOT-B", "VPAM-VERITY-B")
+}
+
 func TestDowngradeNeedsConfirmationAndBootsOnce(t *testing.T) {
 	e := newEnv(t)
 	e.in.RunningVersion = "0.3.0"
