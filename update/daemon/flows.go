@@ -101,6 +101,7 @@ func (d *Daemon) Install(ctx context.Context, req localapi.InstallRequest) error
 
 // runInstall verifies the whole bundle, then writes it.
 func (d *Daemon) runInstall(p *install.Plan) {
+	defer p.Close()
 	ctx := context.Background()
 	set := func(state, reason string) {
 		d.mu.Lock()
@@ -313,6 +314,7 @@ func (d *Daemon) checkCDROM(ctx context.Context) {
 	d.checkMu.Lock()
 	plan, err := d.installer.Check(ctx, install.Request{Source: SourceCDROM, MetadataDir: m.MetadataDir, Target: m.Target, Bundle: m.Bundle})
 	d.checkMu.Unlock()
+	plan.Close() // only looked at: POST /v1/install checks it again
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
