@@ -141,6 +141,8 @@ type Daemon struct {
 	cdromKey  string
 	rebooting bool
 	stepErr   string // the last error step saw reading the records
+	// reconcileErr is why the last reconcile failed ("" when it did not).
+	reconcileErr string
 	kick      chan struct{}
 }
 
@@ -209,19 +211,34 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.CDROMPoll > 0 {
 		d.finder = &cdrom.Finder{Devices: cfg.CDROMDevices, MountDir: cfg.CDROMMount, Mount: cfg.MountCDROM, Unmount: cfg.UnmountCDROM}
 	}
-	if _, err := d.reconcile(); err != nil {
-		return nil, err
-	}
+	// A reconcile that fails (/data full, a record that cannot be moved
+	// aside) does not stop the updater: the API says why, installs wait,
+	// and every tick tries again.
+	d.reconcile()
 	cfg.Logf("updater: running %s in slot %s", d.version, d.running)
 	return d, nil
 }
 
+// reconcile runs reconcile.Run and remembers its error for the status
+// (logged when it changes).
 func (d *Daemon) reconcile() (reconcile.Result, error) {
 	r := &reconcile.Reconciler{Store: d.store, ESP: d.esp, Vars: d.vars, Running: d.running,
 		RunningVersion: d.version, BootID: d.bootID, Now: d.cfg.Now, Logf: d.cfg.Logf}
 	res, err := r.Run()
+	msg := ""
 	if err != nil {
-		return res, fmt.Errorf("reconciling the update state: %w", err)
+		err = fmt.Errorf("reconciling the update state: %w", err)
+		msg = err.Error()
+	}
+	d.mu.Lock()
+	changed := msg != d.reconcileErr
+	d.reconcileErr = msg
+	d.mu.Unlock()
+	if err != nil {
+		if changed {
+			d.cfg.Logf("updater: %v (trying again every %s)", err, d.cfg.Tick)
+		}
+		return res, err
 	}
 	if res.Outcome != reconcile.Nothing {
 		d.cfg.Logf("updater: reconciled: %s", res.Outcome)

@@ -79,6 +79,11 @@ func (d *Daemon) Install(ctx context.Context, req localapi.InstallRequest) error
 		d.mu.Unlock()
 		return &install.Refusal{Code: localapi.UpdateCodeBusy, Message: "another install is running", Hint: "wait until it ends; the health screen shows its progress"}
 	}
+	if d.reconcileErr != "" {
+		why := d.reconcileErr
+		d.mu.Unlock()
+		return &install.Refusal{Code: localapi.UpdateCodeBusy, Message: "the last change is not settled: " + why, Hint: "free space on /data (or repair the data disk); the updater tries again every few seconds"}
+	}
 	d.working = &localapi.UpdateStatus{State: localapi.UpdateDownloading, Source: ireq.Source, At: d.cfg.Now().UTC(), Reason: "checking the update's signatures"}
 	d.mu.Unlock()
 	// Checked without the status lock: Check reads the connector's
@@ -150,6 +155,9 @@ func (d *Daemon) Rollback(ctx context.Context, req localapi.RollbackRequest) err
 	if d.working != nil || d.rebooting {
 		return &install.Refusal{Code: localapi.UpdateCodeBusy, Message: "an install is running", Hint: "wait until it ends"}
 	}
+	if d.reconcileErr != "" {
+		return &install.Refusal{Code: localapi.UpdateCodeBusy, Message: "the last change is not settled: " + d.reconcileErr, Hint: "free space on /data (or repair the data disk); the updater tries again every few seconds"}
+	}
 	if p, err := d.store.Pending(); err != nil {
 		return err
 	} else if p != nil {
@@ -206,9 +214,15 @@ func (d *Daemon) Rollback(ctx context.Context, req localapi.RollbackRequest) err
 func (d *Daemon) step(ctx context.Context) {
 	d.mu.Lock()
 	busy := d.working != nil || d.rebooting
+	unreconciled := d.reconcileErr != ""
 	d.mu.Unlock()
 	if busy {
 		return
+	}
+	if unreconciled {
+		if _, err := d.reconcile(); err != nil {
+			return
+		}
 	}
 	p, err := d.store.Pending()
 	d.noteStepError(err)

@@ -84,8 +84,23 @@ func (r *Reconciler) logf(format string, args ...any) {
 // outcome.
 func (r *Reconciler) Run() (Result, error) {
 	p, err := r.Store.Pending()
-	if err != nil || p == nil {
+	if err != nil {
 		return Result{Outcome: Nothing}, err
+	}
+	if p == nil {
+		if lost := r.Store.TakeLostPending(); lost != "" {
+			// What was in progress is unknown: nothing on the ESP is
+			// touched (a slot that was half written has no entry; a
+			// whole one is tried and gated like any other).
+			st := localapi.UpdateStatus{State: localapi.UpdateFailed, At: r.now(),
+				Reason: fmt.Sprintf("the record of the change in progress was damaged and moved aside (%s): the change ended unknown; %s runs in slot %s", lost, r.RunningVersion, r.Running)}
+			if err := r.Store.SetLast(st); err != nil {
+				return Result{}, err
+			}
+			r.logf("update: %s", st.Reason)
+			return Result{Outcome: Failed, Status: &st}, nil
+		}
+		return Result{Outcome: Nothing}, nil
 	}
 	if why := r.invalid(p); why != "" {
 		// Not a record the updater writes: end it without touching the ESP.
@@ -103,7 +118,10 @@ func (r *Reconciler) Run() (Result, error) {
 			p.Stage = state.StageTrial
 			p.Updated = r.now()
 			if err := r.Store.SetPending(p); err != nil {
-				return Result{}, err
+				// Not needed for the outcome: a trial that fails leaves a
+				// tried entry, which the old slot reads as rolled back.
+				// /data may be full; the gate still decides.
+				r.logf("update %s: recording the trial: %v (the gate decides anyway)", p.Version, err)
 			}
 		}
 		return Result{Outcome: Trial, Pending: p}, nil

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -118,6 +119,31 @@ type Store struct {
 	Dir string
 	// BeforeStep is passed to atomicfile for fault injection in tests.
 	BeforeStep func(atomicfile.Step) error
+
+	// damaged lists the records moved aside since Open (for the status);
+	// lostPending is where a damaged pending.json went, until taken.
+	// mu guards both (the status reads them while the daemon works).
+	mu          sync.Mutex
+	damaged     []string
+	lostPending string
+}
+
+// Damaged says which records were moved aside because they did not
+// decode or were not the updater's (for the status), oldest first.
+func (s *Store) Damaged() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.damaged...)
+}
+
+// TakeLostPending returns where a damaged pending.json was moved ("" when
+// none was) and forgets it: the change it described ended unknown.
+func (s *Store) TakeLostPending() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.lostPending
+	s.lostPending = ""
+	return l
 }
 
 // Open returns a store on dir ("" means DefaultDir), creating it 0755
@@ -373,6 +399,9 @@ func (s *Store) read(name string, v any) (bool, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
+	if errors.Is(err, syscall.ELOOP) {
+		return false, s.putAside(name, untrustedMark, "is a symbolic link")
+	}
 	if err != nil {
 		return false, fmt.Errorf("update state: %w", err)
 	}
@@ -382,16 +411,40 @@ func (s *Store) read(name string, v any) (bool, error) {
 		return false, fmt.Errorf("update state: %w", err)
 	}
 	if !fi.Mode().IsRegular() || !ours(fi) {
-		return false, fmt.Errorf("update state %s is not a regular file of uid %d: refusing it (hint: another user wrote it; move it aside)", path, os.Geteuid())
+		f.Close()
+		return false, s.putAside(name, untrustedMark, fmt.Sprintf("is not a regular file of uid %d", os.Geteuid()))
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 16<<20))
 	if err != nil {
 		return false, fmt.Errorf("update state: %w", err)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("update state %s does not decode: %w (hint: move it aside; the updater starts afresh)", filepath.Join(s.Dir, name), err)
+		f.Close()
+		return false, s.putAside(name, corruptMark, fmt.Sprintf("does not decode (%v)", err))
 	}
 	return true, nil
+}
+
+// corruptMark is the suffix of a record moved aside because it did not
+// decode (a bad sector, a cut write of an older version).
+const corruptMark = ".corrupt-"
+
+// putAside moves a record that cannot be used out of the way, so the
+// updater goes on without it (the file is kept for people to look at),
+// and notes it for the status. Only when it cannot be moved is it an
+// error.
+func (s *Store) putAside(name, mark, why string) error {
+	to, err := s.moveAside(name, mark)
+	if err != nil {
+		return fmt.Errorf("update state %s %s and cannot be moved aside: %w (hint: move it away by hand; the updater starts afresh)", filepath.Join(s.Dir, name), why, err)
+	}
+	s.mu.Lock()
+	s.damaged = append(s.damaged, fmt.Sprintf("%s %s; moved aside to %s", name, why, to))
+	if name == pendingFile {
+		s.lostPending = to
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 func (s *Store) write(name string, v any) error {
