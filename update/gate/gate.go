@@ -29,6 +29,9 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/update/esp"
+	"github.com/vaultpam/appliance/update/reconcile"
+	"github.com/vaultpam/appliance/update/slot"
 	"github.com/vaultpam/appliance/update/state"
 )
 
@@ -48,6 +51,12 @@ type Gate struct {
 	Slot, Version, Entry string
 	// MarkBad runs `systemd-bless-boot bad`; nil skips it.
 	MarkBad func(ctx context.Context) error
+	// ESP is the boot entries' directory: when a downgrade or a rollback
+	// passes, the entries of the slot it left (the newer image) are
+	// retired at once (reconcile.KeepTarget), so a restart before the
+	// updater's next look cannot boot that image again by version order.
+	// nil skips it.
+	ESP *esp.Dir
 	Now     func() time.Time
 	Logf    func(format string, args ...any)
 }
@@ -128,6 +137,11 @@ func (g *Gate) Run(ctx context.Context) (Verdict, error) {
 			v.Reason = fmt.Sprintf("connector not Online after %s: last %s", g.Deadline, v.Reason)
 			return v, g.record(p, v)
 		case <-t.C:
+		}
+	}
+	if v.OK && g.ESP != nil {
+		if err := reconcile.KeepTarget(g.ESP, p, slot.Name(g.Slot)); err != nil {
+			g.logf("gate: retiring the entries of slot %s: %v (the updater retries)", p.FromSlot, err)
 		}
 	}
 	if v.Bad && g.MarkBad != nil {

@@ -388,3 +388,28 @@ func TestDataFullOnTrialBoot(t *testing.T) {
 		t.Errorf("reconcile on the trial boot with /data full = %s, %v; want trial", res.Outcome, err)
 	}
 }
+
+// TestBlessedTargetWhileTheOldSlotRuns: a downgrade or rollback whose
+// target was blessed (its gate passed) but the slot it left booted again
+// (the retirement did not happen) is a success: nothing into failed.json,
+// the blessed entry kept. Before the fix it was reported rolled_back, its
+// version put into failed.json and its good entry retired.
+func TestBlessedTargetWhileTheOldSlotRuns(t *testing.T) {
+	for _, kind := range []state.Kind{state.KindDowngrade, state.KindRollback} {
+		b := newBox(t, "vaultpam-0.3.0-A.efi", "vaultpam-0.2.0-B.efi")
+		b.pend(state.Pending{Kind: kind, Version: "0.2.0", Slot: "B", FromSlot: "A", Stage: state.StageTrial, BootID: "boot-0"})
+		e, res := b.powerOn()
+		if e.Slot != "A" {
+			t.Fatalf("booted %s", e.Name)
+		}
+		if res.Outcome != Succeeded || res.Status == nil || !strings.Contains(res.Status.Reason, "marked good") {
+			t.Errorf("%s: outcome %s %+v, want succeeded", kind, res.Outcome, res.Status)
+		}
+		if f, _ := b.store.FailedVersion("0.2.0"); f != nil {
+			t.Errorf("%s: 0.2.0 in failed.json", kind)
+		}
+		if b.names() != "vaultpam-0.2.0-B.efi vaultpam-0.3.0-A.efi" {
+			t.Errorf("%s: ESP = %s, want both entries kept", kind, b.names())
+		}
+	}
+}
