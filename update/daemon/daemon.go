@@ -143,7 +143,7 @@ type Daemon struct {
 	stepErr   string // the last error step saw reading the records
 	// reconcileErr is why the last reconcile failed ("" when it did not).
 	reconcileErr string
-	kick      chan struct{}
+	kick         chan struct{}
 }
 
 // New opens the state, finds the running slot and version and reconciles

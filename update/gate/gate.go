@@ -56,9 +56,9 @@ type Gate struct {
 	// retired at once (reconcile.KeepTarget), so a restart before the
 	// updater's next look cannot boot that image again by version order.
 	// nil skips it.
-	ESP *esp.Dir
-	Now     func() time.Time
-	Logf    func(format string, args ...any)
+	ESP  *esp.Dir
+	Now  func() time.Time
+	Logf func(format string, args ...any)
 }
 
 // Verdict is the gate's decision.
