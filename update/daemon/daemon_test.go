@@ -35,7 +35,11 @@ type connector struct {
 func (c *connector) Status() localapi.Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.st
+	st := c.st
+	if st.State == "online" {
+		st.LastHeartbeat = time.Now() // heartbeating
+	}
+	return st
 }
 func (c *connector) SubmitToken(context.Context, string) error { return nil }
 func (c *connector) set(st localapi.Status) {
@@ -218,7 +222,7 @@ func TestUpdateEndToEnd(t *testing.T) {
 	// The gate (its own process on the box), then systemd-bless-boot.
 	a.conn.set(localapi.Status{State: "online", ConnectorID: "conn-1"})
 	store, _ := state.Open(a.stateDir)
-	g := &gate.Gate{Status: localapi.NewClient(a.connSock).Status, Store: store, Deadline: 5 * time.Second, Poll: 10 * time.Millisecond, Slot: "B", Version: "0.2.0", Entry: e.Name}
+	g := &gate.Gate{Status: localapi.NewClient(a.connSock).Status, Store: store, Deadline: 5 * time.Second, Poll: 10 * time.Millisecond, Steady: 50 * time.Millisecond, Slot: "B", Version: "0.2.0", Entry: e.Name}
 	if v, err := g.Run(context.Background()); err != nil || !v.OK {
 		t.Fatalf("gate = %+v %v", v, err)
 	}

@@ -30,6 +30,9 @@ func (f *fakeConnector) Status() localapi.Status {
 	defer f.mu.Unlock()
 	s := f.script[min(f.reads, len(f.script)-1)]
 	f.reads++
+	if s.State == "online" && s.LastHeartbeat.IsZero() {
+		s.LastHeartbeat = time.Now() // heartbeating, unless the script says when
+	}
 	return s
 }
 
@@ -58,7 +61,7 @@ func newGate(t *testing.T, sock string, pending *state.Pending) (*Gate, *state.S
 	}
 	marked := new(bool)
 	c := localapi.NewClient(sock)
-	return &Gate{Status: c.Status, Store: store, Deadline: 2 * time.Second, Poll: 10 * time.Millisecond,
+	return &Gate{Status: c.Status, Store: store, Deadline: 2 * time.Second, Poll: 10 * time.Millisecond, Steady: 50 * time.Millisecond,
 		Slot: "B", Version: "0.2.0", Entry: "vaultpam-0.2.0-B+2-1.efi",
 		MarkBad: func(context.Context) error { *marked = true; return nil }, Logf: t.Logf}, store, marked
 }
@@ -130,12 +133,48 @@ func TestConnectorNotRunning(t *testing.T) {
 	}
 }
 
-func TestWithoutRecordAnyIDPasses(t *testing.T) {
-	f := &fakeConnector{script: []localapi.Status{{State: "online", ConnectorID: "c-9"}}}
-	g, _, _ := newGate(t, serve(t, f), nil)
-	if v, err := g.Run(context.Background()); err != nil || !v.OK {
-		t.Fatalf("Run = %+v, %v", v, err)
+// TestWithoutRecordFails: no pending record on a trial boot (the record
+// unreadable or removed) means the expected connector ID is unknown: the
+// gate fails (without marking the entry bad) instead of accepting any ID.
+// Before the fix any connector ID passed.
+func TestWithoutRecordFails(t *testing.T) {
+	f := &fakeConnector{script: []localapi.Status{{State: "online", ConnectorID: "someone-else"}}}
+	g, _, marked := newGate(t, serve(t, f), nil)
+	v, err := g.Run(context.Background())
+	if err != nil || v.OK || v.Bad || *marked || !strings.Contains(v.Reason, "no update record") {
+		t.Fatalf("Run without a record = %+v, %v; want a plain failure", v, err)
 	}
+}
+
+// TestOneOnlineReadingIsNotEnough: a connector that goes Online once and
+// then falls over (needs_recovery after its first renewal, a crash loop)
+// is not kept: the gate passes only after Online lasted Steady with a
+// heartbeat inside it. Before the fix the first Online reading passed.
+func TestOneOnlineReadingIsNotEnough(t *testing.T) {
+	f := &fakeConnector{script: []localapi.Status{
+		{State: "online", ConnectorID: "c-1"},
+		{State: "needs_recovery", ConnectorID: "c-1", Reason: "identity unusable"},
+	}}
+	g, _, marked := newGate(t, serve(t, f), pending())
+	g.Steady = time.Hour // longer than the deadline: capped at a third of it
+	v, err := g.Run(context.Background())
+	if err != nil || v.OK || !v.Bad || !*marked {
+		t.Fatalf("Run = %+v, %v after %d reads; want bad (needs recovery)", v, err, f.reads)
+	}
+}
+
+// TestStaleHeartbeatDoesNotPass: Online with the right ID but no
+// heartbeat since the gate started (a status left from before) never
+// passes.
+func TestStaleHeartbeatDoesNotPass(t *testing.T) {
+	f := &fakeConnector{script: []localapi.Status{{State: "online", ConnectorID: "c-1", LastHeartbeat: time.Now().Add(-time.Hour)}}}
+	g, _, _ := newGate(t, serve(t, f), pending())
+	g.Deadline = 300 * time.Millisecond
+	v, err := g.Run(context.Background())
+	if err != nil || v.OK {
+		t.Fatalf("Run = %+v, %v; want a failure", v, err)
+	}
+	t.Logf("reason: %s", v.Reason)
 }
 
 // TestPassedDowngradeAndRollbackStick: when a downgrade's or a manual
