@@ -39,6 +39,7 @@ func (c CLI) Main(ctx context.Context) int {
 	var (
 		env      Env
 		socket   = fs.String("socket", firstOf(os.Getenv("PAM_AGENT_SOCKET"), localapi.DefaultSocket), "connector local API socket (default $PAM_AGENT_SOCKET)")
+		updater  = fs.String("updater", firstOf(os.Getenv("PAM_UPDATER_SOCKET"), localapi.UpdaterSocket), "the image updater's socket (default $PAM_UPDATER_SOCKET)")
 		helper   = fs.String("helper", privileged.DefaultSocket, "the root helper's socket (writing /config, restarts, power, guestinfo, verity)")
 		binDir   = fs.String("bin-dir", "", "look up journalctl and timedatectl here instead of $PATH")
 		ovfFile  = fs.String("ovf-env", "", "read the OVF environment from this file instead of VMware Tools or the CD-ROM")
@@ -72,6 +73,7 @@ func (c CLI) Main(ctx context.Context) int {
 		}
 	}
 	env.Connector = localapi.NewClient(*socket)
+	env.Updater = localapi.NewUpdaterClient(*updater)
 	env.Run = ExecRunner{BinDir: *binDir}
 	env.Privileged = privileged.NewClient(*helper)
 	env.AddressTimeout, env.StepTimeout, env.EnrolTimeout, env.DoneTimeout = *addrWait, *step, *enrol, *doneWait

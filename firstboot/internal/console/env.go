@@ -25,6 +25,23 @@ type Connector interface {
 	SubmitToken(ctx context.Context, token string) error
 }
 
+// Updater is the appliance's image updater (vaultpam-update) as the
+// console uses it: its local API on localapi.UpdaterSocket.
+// *localapi.UpdaterClient implements it.
+type Updater interface {
+	Status(ctx context.Context) (localapi.Image, error)
+	Install(ctx context.Context, r localapi.InstallRequest) error
+	Rollback(ctx context.Context, r localapi.RollbackRequest) error
+}
+
+// SupportUploader is implemented by a Connector that can send a support
+// bundle (already encrypted) to the control plane through its tunnel.
+// *localapi.Client implements it; an *localapi.Error with
+// localapi.CodeTunnelDown means the tunnel is down.
+type SupportUploader interface {
+	UploadSupportBundle(ctx context.Context, name string, data []byte) (localapi.SupportReceipt, error)
+}
+
 // Privileged is what the console asks of its root helper: the one
 // privileged path (package privileged). *privileged.Client implements it.
 // The console itself runs without privileges.
@@ -74,6 +91,10 @@ type Env struct {
 	Root      string // prefix for /config, /data, /run, /etc, /proc the console reads; "/" on the appliance
 	TTY       string // this console's name, shown on the other console ("tty1")
 	Connector Connector
+	// Updater is the image updater; nil = localapi.UpdaterSocket. Where
+	// none answers (not on the appliance) the health screen shows the
+	// image from /etc/os-release and offers no update keys.
+	Updater Updater
 	// Privileged does what needs root (writing /config, restarts, power,
 	// the guestinfo and verity reads); nil = the helper on its default
 	// socket.
@@ -119,6 +140,9 @@ func (e *Env) defaults() {
 	}
 	if e.Run == nil {
 		e.Run = ExecRunner{}
+	}
+	if e.Updater == nil {
+		e.Updater = localapi.NewUpdaterClient("")
 	}
 	if e.Privileged == nil {
 		e.Privileged = privileged.NewClient("")

@@ -81,7 +81,8 @@ func healthScreen(t *testing.T, st localapi.Status, err error) (*App, string) {
 // healthScreenSized is healthScreen on a terminal of size sz.
 func healthScreenSized(t *testing.T, st localapi.Status, err error, sz screen.Size) (*App, string) {
 	t.Helper()
-	a := New(Env{Root: configuredRoot(t), TTY: "tty1", Connector: &fakeStatus{st: st, err: err}, Net: fakeNet{},
+	_, upd := serveUpdater(t, baseImage())
+	a := New(Env{Root: configuredRoot(t), TTY: "tty1", Connector: &fakeStatus{st: st, err: err}, Updater: upd, Net: fakeNet{},
 		Now: func() time.Time { return now }, Probes: fixedProbes(), Size: func() screen.Size { return sz }})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -137,6 +138,7 @@ func TestHealthStates(t *testing.T) {
 	online.State, online.Since = state.Online.String(), now.Add(-2*time.Hour)
 	online.LastHeartbeat, online.TunnelRTT, online.ActiveSessions = now.Add(-4*time.Second), localapi.Duration(12300*time.Microsecond), 3
 	online.CertNotAfter = now.Add(30 * 24 * time.Hour)
+	online.AllowedTargets = &localapi.TargetPolicy{All: true, Summary: "any private or public address; refused: loopback, link-local, this appliance's addresses"}
 
 	offline := online
 	offline.State, offline.Since, offline.ActiveSessions, offline.TunnelRTT = state.Reconnecting.String(), now.Add(-35*time.Second), 0, 0
@@ -286,7 +288,8 @@ func TestHealthNeverBlocksOnSlowProbe(t *testing.T) {
 		<-release
 		return "late"
 	}
-	a := New(Env{Root: configuredRoot(t), TTY: "tty1", Connector: &fakeStatus{st: st}, Net: fakeNet{},
+	_, upd := serveUpdater(t, baseImage())
+	a := New(Env{Root: configuredRoot(t), TTY: "tty1", Connector: &fakeStatus{st: st}, Updater: upd, Net: fakeNet{},
 		Now: func() time.Time { return now }, Probes: probes})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -344,7 +347,8 @@ func TestHealthDHCPShowsWhatDHCPGave(t *testing.T) {
 			}
 			p := fixedProbes()
 			p.DNS = func(context.Context) string { return tc.dns }
-			a := New(Env{Root: root, TTY: "tty1", Connector: &fakeStatus{st: localapi.Status{State: state.Online.String(), Mode: localapi.ModeAutonomousRestart, ConnectorName: "dc1-connector-1"}}, Net: tc.net,
+			_, upd := serveUpdater(t, baseImage())
+			a := New(Env{Root: root, TTY: "tty1", Connector: &fakeStatus{st: localapi.Status{State: state.Online.String(), Mode: localapi.ModeAutonomousRestart, ConnectorName: "dc1-connector-1"}}, Updater: upd, Net: tc.net,
 				Now: func() time.Time { return now }, Probes: p})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -399,5 +403,43 @@ func TestImageInfoSlot(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "proc/cmdline"), []byte("vaultpam.slot=a\n"), 0o644)
 	if got := imageInfo(root); got != "0.2.0, slot A" {
 		t.Errorf("older UKI: %q", got)
+	}
+}
+
+// TestHealthHelpFits: the key help fits 80 columns whatever the screen
+// offers, starts with R, and shows U and O when they can do something.
+func TestHealthHelpFits(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		available bool
+		good      bool
+	}{{"plain", false, false}, {"update", true, false}, {"rollback", false, true}, {"both", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &health{imgOK: true, img: baseImage()}
+			if tc.available {
+				h.img.Available = &localapi.Available{Version: "0.2.0", Source: "cdrom"}
+			}
+			if tc.good {
+				h.img.Other = &localapi.SlotInfo{Slot: "B", Version: "0.0.9", State: "good"}
+			}
+			for _, width := range []int{79, 99, 119} {
+				got := fitHelp(width, h.helpKeys())
+				if len(got) > width || !strings.HasPrefix(got, "R re-enrol") {
+					t.Errorf("fitHelp(%d) = %q (%d wide)", width, got, len(got))
+				}
+				for _, want := range []string{"D diag", "G ", "B reboot", "S "} {
+					if !strings.Contains(got, want) {
+						t.Errorf("fitHelp(%d) = %q, lacks %q", width, got, want)
+					}
+				}
+				if strings.Contains(got, "U ") != tc.available || strings.Contains(got, "O ") != tc.good {
+					t.Errorf("fitHelp(%d) = %q: U shown %v (want %v), O shown %v (want %v)", width, got,
+						strings.Contains(got, "U "), tc.available, strings.Contains(got, "O "), tc.good)
+				}
+				if width == 119 && tc.name == "plain" && !strings.Contains(got, "G send support bundle") {
+					t.Errorf("fitHelp(119) = %q, want the long labels", got)
+				}
+			}
+		})
 	}
 }

@@ -1,11 +1,16 @@
 // Package fakeconnector is an in-process stand-in for the connector's local
 // API, for the console's tests: a localapi.Backend whose state the test
 // sets, that counts token hand-overs and walks awaiting_token → enrolling →
-// online like the real connector.
+// online like the real connector, and takes support bundles as the
+// connector does (localapi.SupportUploader): it keeps them instead of
+// sending them through a tunnel, and answers tunnel_down while the test
+// says the tunnel is down.
 package fakeconnector
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -30,6 +35,17 @@ type Backend struct {
 	codes    []localapi.Pairing
 	pairs    PairingState
 	pairFrom string
+
+	// Support bundles.
+	bundles []Bundle
+	down    bool
+}
+
+// Bundle is a support bundle the fake took: its name and its (encrypted)
+// bytes.
+type Bundle struct {
+	Name string
+	Data []byte
 }
 
 // New returns a fake awaiting a token.
@@ -92,6 +108,37 @@ func (b *Backend) SubmitToken(ctx context.Context, token string) error {
 	b.st.State, b.st.StateLabel = state.Enrolling.String(), state.LabelOf(state.Enrolling.String())
 	b.polls = 0
 	return nil
+}
+
+// TunnelDown makes support-bundle uploads fail as the connector's do
+// while its tunnel is down (localapi.CodeTunnelDown).
+func (b *Backend) TunnelDown(down bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.down = down
+}
+
+// Bundles returns the support bundles taken so far.
+func (b *Backend) Bundles() []Bundle {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]Bundle(nil), b.bundles...)
+}
+
+// UploadSupportBundle implements localapi.SupportUploader.
+func (b *Backend) UploadSupportBundle(ctx context.Context, name string, size int64, r io.Reader) (localapi.SupportReceipt, error) {
+	data, err := io.ReadAll(io.LimitReader(r, size))
+	if err != nil {
+		return localapi.SupportReceipt{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.down {
+		return localapi.SupportReceipt{}, &localapi.Error{Status: http.StatusServiceUnavailable, Code: localapi.CodeTunnelDown,
+			Message: "the tunnel to the control plane is down", Hint: "run the diagnostics"}
+	}
+	b.bundles = append(b.bundles, Bundle{Name: name, Data: data})
+	return localapi.SupportReceipt{ID: fmt.Sprintf("sb-%04d", len(b.bundles)), Size: int64(len(data))}, nil
 }
 
 // Serve serves b on a Unix socket at path until the test ends.
