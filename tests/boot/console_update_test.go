@@ -14,7 +14,7 @@ import (
 // TestBootConsoleImage boots a configured appliance whose connector
 // cannot reach its control plane and checks, over the serial console,
 // what the unprivileged console reaches through its group vaultpam on the
-// real image: the image updater's socket (/run/vaultpam/update.sock: the
+// real image: the image updater's socket (/run/vaultpam-update/update.sock: the
 // Image row comes from the updater, with the other slot), O saying why
 // there is nothing to roll back to, and G saying the tunnel is down and
 // offering the diagnostics instead of sending a support bundle.
