@@ -22,6 +22,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/lab"
+	"github.com/vaultpam/appliance/lab/inspect"
 	"github.com/vaultpam/appliance/tests/qemu"
 )
 
@@ -254,11 +255,11 @@ func (s *Switch) fromTap() {
 	}
 }
 
-// StartInspectingProxy runs an InspectingProxy on addr (host:port, the
+// StartInspectingProxy runs an inspect.Proxy on addr (host:port, the
 // host added to the namespace's loopback) inside the namespace, verifying
 // the lab with its CA and passing the tunnel's ALPN through. It stops
 // when t ends.
-func (n *Net) StartInspectingProxy(t testing.TB, addr string) *InspectingProxy {
+func (n *Net) StartInspectingProxy(t testing.TB, addr string) *inspect.Proxy {
 	t.Helper()
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -280,7 +281,7 @@ func (n *Net) StartInspectingProxy(t testing.TB, addr string) *InspectingProxy {
 		err := inNamespace(n.NS, func() (err error) { c, err = (&net.Dialer{}).DialContext(ctx, network, a); return err })
 		return c, err
 	}
-	p, err := NewInspectingProxy(InspectConfig{Listener: l, Dial: dial, Upstream: pool, Splice: []string{protocol.ALPNTunnel}})
+	p, err := inspect.New(inspect.Config{Listener: l, Dial: dial, Upstream: pool, Splice: []string{protocol.ALPNTunnel}})
 	if err != nil {
 		t.Fatal(err)
 	}

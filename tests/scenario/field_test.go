@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/lab"
+	"github.com/vaultpam/appliance/lab/inspect"
 	"github.com/vaultpam/appliance/tests/labnet"
 	"github.com/vaultpam/appliance/tests/ovfiso"
 	"github.com/vaultpam/appliance/tests/qemu"
@@ -85,7 +86,7 @@ func TestScenarioField(t *testing.T) {
 
 type field struct {
 	sw    *labnet.Switch
-	proxy *labnet.InspectingProxy // TLS-inspecting, re-signs with its own CA
+	proxy *inspect.Proxy // TLS-inspecting, re-signs with its own CA
 }
 
 // deploy: the OVF environment on the CD-ROM says no IPv4, a static IPv6

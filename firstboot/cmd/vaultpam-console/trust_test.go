@@ -19,7 +19,7 @@ import (
 	"github.com/vaultpam/appliance/connector/protocol"
 	"github.com/vaultpam/appliance/firstboot/internal/settings"
 	"github.com/vaultpam/appliance/lab"
-	"github.com/vaultpam/appliance/tests/labnet"
+	"github.com/vaultpam/appliance/lab/inspect"
 )
 
 // inNS runs fn on an OS thread switched into namespace ns, so the sockets
@@ -58,7 +58,7 @@ func inNS(ns string, fn func() error) error {
 // tunnel (ALPN vaultpam-tunnel/1), which it passes through, and targets
 // it has seen a client certificate for (mutual TLS cannot be inspected;
 // firewalls learn such servers in a decryption-exclusion cache).
-func (h *harness) inspectingProxy(upstream []byte) *labnet.InspectingProxy {
+func (h *harness) inspectingProxy(upstream []byte) *inspect.Proxy {
 	h.t.Helper()
 	var l net.Listener
 	if err := inNS(h.ns, func() (err error) { l, err = net.Listen("tcp", "127.0.0.1:0"); return err }); err != nil {
@@ -71,7 +71,7 @@ func (h *harness) inspectingProxy(upstream []byte) *labnet.InspectingProxy {
 		err := inNS(h.ns, func() (err error) { c, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })
 		return c, err
 	}
-	p, err := labnet.NewInspectingProxy(labnet.InspectConfig{Listener: l, Dial: dial, Upstream: pool, Splice: []string{protocol.ALPNTunnel}})
+	p, err := inspect.New(inspect.Config{Listener: l, Dial: dial, Upstream: pool, Splice: []string{protocol.ALPNTunnel}})
 	if err != nil {
 		h.t.Fatal(err)
 	}

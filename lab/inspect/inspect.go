@@ -1,4 +1,9 @@
-package labnet
+// Package inspect is a TLS-inspecting HTTP CONNECT proxy for the lab and
+// the tests: the kind of middlebox an enterprise network puts between an
+// appliance and its control plane (it re-signs every TLS session with its
+// own CA), so the connector's and the console's handling of it is tried
+// against the real thing.
+package inspect
 
 import (
 	"bufio"
@@ -23,7 +28,7 @@ import (
 	"time"
 )
 
-// InspectingProxy is an HTTP CONNECT proxy that inspects TLS the way
+// Proxy is an HTTP CONNECT proxy that inspects TLS the way
 // corporate proxies do: it terminates the client's TLS with a certificate
 // for the CONNECT target that its own CA signs on the fly, opens its own
 // TLS connection to the target (verifying it against Upstream), and relays
@@ -40,7 +45,7 @@ import (
 // It is a real proxy for tests: real TLS on both sides, one goroutine pair
 // per connection. Counts of what it did are in Inspected, Spliced and
 // Excluded.
-type InspectingProxy struct {
+type Proxy struct {
 	// CA is the proxy's own CA certificate (PEM): what an appliance behind
 	// it must trust.
 	CA     []byte
@@ -50,7 +55,7 @@ type InspectingProxy struct {
 	Spliced   atomic.Int64 // CONNECTs passed through (Splice ALPN, or an excluded target)
 	Excluded  atomic.Int64 // sessions dropped because the client presented a certificate
 
-	cfg   InspectConfig
+	cfg   Config
 	key   *ecdsa.PrivateKey
 	mu    sync.Mutex
 	certs map[string]*tls.Certificate // by target host
@@ -59,9 +64,9 @@ type InspectingProxy struct {
 	wg    sync.WaitGroup
 }
 
-// InspectConfig says where the proxy listens, how it reaches targets and
+// Config says where the proxy listens, how it reaches targets and
 // what it trusts.
-type InspectConfig struct {
+type Config struct {
 	Listener net.Listener // required; the proxy serves on it until Close
 	// Dial opens connections to CONNECT targets (a namespace's dialer in
 	// tests); nil means a net.Dialer.
@@ -72,8 +77,8 @@ type InspectConfig struct {
 	Splice []string
 }
 
-// NewInspectingProxy makes the proxy's CA and serves on cfg.Listener.
-func NewInspectingProxy(cfg InspectConfig) (*InspectingProxy, error) {
+// NewProxy makes the proxy's CA and serves on cfg.Listener.
+func New(cfg Config) (*Proxy, error) {
 	if cfg.Listener == nil || cfg.Upstream == nil {
 		return nil, errors.New("inspecting proxy: Listener and Upstream are required")
 	}
@@ -94,7 +99,7 @@ func NewInspectingProxy(cfg InspectConfig) (*InspectingProxy, error) {
 		return nil, err
 	}
 	ca, _ := x509.ParseCertificate(der)
-	p := &InspectingProxy{CA: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), CACert: ca,
+	p := &Proxy{CA: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), CACert: ca,
 		cfg: cfg, key: key, certs: map[string]*tls.Certificate{}, skip: map[string]bool{}, l: cfg.Listener}
 	p.wg.Add(1)
 	go p.serve()
@@ -102,16 +107,16 @@ func NewInspectingProxy(cfg InspectConfig) (*InspectingProxy, error) {
 }
 
 // Addr is where the proxy listens.
-func (p *InspectingProxy) Addr() string { return p.l.Addr().String() }
+func (p *Proxy) Addr() string { return p.l.Addr().String() }
 
 // Close stops accepting; connections in flight end with their peers.
-func (p *InspectingProxy) Close() error {
+func (p *Proxy) Close() error {
 	err := p.l.Close()
 	p.wg.Wait()
 	return err
 }
 
-func (p *InspectingProxy) serve() {
+func (p *Proxy) serve() {
 	defer p.wg.Done()
 	for {
 		c, err := p.l.Accept()
@@ -124,7 +129,7 @@ func (p *InspectingProxy) serve() {
 
 // leaf returns a certificate for host, signed by the proxy's CA, with the
 // CA in the chain as inspecting proxies send it.
-func (p *InspectingProxy) leaf(host string) (*tls.Certificate, error) {
+func (p *Proxy) leaf(host string) (*tls.Certificate, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c := p.certs[host]; c != nil {
@@ -178,7 +183,7 @@ func (r *recording) Read(b []byte) (int, error) {
 
 var errSplice = errors.New("splice")
 
-func (p *InspectingProxy) handle(c net.Conn) {
+func (p *Proxy) handle(c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	br := bufio.NewReader(c)

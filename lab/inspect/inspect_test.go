@@ -1,4 +1,4 @@
-package labnet
+package inspect
 
 import (
 	"bufio"
@@ -54,11 +54,11 @@ func viaProxy(t *testing.T, proxy, target string) net.Conn {
 	return c
 }
 
-// TestInspectingProxy: a client offering HTTP gets the proxy's re-signed
+// TestProxy: a client offering HTTP gets the proxy's re-signed
 // certificate (chain: leaf for the target, then the proxy's CA) and talks
 // to the real server through it; a client offering the tunnel's ALPN is
 // passed through and does mutual TLS with the real server.
-func TestInspectingProxy(t *testing.T) {
+func TestProxy(t *testing.T) {
 	serverPool, serverCert := pki(t, "control plane")
 	clientPool, clientCert := pki(t, "connector")
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{serverCert},
@@ -85,7 +85,7 @@ func TestInspectingProxy(t *testing.T) {
 		}
 	}()
 	pl, _ := net.Listen("tcp", "127.0.0.1:0")
-	p, err := NewInspectingProxy(InspectConfig{Listener: pl, Upstream: serverPool, Splice: []string{"vaultpam-tunnel/1"}})
+	p, err := New(Config{Listener: pl, Upstream: serverPool, Splice: []string{"vaultpam-tunnel/1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
