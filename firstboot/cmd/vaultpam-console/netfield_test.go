@@ -187,10 +187,10 @@ func TestIPv6OnlyTrialRevert(t *testing.T) {
 		waitFile(t, filepath.Join(h.root, "config/network/10-vaultpam.network"), "Gateway=2001:db8::99\n")
 	}
 	wrong(s)
-	scr := h.waitFor(s, "The control plane is not reachable yet")
+	h.waitFor(s, "The control plane is not reachable yet")
 	h.keys(s, "k") // refused: not reachable
-	scr = h.waitFor(s, "K keeps the settings once the control plane is reachable")
-	scr = h.waitFor(s, "The previous network settings are back")
+	h.waitFor(s, "K keeps the settings once the control plane is reachable")
+	scr := h.waitFor(s, "The previous network settings are back")
 	if !strings.Contains(scr, "not kept within 20s") {
 		t.Errorf("revert screen does not say why:\n%s", scr)
 	}
