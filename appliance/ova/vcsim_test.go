@@ -121,8 +121,8 @@ func importVcsim(t *testing.T, diskPath string, cfg *Config) *Result {
 		if err != nil {
 			t.Fatalf("importer.Spec: %v", err)
 		}
-		if len(spec.PropertyMapping) != 9 {
-			t.Errorf("import spec has %d properties, want 9: %+v", len(spec.PropertyMapping), spec.PropertyMapping)
+		if len(spec.PropertyMapping) != 13 {
+			t.Errorf("import spec has %d properties, want %d: %+v", len(spec.PropertyMapping), 13, spec.PropertyMapping)
 		}
 		url := "https://cp.example.com:8443"
 		opts := importer.Options{

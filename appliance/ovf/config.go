@@ -114,6 +114,14 @@ func DefaultProperties() []Property {
 			Description: "Comma-separated NTP servers. Empty: from DHCP or the Debian pool."},
 		{Key: "vaultpam.proxy", Category: "Network", Label: "Outbound HTTP proxy",
 			Description: "http://host:port of an HTTP CONNECT proxy for the tunnel. Empty: direct."},
+		{Key: "vaultpam.ipv6", Category: "Network", Label: "IPv6",
+			Description: "Empty or off: no IPv6. slaac, dhcpv6, or a static address in CIDR form, e.g. 2001:db8::10/64. For IPv6 only, set the IP address to none."},
+		{Key: "vaultpam.ipv6_gateway", Category: "Network", Label: "IPv6 gateway",
+			Description: "IPv6 default gateway for a static IPv6 address, e.g. 2001:db8::1 or fe80::1."},
+		{Key: "vaultpam.vlan", Category: "Network", Label: "VLAN ID",
+			Description: "802.1Q VLAN ID (1-4094) when the port group passes tagged frames (VGT). Empty: untagged."},
+		{Key: "vaultpam.ca_cert", Category: "Enrolment", Label: "Trusted CA certificates",
+			Description: "PEM, or base64 of PEM, of the CA that issued the control plane's certificate or of a TLS-inspecting proxy. Empty: the system's CAs."},
 	}
 }
 

@@ -117,7 +117,8 @@ func TestGovmomiConfigSpec(t *testing.T) {
 		}
 	}
 	want := []string{"vaultpam.token", "vaultpam.control_plane_url", "vaultpam.connector_name", "vaultpam.hostname",
-		"vaultpam.ip", "vaultpam.gateway", "vaultpam.dns", "vaultpam.ntp", "vaultpam.proxy"}
+		"vaultpam.ip", "vaultpam.gateway", "vaultpam.dns", "vaultpam.ntp", "vaultpam.proxy",
+		"vaultpam.ipv6", "vaultpam.ipv6_gateway", "vaultpam.vlan", "vaultpam.ca_cert"}
 	if diff := cmp.Diff(want, keys); diff != "" {
 		t.Errorf("vApp property keys (-want +got):\n%s", diff)
 	}

@@ -11,16 +11,24 @@ import (
 
 // The appliance's image updater (vaultpam-update, module update/) serves
 // its own local API on UpdaterSocket, with these types. The connector
-// repeats the updater's Image in its Status, forwards the console's update
-// requests to it (POST /v1/update/install, /v1/update/rollback) and carries
-// Image.Update to the control plane in its heartbeats. The types live here,
+// repeats the updater's Image in its Status, forwards plain install
+// requests to it (POST /v1/update/install: an update on the CD-ROM) and
+// carries Image.Update to the control plane in its heartbeats. What only
+// the operator may ask — a confirmed downgrade, a rollback — the console
+// sends to UpdaterSocket itself (UpdaterClient): the updater checks the
+// caller's uid (SO_PEERCRED: root or vaultpam-console), and the connector
+// refuses to relay those (403 UpdateCodeNotPermitted). The types live here,
 // in the runtime module, so the connector and the console can use them
 // without the updater's dependencies.
 //
 //	GET  /v1/status     → Image
 //	POST /v1/install    ← InstallRequest  → 202, or an ErrorBody (409 refused, 400 bad request)
 //	POST /v1/rollback   ← RollbackRequest → 202, or an ErrorBody
-const UpdaterSocket = "/run/vaultpam/update.sock"
+//
+// The socket is in the updater's own runtime directory (root's, mode 0750,
+// group vaultpam), so no other user can replace it; the socket is 0660,
+// group vaultpam (the connector and the console).
+const UpdaterSocket = "/run/vaultpam-update/update.sock"
 
 // Update states, as the control plane and the status JSON show them.
 const (
@@ -45,6 +53,11 @@ const (
 	UpdateCodeNoSpace     = "update_no_space"    // the bundle does not fit the slot
 	UpdateCodeNoDurable   = "update_no_durable"  // /data is not durable: no rollback protection, no automatic update
 	UpdateCodeNothingHere = "update_nothing"     // nothing to install (no CD-ROM update, no other slot to roll back to)
+	// UpdateCodeNotPermitted (403): a downgrade's confirmation or a
+	// rollback from a caller that is not the operator (root or the
+	// console's user, by the socket's peer credentials), or relayed by
+	// the connector, which never carries them.
+	UpdateCodeNotPermitted = "update_not_permitted"
 )
 
 // Image is the image and update status of the appliance.
@@ -99,7 +112,9 @@ type InstallRequest struct {
 	Dir    string `json:"dir,omitempty"`
 	Target string `json:"target,omitempty"` // the bundle's name in the signed metadata
 	// ConfirmDowngrade allows a version older than the running one; only
-	// the console sets it, after the operator confirmed.
+	// the console sets it, after the operator confirmed, on its own
+	// connection to UpdaterSocket (the updater refuses it from any other
+	// uid than root's and the console's; the connector never relays it).
 	ConfirmDowngrade bool `json:"confirm_downgrade,omitempty"`
 }
 
@@ -189,8 +204,10 @@ type Drainer interface {
 }
 
 // ImageUpdater is implemented by a Backend that forwards the console's
-// update requests to the appliance's updater (POST /v1/update/install,
-// POST /v1/update/rollback on the connector's socket).
+// update requests to the appliance's updater (POST /v1/update/install on
+// the connector's socket; a confirmed downgrade and
+// POST /v1/update/rollback are refused by the handler before they reach
+// it).
 type ImageUpdater interface {
 	InstallUpdate(ctx context.Context, r InstallRequest) error
 	RollbackUpdate(ctx context.Context, r RollbackRequest) error
@@ -207,7 +224,8 @@ func (c *Client) InstallUpdate(ctx context.Context, r InstallRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/update/install", r, nil)
 }
 
-// RollbackUpdate forwards a rollback request through the connector.
+// RollbackUpdate asks the connector to relay a rollback: it refuses (403
+// UpdateCodeNotPermitted). Use UpdaterClient.Rollback on UpdaterSocket.
 func (c *Client) RollbackUpdate(ctx context.Context, r RollbackRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/update/rollback", r, nil)
 }

@@ -81,3 +81,43 @@ func TestLabels(t *testing.T) {
 		t.Error("labels changed")
 	}
 }
+
+// updaterBackend records what the connector would forward to the updater.
+type updaterBackend struct {
+	backend
+	installs  []InstallRequest
+	rollbacks int
+}
+
+func (b *updaterBackend) InstallUpdate(_ context.Context, r InstallRequest) error {
+	b.installs = append(b.installs, r)
+	return nil
+}
+func (b *updaterBackend) RollbackUpdate(context.Context, RollbackRequest) error {
+	b.rollbacks++
+	return nil
+}
+
+// TestOperatorRequestsAreNotRelayed: the connector's socket forwards a
+// plain install to the updater, but never a downgrade's confirmation or a
+// rollback (the updater would see the connector's uid on them): 403
+// update_not_permitted, nothing forwarded. Before the fix both were
+// forwarded.
+func TestOperatorRequestsAreNotRelayed(t *testing.T) {
+	b := &updaterBackend{}
+	c := serve(t, b)
+	ctx := context.Background()
+	if err := c.InstallUpdate(ctx, InstallRequest{Source: "cdrom"}); err != nil || len(b.installs) != 1 {
+		t.Fatalf("InstallUpdate(cdrom) = %v, forwarded %d", err, len(b.installs))
+	}
+	var e *Error
+	if err := c.InstallUpdate(ctx, InstallRequest{Source: "cdrom", ConfirmDowngrade: true}); !errors.As(err, &e) || e.Status != 403 || e.Code != UpdateCodeNotPermitted {
+		t.Errorf("InstallUpdate(confirm_downgrade) = %v, want 403 %s", err, UpdateCodeNotPermitted)
+	}
+	if err := c.RollbackUpdate(ctx, RollbackRequest{Confirm: true}); !errors.As(err, &e) || e.Status != 403 || e.Code != UpdateCodeNotPermitted {
+		t.Errorf("RollbackUpdate = %v, want 403 %s", err, UpdateCodeNotPermitted)
+	}
+	if len(b.installs) != 1 || b.rollbacks != 0 {
+		t.Errorf("forwarded installs %+v, rollbacks %d; want only the plain install", b.installs, b.rollbacks)
+	}
+}

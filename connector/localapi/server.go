@@ -40,8 +40,8 @@ func (e *Error) Error() string { return e.Message }
 //	GET  /v1/status          → Status
 //	POST /v1/token           ← TokenRequest, → 202 Accepted
 //	POST /v1/drain           ← DrainRequest (Backend implements Drainer)
-//	POST /v1/update/install  ← InstallRequest (Backend implements ImageUpdater)
-//	POST /v1/update/rollback ← RollbackRequest (Backend implements ImageUpdater)
+//	POST /v1/update/install  ← InstallRequest (Backend implements ImageUpdater); never with confirm_downgrade (403)
+//	POST /v1/update/rollback ← RollbackRequest: always 403 update_not_permitted (the console asks the updater directly)
 //	POST /v1/support-bundle?name=N ← the encrypted bundle, → SupportReceipt (Backend implements SupportUploader)
 //	POST /v1/pair, DELETE /v1/pair (Backend implements Pairer; pair.go)
 func Handler(b Backend) http.Handler {
@@ -89,6 +89,10 @@ func Handler(b Backend) http.Handler {
 		if !decodeBody(w, r, &req) {
 			return
 		}
+		if req.ConfirmDowngrade {
+			writeError(w, notRelayed("a downgrade's confirmation"))
+			return
+		}
 		if err := u.InstallUpdate(r.Context(), req); err != nil {
 			writeError(w, err)
 			return
@@ -105,6 +109,10 @@ func Handler(b Backend) http.Handler {
 		if !decodeBody(w, r, &req) {
 			return
 		}
+		if err := notRelayed("a rollback"); err != nil {
+			writeError(w, err)
+			return
+		}
 		if err := u.RollbackUpdate(r.Context(), req); err != nil {
 			writeError(w, err)
 			return
@@ -112,6 +120,17 @@ func Handler(b Backend) http.Handler {
 		w.WriteHeader(http.StatusAccepted)
 	})
 	return mux
+}
+
+// notRelayed refuses to carry an operator's request (what) to the
+// updater: the updater takes those only from the operator's own
+// connection (root or the console's user, by peer credentials), and the
+// connector, whose requests all carry its uid, must never speak for the
+// operator.
+func notRelayed(what string) error {
+	return &Error{Status: http.StatusForbidden, Code: UpdateCodeNotPermitted,
+		Message: what + " is not relayed by the connector",
+		Hint:    "the console asks the updater directly on " + UpdaterSocket}
 }
 
 // decodeBody reads a small JSON request body into v, answering a bad

@@ -2,7 +2,7 @@
 // engineer needs to understand a connector in the field — its status, the
 // recent journal of the appliance's units, the network state, the
 // diagnostics, the image and verity state and the configuration — with
-// every secret redacted (Redactor), packed as a tar.gz with a manifest and
+// every secret redacted (redact.Thorough), packed as a tar.gz with a manifest and
 // encrypted with age to the vendor's public key, which the control plane
 // announces in its hello_ack.
 //
@@ -24,6 +24,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vaultpam/appliance/connector/redact"
 )
 
 // DefaultUnits are the appliance's units whose journal goes into a bundle.
@@ -96,7 +98,6 @@ type step struct {
 // manifest says so. Collect fails only when ctx ends.
 func Collect(ctx context.Context, o Options) (*Bundle, error) {
 	o = o.withDefaults()
-	var red Redactor
 	b := &Bundle{Manifest: Manifest{Format: FormatVersion, CreatedAt: o.Now().UTC().Truncate(time.Second),
 		ConnectorID: o.ConnectorID, ConnectorName: o.ConnectorName, Version: o.Version, Hostname: o.Hostname}}
 	for _, s := range o.steps() {
@@ -113,9 +114,9 @@ func Collect(ctx context.Context, o Options) (*Bundle, error) {
 				info.Error = err.Error()
 				p.Data = append(p.Data, []byte("\n# "+s.name+": "+err.Error()+"\n")...)
 			}
-			p.Data, info.Redactions = red.Redact(p.Data)
+			p.Data, info.Redactions = redact.Thorough(p.Data)
 			if info.Error != "" {
-				e, _ := red.Redact([]byte(info.Error))
+				e, _ := redact.Thorough([]byte(info.Error))
 				info.Error = string(e)
 			}
 			info.Size, info.SHA256 = len(p.Data), sum(p.Data)

@@ -16,11 +16,15 @@ import (
 // do itself: the root verity line (dmsetup, through the helper), the
 // connector's log (L: the journal, through the group systemd-journal) and
 // a reboot (B, Y: through the helper, which has no CAP_SYS_BOOT; systemd
-// reboots). After the reboot the console is back on the serial line.
+// reboots). Before the reboot, what the console reaches with its groups
+// alone: the Image row from the updater's socket (group vaultpam), O saying
+// why there is nothing to roll back to, G with the tunnel down. After the
+// reboot (in place: QEMU resets the machine) the console is back on the
+// serial line. One boot carries all of it.
 func TestBootConsoleHelper(t *testing.T) {
 	src, man := builtDisk(t)
-	if !installed(man, "vaultpam-console") {
-		t.Skip("vaultpam-console is not in the image; run make build image")
+	if !installed(man, "vaultpam-console") || !installed(man, "vaultpam-update") {
+		t.Skip("vaultpam-console or vaultpam-update is not in the image; run make build image")
 	}
 	qemu.SkipIfUnavailable(t)
 	disk := copyDisk(t, src)
@@ -62,6 +66,17 @@ func TestBootConsoleHelper(t *testing.T) {
 
 	send("l")
 	expect(`vaultpam-connector\[\d+\]:`, time.Minute)
+	send("\x1b")
+	expect(`R re-enrol`, time.Minute)
+
+	send("\x0c") // the whole screen again: the Image row may have been drawn before
+	expect(`\d+\.\d+\.\d+ in slot A; slot B empty`, 3*time.Minute)
+	t.Logf("the Image row from the updater %s after QEMU started", m.Since().Round(time.Second))
+	send("o")
+	expect(`Rollback is not possible: slot B holds no image\.`, time.Minute)
+	send("g")
+	expect(`The tunnel is down: the bundle was not sent\.`, 2*time.Minute)
+	expect(`D diagnostics`, time.Minute)
 	send("\x1b")
 	expect(`R re-enrol`, time.Minute)
 

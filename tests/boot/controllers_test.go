@@ -26,8 +26,10 @@ type controllerCase struct {
 	// more drives; a CD-ROM gets the OVF ISO, a disk a blank image of
 	// sizeMiB.
 	more []extraDrive
-	// the device /config is mounted from, and the drivers the boot
-	// report must show for the boot disk and for each extra drive.
+	// the device /config is mounted from (a regular expression: with
+	// several SCSI controllers the kernel names disks in probe order), and
+	// the drivers the boot report must show for the boot disk and for each
+	// extra drive.
 	configDev  string
 	bootDriver string
 }
@@ -59,7 +61,7 @@ var controllerCases = []controllerCase{
 		more: []extraDrive{{bus: qemu.BusAHCI, cdrom: true, driver: "ahci"}}},
 	{name: "pc-nvme-sata-cdrom", machine: "pc", bus: qemu.BusNVMe, configDev: "/dev/nvme0n1p6", bootDriver: "nvme",
 		more: []extraDrive{{bus: qemu.BusAHCI, cdrom: true, driver: "ahci"}}},
-	{name: "pc-virtio-scsi-lsisas-pvscsi", machine: "pc", bus: qemu.BusVirtioSCSI, configDev: "/dev/sda6", bootDriver: "virtio-pci",
+	{name: "pc-virtio-scsi-lsisas-pvscsi", machine: "pc", bus: qemu.BusVirtioSCSI, configDev: "/dev/sd[a-c]6", bootDriver: "virtio-pci",
 		more: []extraDrive{{bus: qemu.BusMPTSAS, sizeMiB: 64, driver: "mptsas", hostOnly: true}, {bus: qemu.BusPVSCSI, sizeMiB: 96, driver: "vmw_pvscsi"}}},
 }
 
@@ -113,14 +115,16 @@ func TestBootControllers(t *testing.T) {
 			sort.Strings(disks)
 			sort.Strings(hosts)
 			t.Logf("disks: %v; SCSI host drivers: %v", disks, hosts)
-			if got := r["mount /config"]; !strings.HasPrefix(got, tc.configDev+" ext4 rw") {
+			got := r["mount /config"]
+			if !regexp.MustCompile("^" + tc.configDev + " ext4 rw").MatchString(got) {
 				t.Errorf("mount /config = %q, want %s", got, tc.configDev)
 			}
 			if got := r["mount /"]; !strings.HasPrefix(got, "/dev/mapper/vroot squashfs ro") {
 				t.Errorf("mount / = %q, want the verity root", got)
 			}
-			bootDev := strings.TrimSuffix(strings.TrimPrefix(tc.configDev, "/dev/"), "6")
-			bootDev = strings.TrimSuffix(bootDev, "p")
+			// The boot disk is the one /config was mounted from.
+			dev, _, _ := strings.Cut(got, " ")
+			bootDev := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(dev, "/dev/"), "6"), "p")
 			if got := r["disk "+bootDev]; !strings.HasSuffix(got, " "+tc.bootDriver) {
 				t.Errorf("boot disk %s = %q, want it on %s", bootDev, got, tc.bootDriver)
 			}

@@ -8,13 +8,16 @@
 //
 // It reads the volume label straight from the device (no udev, no blkid),
 // mounts a medium with that label read-only (nosuid, nodev, noexec) under
-// /run/vaultpam/cdrom, and names the metadata directory and the bundle.
+// /run/vaultpam-update/cdrom (the updater's own runtime directory, which
+// no other user can change), and names the metadata directory and the bundle.
 // Whether the update may be installed is the installer's decision.
 package cdrom
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -32,7 +35,7 @@ const Label = release.ISOLabel
 // Defaults on the appliance.
 const (
 	DefaultDevices  = "/dev/sr*"
-	DefaultMountDir = "/run/vaultpam/cdrom"
+	DefaultMountDir = "/run/vaultpam-update/cdrom"
 )
 
 // ErrNone means no drive holds an update medium.
@@ -41,19 +44,35 @@ var ErrNone = errors.New("no update medium (label VPAM-UPDATE) in a CD-ROM drive
 // VolumeLabel reads the ISO 9660 volume identifier of the medium in dev
 // (the primary volume descriptor at sector 16).
 func VolumeLabel(dev string) (string, error) {
+	label, _, err := volume(dev)
+	return label, err
+}
+
+// volume reads the medium's label and a digest of its first 128 KiB of
+// file system metadata from the primary volume descriptor on (creation
+// time, size, path tables and, on an update ISO, the directories with the
+// bundle's name), so a medium changed in the same drive is told from the
+// one mounted.
+func volume(dev string) (label, id string, err error) {
 	f, err := os.Open(dev)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer f.Close()
-	pvd := make([]byte, 2048)
-	if _, err := f.ReadAt(pvd, 16*2048); err != nil && !errors.Is(err, io.EOF) {
-		return "", err
+	head := make([]byte, 64*2048)
+	n, err := f.ReadAt(head, 16*2048)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", "", err
 	}
+	if n < 2048 {
+		return "", "", fmt.Errorf("%s holds no ISO 9660 file system", dev)
+	}
+	pvd := head[:2048]
 	if pvd[0] != 1 || !bytes.Equal(pvd[1:6], []byte("CD001")) {
-		return "", fmt.Errorf("%s holds no ISO 9660 file system", dev)
+		return "", "", fmt.Errorf("%s holds no ISO 9660 file system", dev)
 	}
-	return strings.TrimRight(string(pvd[40:72]), " \x00"), nil
+	sum := sha256.Sum256(head[:n])
+	return strings.TrimRight(string(pvd[40:72]), " \x00"), hex.EncodeToString(sum[:]), nil
 }
 
 // Media is a mounted update medium.
@@ -75,19 +94,21 @@ type Finder struct {
 	// Unmount undoes Mount; nil means umount(8).
 	Unmount func(dir string) error
 	mounted string // device mounted at MountDir by us
+	volume  string // the mounted medium's volume descriptor digest
 }
 
 // Find returns the update medium in a drive, mounted; ErrNone when there
 // is none. A medium already mounted by an earlier Find is reused; one
-// that is gone is unmounted.
+// that is gone is unmounted; one changed in the same drive (another ISO:
+// another volume descriptor) is unmounted and the new one mounted.
 func (f *Finder) Find() (*Media, error) {
 	devs, _ := filepath.Glob(f.Devices)
 	for _, dev := range devs {
-		label, err := VolumeLabel(dev)
+		label, vol, err := volume(dev)
 		if err != nil || label != Label {
 			continue
 		}
-		if f.mounted != dev {
+		if f.mounted != dev || f.volume != vol {
 			if err := f.Release(); err != nil {
 				return nil, err
 			}
@@ -97,7 +118,7 @@ func (f *Finder) Find() (*Media, error) {
 			if err := f.mount(dev, f.MountDir); err != nil {
 				return nil, fmt.Errorf("mounting the update medium in %s: %w", dev, err)
 			}
-			f.mounted = dev
+			f.mounted, f.volume = dev, vol
 		}
 		return f.read(dev)
 	}
@@ -136,7 +157,7 @@ func (f *Finder) Release() error {
 	if err != nil {
 		return fmt.Errorf("unmounting the update medium: %w", err)
 	}
-	f.mounted = ""
+	f.mounted, f.volume = "", ""
 	return nil
 }
 

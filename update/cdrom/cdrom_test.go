@@ -100,3 +100,43 @@ func TestTwoBundlesRefused(t *testing.T) {
 		t.Log(err)
 	}
 }
+
+// TestChangedMediumIsRemounted: the operator changes the ISO in the same
+// drive (vSphere "change CD"): the device path stays, the volume
+// descriptor changes, so Find unmounts the old medium and mounts the new
+// one. Before the fix Find kept reading the old mount (on a real kernel a
+// stale one, with I/O errors) until the drive was emptied.
+func TestChangedMediumIsRemounted(t *testing.T) {
+	first := updateTree(t, "vaultpam-connector-0.2.0.update")
+	second := updateTree(t, "vaultpam-connector-0.3.0.update")
+	devs := t.TempDir()
+	dev := filepath.Join(devs, "sr0")
+	iso1 := makeISO(t, first, Label)
+	os.Symlink(iso1, dev)
+	mnt := filepath.Join(t.TempDir(), "cdrom")
+	trees := map[string]string{iso1: first}
+	var mounts, unmounts int
+	f := &Finder{Devices: filepath.Join(devs, "sr*"), MountDir: mnt,
+		Mount: func(d, dir string) error {
+			mounts++
+			target, _ := os.Readlink(d)
+			os.Remove(dir)
+			return os.Symlink(trees[target], dir)
+		},
+		Unmount: func(dir string) error { unmounts++; return os.Remove(dir) }}
+	m, err := f.Find()
+	if err != nil || m.Target != "vaultpam-connector-0.2.0.update" {
+		t.Fatalf("Find = %+v, %v", m, err)
+	}
+	if m, err = f.Find(); err != nil || mounts != 1 {
+		t.Fatalf("the same medium again: %+v, %v, %d mounts; want it reused", m, err, mounts)
+	}
+	iso2 := makeISO(t, second, Label)
+	trees[iso2] = second
+	os.Remove(dev)
+	os.Symlink(iso2, dev)
+	m, err = f.Find()
+	if err != nil || m.Target != "vaultpam-connector-0.3.0.update" || mounts != 2 || unmounts != 1 {
+		t.Errorf("after the change: %+v, %v (%d mounts, %d unmounts); want the new medium mounted", m, err, mounts, unmounts)
+	}
+}

@@ -37,6 +37,10 @@ import (
 type Config struct {
 	Socket      string // the updater's API socket
 	SocketGroup string // group that may use it ("" keeps the process's)
+	// ConsoleUser is the console's user: besides root, the only caller
+	// that may confirm a downgrade or roll back ("" or an unknown user:
+	// root only).
+	ConsoleUser string
 	// IncomingOwner is the user the download directory
 	// (StateDir/incoming) belongs to: the connector's; "" leaves it root's.
 	IncomingOwner string
@@ -79,6 +83,7 @@ func DefaultConfig() Config {
 	return Config{
 		Socket:          localapi.UpdaterSocket,
 		SocketGroup:     "vaultpam",
+		ConsoleUser:     "vaultpam-console",
 		IncomingOwner:   "vaultpam",
 		StateDir:        state.DefaultDir,
 		ESPDir:          esp.DefaultDir,
@@ -125,6 +130,8 @@ type Daemon struct {
 	version   string
 	bootID    string
 	trustRoot int64
+	// consoleUID is ConsoleUser's uid, -1 when there is none.
+	consoleUID int
 
 	checkMu   sync.Mutex // one install.Check at a time (they share the TUF store)
 	mu        sync.Mutex
@@ -133,7 +140,10 @@ type Daemon struct {
 	cdromWhy  *localapi.UpdateStatus // why the CD-ROM's update is not offered
 	cdromKey  string
 	rebooting bool
-	kick      chan struct{}
+	stepErr   string // the last error step saw reading the records
+	// reconcileErr is why the last reconcile failed ("" when it did not).
+	reconcileErr string
+	kick         chan struct{}
 }
 
 // New opens the state, finds the running slot and version and reconciles
@@ -149,7 +159,14 @@ func New(cfg Config) (*Daemon, error) {
 		cfg.Now = time.Now
 	}
 	d := &Daemon{cfg: cfg, esp: &esp.Dir{Path: cfg.ESPDir}, vars: esp.Vars{Dir: cfg.VarsDir},
-		conn: localapi.NewClient(cfg.ConnectorSocket), kick: make(chan struct{}, 1)}
+		conn: localapi.NewClient(cfg.ConnectorSocket), kick: make(chan struct{}, 1), consoleUID: -1}
+	if cfg.ConsoleUser != "" {
+		if u, err := user.Lookup(cfg.ConsoleUser); err != nil {
+			cfg.Logf("updater: the console's user %s: %v (only root may confirm a downgrade or roll back)", cfg.ConsoleUser, err)
+		} else if uid, err := strconv.Atoi(u.Uid); err == nil {
+			d.consoleUID = uid
+		}
+	}
 	var err error
 	if d.store, err = state.Open(cfg.StateDir); err != nil {
 		return nil, err
@@ -194,19 +211,34 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.CDROMPoll > 0 {
 		d.finder = &cdrom.Finder{Devices: cfg.CDROMDevices, MountDir: cfg.CDROMMount, Mount: cfg.MountCDROM, Unmount: cfg.UnmountCDROM}
 	}
-	if _, err := d.reconcile(); err != nil {
-		return nil, err
-	}
+	// A reconcile that fails (/data full, a record that cannot be moved
+	// aside) does not stop the updater: the API says why, installs wait,
+	// and every tick tries again.
+	d.reconcile()
 	cfg.Logf("updater: running %s in slot %s", d.version, d.running)
 	return d, nil
 }
 
+// reconcile runs reconcile.Run and remembers its error for the status
+// (logged when it changes).
 func (d *Daemon) reconcile() (reconcile.Result, error) {
 	r := &reconcile.Reconciler{Store: d.store, ESP: d.esp, Vars: d.vars, Running: d.running,
 		RunningVersion: d.version, BootID: d.bootID, Now: d.cfg.Now, Logf: d.cfg.Logf}
 	res, err := r.Run()
+	msg := ""
 	if err != nil {
-		return res, fmt.Errorf("reconciling the update state: %w", err)
+		err = fmt.Errorf("reconciling the update state: %w", err)
+		msg = err.Error()
+	}
+	d.mu.Lock()
+	changed := msg != d.reconcileErr
+	d.reconcileErr = msg
+	d.mu.Unlock()
+	if err != nil {
+		if changed {
+			d.cfg.Logf("updater: %v (trying again every %s)", err, d.cfg.Tick)
+		}
+		return res, err
 	}
 	if res.Outcome != reconcile.Nothing {
 		d.cfg.Logf("updater: reconciled: %s", res.Outcome)

@@ -35,7 +35,11 @@ type connector struct {
 func (c *connector) Status() localapi.Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.st
+	st := c.st
+	if st.State == "online" {
+		st.LastHeartbeat = time.Now() // heartbeating
+	}
+	return st
 }
 func (c *connector) SubmitToken(context.Context, string) error { return nil }
 func (c *connector) set(st localapi.Status) {
@@ -83,11 +87,16 @@ type appliance struct {
 	reboots  chan struct{}
 	cfgFile  string
 	stop     func()
+	// logf, when set, also gets the daemon's log lines.
+	logf func(format string, args ...any)
+	tick time.Duration
+	// consoleUser is Config.ConsoleUser ("" : root only).
+	consoleUser string
 }
 
 func newAppliance(t *testing.T) *appliance {
 	a := &appliance{t: t, espDir: t.TempDir(), vars: esp.Vars{Dir: t.TempDir()}, stateDir: filepath.Join(t.TempDir(), "update"),
-		conn: &connector{st: localapi.Status{State: "online", ConnectorID: "conn-1"}}, version: "0.1.0", reboots: make(chan struct{}, 4)}
+		conn: &connector{st: localapi.Status{State: "online", ConnectorID: "conn-1"}}, version: "0.1.0", reboots: make(chan struct{}, 4), tick: 20 * time.Millisecond}
 	running := updatetest.MakeImage(t, "0.1.0", rootBytes)
 	a.disk = updatetest.NewDisk(t, running)
 	b, _ := os.ReadFile(running.UKI)
@@ -112,7 +121,7 @@ func (a *appliance) start(cdromDevs string, mount func(dev, dir string) error) s
 	os.WriteFile(bootID, []byte("boot-"+string(rune('0'+a.boot))+"\n"), 0o644)
 	cfg := DefaultConfig()
 	cfg.Socket = filepath.Join(dir, "update.sock")
-	cfg.SocketGroup, cfg.IncomingOwner = "", ""
+	cfg.SocketGroup, cfg.IncomingOwner, cfg.ConsoleUser = "", "", a.consoleUser
 	cfg.StateDir, cfg.ESPDir, cfg.VarsDir, cfg.Disk = a.stateDir, a.espDir, a.vars.Dir, a.disk.Disk
 	cfg.BakedRoot, cfg.OSRelease, cfg.BootID = a.root, osr, bootID
 	cfg.ConnectorSocket, cfg.ConnectorConfig = a.connSock, a.cfgFile
@@ -122,8 +131,13 @@ func (a *appliance) start(cdromDevs string, mount func(dev, dir string) error) s
 		cfg.MountCDROM, cfg.UnmountCDROM = mount, os.Remove
 	}
 	cfg.DrainGrace = time.Second
-	cfg.Tick = 20 * time.Millisecond
-	cfg.Logf = t.Logf
+	cfg.Tick = a.tick
+	cfg.Logf = func(format string, args ...any) {
+		t.Logf(format, args...)
+		if a.logf != nil {
+			a.logf(format, args...)
+		}
+	}
 	cfg.Reboot = func(context.Context) error { a.reboots <- struct{}{}; return nil }
 	d, err := New(cfg)
 	if err != nil {
@@ -208,7 +222,7 @@ func TestUpdateEndToEnd(t *testing.T) {
 	// The gate (its own process on the box), then systemd-bless-boot.
 	a.conn.set(localapi.Status{State: "online", ConnectorID: "conn-1"})
 	store, _ := state.Open(a.stateDir)
-	g := &gate.Gate{Status: localapi.NewClient(a.connSock).Status, Store: store, Deadline: 5 * time.Second, Poll: 10 * time.Millisecond, Slot: "B", Version: "0.2.0", Entry: e.Name}
+	g := &gate.Gate{Status: localapi.NewClient(a.connSock).Status, Store: store, Deadline: 5 * time.Second, Poll: 10 * time.Millisecond, Steady: 50 * time.Millisecond, Slot: "B", Version: "0.2.0", Entry: e.Name}
 	if v, err := g.Run(context.Background()); err != nil || !v.OK {
 		t.Fatalf("gate = %+v %v", v, err)
 	}

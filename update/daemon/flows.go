@@ -79,6 +79,11 @@ func (d *Daemon) Install(ctx context.Context, req localapi.InstallRequest) error
 		d.mu.Unlock()
 		return &install.Refusal{Code: localapi.UpdateCodeBusy, Message: "another install is running", Hint: "wait until it ends; the health screen shows its progress"}
 	}
+	if d.reconcileErr != "" {
+		why := d.reconcileErr
+		d.mu.Unlock()
+		return &install.Refusal{Code: localapi.UpdateCodeBusy, Message: "the last change is not settled: " + why, Hint: "free space on /data (or repair the data disk); the updater tries again every few seconds"}
+	}
 	d.working = &localapi.UpdateStatus{State: localapi.UpdateDownloading, Source: ireq.Source, At: d.cfg.Now().UTC(), Reason: "checking the update's signatures"}
 	d.mu.Unlock()
 	// Checked without the status lock: Check reads the connector's
@@ -101,6 +106,7 @@ func (d *Daemon) Install(ctx context.Context, req localapi.InstallRequest) error
 
 // runInstall verifies the whole bundle, then writes it.
 func (d *Daemon) runInstall(p *install.Plan) {
+	defer p.Close()
 	ctx := context.Background()
 	set := func(state, reason string) {
 		d.mu.Lock()
@@ -148,6 +154,9 @@ func (d *Daemon) Rollback(ctx context.Context, req localapi.RollbackRequest) err
 	defer d.mu.Unlock()
 	if d.working != nil || d.rebooting {
 		return &install.Refusal{Code: localapi.UpdateCodeBusy, Message: "an install is running", Hint: "wait until it ends"}
+	}
+	if d.reconcileErr != "" {
+		return &install.Refusal{Code: localapi.UpdateCodeBusy, Message: "the last change is not settled: " + d.reconcileErr, Hint: "free space on /data (or repair the data disk); the updater tries again every few seconds"}
 	}
 	if p, err := d.store.Pending(); err != nil {
 		return err
@@ -205,11 +214,18 @@ func (d *Daemon) Rollback(ctx context.Context, req localapi.RollbackRequest) err
 func (d *Daemon) step(ctx context.Context) {
 	d.mu.Lock()
 	busy := d.working != nil || d.rebooting
+	unreconciled := d.reconcileErr != ""
 	d.mu.Unlock()
 	if busy {
 		return
 	}
+	if unreconciled {
+		if _, err := d.reconcile(); err != nil {
+			return
+		}
+	}
 	p, err := d.store.Pending()
+	d.noteStepError(err)
 	if err != nil || p == nil {
 		return
 	}
@@ -233,6 +249,22 @@ func (d *Daemon) step(ctx context.Context) {
 		}
 	}
 	d.rebootInto(ctx, p)
+}
+
+// noteStepError logs err when it differs from the last one step saw (not
+// on every tick).
+func (d *Daemon) noteStepError(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	d.mu.Lock()
+	changed := msg != d.stepErr
+	d.stepErr = msg
+	d.mu.Unlock()
+	if changed && err != nil {
+		d.cfg.Logf("updater: %v", err)
+	}
 }
 
 // rebootInto drains the connector and reboots.
@@ -296,6 +328,7 @@ func (d *Daemon) checkCDROM(ctx context.Context) {
 	d.checkMu.Lock()
 	plan, err := d.installer.Check(ctx, install.Request{Source: SourceCDROM, MetadataDir: m.MetadataDir, Target: m.Target, Bundle: m.Bundle})
 	d.checkMu.Unlock()
+	plan.Close() // only looked at: POST /v1/install checks it again
 
 	d.mu.Lock()
 	defer d.mu.Unlock()

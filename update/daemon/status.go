@@ -25,6 +25,13 @@ func (d *Daemon) Status() localapi.Image {
 		im.Pending = true
 		w := *d.working
 		im.Update = &w
+	case d.reconcileErr != "":
+		im.Pending = p != nil
+		im.Update = &localapi.UpdateStatus{State: localapi.UpdateFailed,
+			Reason: d.reconcileErr + "; the updater tries again every few seconds (free space on /data, or repair the data disk)"}
+		if p != nil {
+			im.Update.Version, im.Update.Source = p.Version, p.Source
+		}
 	case err != nil:
 		im.Update = &localapi.UpdateStatus{State: localapi.UpdateFailed, Reason: err.Error()}
 	case p != nil:
@@ -36,6 +43,16 @@ func (d *Daemon) Status() localapi.Image {
 			im.Update = &w
 		} else if last, err := d.store.Last(); err == nil && last != nil {
 			im.Update = last
+		}
+	}
+	if dmg := d.store.Damaged(); len(dmg) > 0 {
+		note := "update records damaged: " + strings.Join(dmg, "; ")
+		if im.Update == nil {
+			im.Update = &localapi.UpdateStatus{State: localapi.UpdateFailed, Reason: note}
+		} else {
+			u := *im.Update
+			u.Reason += " (" + note + ")"
+			im.Update = &u
 		}
 	}
 	return im

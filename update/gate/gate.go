@@ -7,8 +7,11 @@
 // bless-boot generator pulls boot-complete.target in only when
 // systemd-boot set LoaderBootCountPath). Its verdicts:
 //
-//   - Online with the same ID: pass. systemd-bless-boot.service then
-//     marks the entry good.
+//   - Online with the same ID, steadily (two heartbeat intervals, with a
+//     heartbeat inside them): pass. systemd-bless-boot.service then marks
+//     the entry good.
+//   - no update record: fail (the expected ID is unknown; counted boots
+//     come only from the updater, which records first).
 //   - not Online by the deadline (the connector down, the control plane
 //     unreachable, reconnecting): fail without marking the entry. The unit
 //     fails, FailureAction=reboot reboots, systemd-boot counts the try;
@@ -29,6 +32,9 @@ import (
 	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
+	"github.com/vaultpam/appliance/update/esp"
+	"github.com/vaultpam/appliance/update/reconcile"
+	"github.com/vaultpam/appliance/update/slot"
 	"github.com/vaultpam/appliance/update/state"
 )
 
@@ -44,12 +50,25 @@ type Gate struct {
 	Deadline time.Duration
 	// Poll is the time between status reads; 0 means 2 s.
 	Poll time.Duration
+	// Steady is how long the connector must stay Online with the
+	// expected ID, with a heartbeat to the control plane inside that
+	// time, before the gate passes; 0 means two heartbeat intervals (the
+	// status's heartbeat_interval, else 10 s), at most a third of the
+	// Deadline. One Online reading is not enough: a connector that goes
+	// Online once and then falls over must not be kept.
+	Steady time.Duration
 	// Slot, Version and Entry describe this boot, for the record.
 	Slot, Version, Entry string
 	// MarkBad runs `systemd-bless-boot bad`; nil skips it.
 	MarkBad func(ctx context.Context) error
-	Now     func() time.Time
-	Logf    func(format string, args ...any)
+	// ESP is the boot entries' directory: when a downgrade or a rollback
+	// passes, the entries of the slot it left (the newer image) are
+	// retired at once (reconcile.KeepTarget), so a restart before the
+	// updater's next look cannot boot that image again by version order.
+	// nil skips it.
+	ESP  *esp.Dir
+	Now  func() time.Time
+	Logf func(format string, args ...any)
 }
 
 // Verdict is the gate's decision.
@@ -84,12 +103,17 @@ func (g *Gate) Run(ctx context.Context) (Verdict, error) {
 	if err != nil {
 		return Verdict{}, err
 	}
-	want := ""
-	if p != nil {
-		want = p.ConnectorID
-	} else {
-		g.logf("gate: no pending update record (was /data lost?); requiring Online with any connector ID")
+	if p == nil {
+		// Counted boots come only from the updater, which writes the
+		// record first: without it the expected connector ID is unknown,
+		// and any ID must not pass. A plain failure: the tries run out
+		// and the previous slot boots (three chances if /data was only
+		// slow to appear).
+		v := Verdict{Reason: fmt.Sprintf("no update record in %s on a trial boot: the connector ID this slot must come back with is unknown", g.Store.Dir)}
+		g.logf("gate: %s in slot %s: FAILED: %s", g.Version, g.Slot, v.Reason)
+		return v, nil
 	}
+	want := p.ConnectorID
 	poll := g.Poll
 	if poll <= 0 {
 		poll = 2 * time.Second
@@ -98,14 +122,32 @@ func (g *Gate) Run(ctx context.Context) (Verdict, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.Deadline)
 	defer cancel()
 	v := Verdict{Reason: "connector status never read"}
+	var onlineSince time.Time // zero while not Online with the expected ID
 	for {
 		st, err := g.Status(ctx)
+		now := g.now()
+		online := err == nil && st.State == "online" && (want == "" || st.ConnectorID == want)
+		if !online {
+			onlineSince = time.Time{}
+		} else if onlineSince.IsZero() {
+			onlineSince = now
+		}
+		steady := online && now.Sub(onlineSince) >= g.steady(st)
 		switch {
+		case err != nil && ctx.Err() != nil && v.State != "":
+			// The deadline cut this read short: the last state read says more.
 		case err != nil:
 			v.Reason = fmt.Sprintf("connector not reachable: %v", err)
-		case st.State == "online" && (want == "" || st.ConnectorID == want):
+		case steady && st.LastHeartbeat.After(start):
 			v = Verdict{OK: true, State: st.State, ID: st.ConnectorID,
-				Reason: fmt.Sprintf("%s in slot %s: connector Online with ID %s after %s", g.Version, g.Slot, st.ConnectorID, g.now().Sub(start).Round(time.Second))}
+				Reason: fmt.Sprintf("%s in slot %s: connector Online with ID %s after %s, steady for %s", g.Version, g.Slot, st.ConnectorID,
+					onlineSince.Sub(start).Round(time.Second), now.Sub(onlineSince).Round(time.Second))}
+		case steady:
+			v = Verdict{State: st.State, ID: st.ConnectorID,
+				Reason: fmt.Sprintf("Online with ID %s, but no heartbeat to the control plane since %s (last %s)", st.ConnectorID, start.UTC().Format(time.TimeOnly), st.LastHeartbeat.UTC().Format(time.TimeOnly))}
+		case online:
+			v = Verdict{State: st.State, ID: st.ConnectorID,
+				Reason: fmt.Sprintf("Online with ID %s for %s, not yet steady (%s with a heartbeat)", st.ConnectorID, now.Sub(onlineSince).Round(time.Second), g.steady(st))}
 		case st.State == "online":
 			v = Verdict{Bad: true, State: st.State, ID: st.ConnectorID,
 				Reason: fmt.Sprintf("connector Online with ID %s, not %s as before the update", st.ConnectorID, want)}
@@ -130,12 +172,31 @@ func (g *Gate) Run(ctx context.Context) (Verdict, error) {
 		case <-t.C:
 		}
 	}
+	if v.OK && g.ESP != nil {
+		if err := reconcile.KeepTarget(g.ESP, p, slot.Name(g.Slot)); err != nil {
+			g.logf("gate: retiring the entries of slot %s: %v (the updater retries)", p.FromSlot, err)
+		}
+	}
 	if v.Bad && g.MarkBad != nil {
 		if err := g.MarkBad(context.Background()); err != nil {
 			g.logf("gate: marking the boot entry bad: %v (the tries still run out)", err)
 		}
 	}
 	return v, g.record(p, v)
+}
+
+// steady is how long Online must last (Steady, else two heartbeats),
+// at most a third of the deadline.
+func (g *Gate) steady(st localapi.Status) time.Duration {
+	d := g.Steady
+	if d <= 0 {
+		hb := time.Duration(st.HeartbeatInterval)
+		if hb <= 0 {
+			hb = 10 * time.Second
+		}
+		d = 2 * hb
+	}
+	return min(d, g.Deadline/3)
 }
 
 // record appends the attempt to attempts.json.

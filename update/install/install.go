@@ -37,6 +37,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/vaultpam/appliance/connector/localapi"
@@ -91,6 +92,57 @@ type Plan struct {
 	Manifest    bundle.Manifest
 	From, To    slot.Slot
 	ConnectorID string
+	// bundle is the one open file the bundle is read from, from Check to
+	// Write: opened once (no symbolic link, FIFO or device; the signed
+	// length), then, for a download, replaced by VerifyBundle with a copy
+	// only root can reach. Close releases it.
+	bundle *os.File
+}
+
+// Close releases the plan's bundle file. Safe to call more than once.
+func (p *Plan) Close() error {
+	if p == nil || p.bundle == nil {
+		return nil
+	}
+	err := p.bundle.Close()
+	p.bundle = nil
+	return err
+}
+
+// bundleReader reads the plan's bundle from its start.
+func (p *Plan) bundleReader() (io.Reader, error) {
+	if p.bundle == nil {
+		return nil, errors.New("the plan's bundle is not open (closed, or the plan was not made by Check)")
+	}
+	return io.NewSectionReader(p.bundle, 0, 1<<62), nil
+}
+
+// openBundle opens path once for the whole install: not through a
+// symbolic link, without blocking (a FIFO in its place), a regular file
+// of exactly the signed length.
+func openBundle(path string, length int64) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, refuse(localapi.UpdateCodeDamaged, "download or insert the update again", err, "refused before anything was written: the update bundle %s is a symbolic link", path)
+		}
+		return nil, refuse(localapi.UpdateCodeNothingHere, "download or insert the update again", err, "the update bundle is not there: %v", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, refuse(localapi.UpdateCodeDamaged, "download or insert the update again", bundle.ErrDamaged, "refused before anything was written: the update bundle %s is not a regular file (%v)", path, fi.Mode().Type())
+	}
+	if fi.Size() != length {
+		f.Close()
+		return nil, refuse(localapi.UpdateCodeDamaged, "download the update again", bundle.ErrDamaged,
+			"refused before anything was written: the bundle is %d bytes, the signed metadata says %d", fi.Size(), length)
+	}
+	return f, nil
 }
 
 func (in *Installer) now() time.Time {
@@ -141,9 +193,16 @@ func (in *Installer) Check(ctx context.Context, req Request) (*Plan, error) {
 	}
 	p.Kind = state.KindUpdate
 	if !newV.Newer(runV) {
+		if !runV.Newer(newV) {
+			// The same version in both slots would carry the same verity
+			// UUID: the initramfs could open either for either entry, and
+			// a trial could neither succeed nor fail truthfully.
+			return nil, refuse(localapi.UpdateCodeNotNewer, "this version already runs; nothing to install", nil,
+				"refused before anything was written: %s is the running version", newV)
+		}
 		if !req.ConfirmDowngrade {
-			return nil, refuse(localapi.UpdateCodeNotNewer, "installing an older or the same version needs the operator's confirmation on the console (U, then confirm)", nil,
-				"refused before anything was written: %s is not newer than the running %s", newV, runV)
+			return nil, refuse(localapi.UpdateCodeNotNewer, "installing an older version needs the operator's confirmation on the console (U, then confirm)", nil,
+				"refused before anything was written: %s is older than the running %s", newV, runV)
 		}
 		p.Kind = state.KindDowngrade
 	}
@@ -153,20 +212,17 @@ func (in *Installer) Check(ctx context.Context, req Request) (*Plan, error) {
 		return nil, refuse(localapi.UpdateCodeFailedOnce, "a newer release will be offered; this one is not installed again automatically", nil,
 			"refused before anything was written: %s failed on this appliance on %s: %s", f.Version, f.At.Format("2006-01-02 15:04 UTC"), f.Reason)
 	}
-	fi, err := os.Stat(req.Bundle)
-	if err != nil {
-		return nil, refuse(localapi.UpdateCodeNothingHere, "download or insert the update again", err, "the update bundle is not there: %v", err)
-	}
-	if fi.Size() != signed.Length {
-		return nil, refuse(localapi.UpdateCodeDamaged, "download the update again", bundle.ErrDamaged,
-			"refused before anything was written: the bundle is %d bytes, the signed metadata says %d", fi.Size(), signed.Length)
-	}
-	f, err := os.Open(req.Bundle)
-	if err != nil {
+	if p.bundle, err = openBundle(req.Bundle, signed.Length); err != nil {
 		return nil, err
 	}
-	br, err := bundle.NewReader(f, signed.Custom.ManifestSHA256)
-	f.Close()
+	ok := false
+	defer func() {
+		if !ok {
+			p.Close()
+		}
+	}()
+	r, _ := p.bundleReader()
+	br, err := bundle.NewReader(r, signed.Custom.ManifestSHA256)
 	if err != nil {
 		return nil, refuse(localapi.UpdateCodeDamaged, "download the update again", err, "refused before anything was written: %v", err)
 	}
@@ -200,6 +256,7 @@ func (in *Installer) Check(ctx context.Context, req Request) (*Plan, error) {
 		}
 		p.ConnectorID = id
 	}
+	ok = true
 	return p, nil
 }
 
@@ -238,12 +295,23 @@ func (p *Plan) fits(espDir string) error {
 // the signed metadata, its manifest against the signed digest and each
 // part against the manifest. A damaged bundle is refused here, before
 // anything is written.
+//
+// A download (any source but the CD-ROM, a read-only medium the updater
+// mounted itself) lives in the connector's directory, where its owner
+// could change it after this check: it is first copied into a file only
+// root can reach (an unnamed file in the state directory, gone when the
+// plan is closed or the updater stops), and that copy is what is checked
+// and written.
 func (in *Installer) VerifyBundle(ctx context.Context, p *Plan) error {
-	f, err := os.Open(p.Bundle)
-	if err != nil {
-		return refuse(localapi.UpdateCodeNothingHere, "download or insert the update again", err, "the update bundle is not there: %v", err)
+	if p.Source != "cdrom" {
+		if err := in.stage(ctx, p); err != nil {
+			return err
+		}
 	}
-	defer f.Close()
+	f, err := p.bundleReader()
+	if err != nil {
+		return err
+	}
 	h := sha256.New()
 	cr := &ctxReader{ctx: ctx, r: io.TeeReader(f, h)}
 	_, checkErr := bundle.Check(cr, p.Signed.Custom.ManifestSHA256)
@@ -266,6 +334,50 @@ func (in *Installer) VerifyBundle(ctx context.Context, p *Plan) error {
 		return refuse(localapi.UpdateCodeDamaged, "download the update again", checkErr, "refused before anything was written: %v", checkErr)
 	}
 	_ = n
+	return nil
+}
+
+// stageMargin is the room left on /data after a bundle's staging copy.
+const stageMargin = 16 << 20
+
+// stage copies the plan's bundle (exactly the signed length) into an
+// unnamed root-only file in the state directory and makes it the plan's
+// bundle. /data must have room for it.
+func (in *Installer) stage(ctx context.Context, p *Plan) error {
+	dir := in.Store.Dir
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil {
+		if free := int64(st.Bavail) * int64(st.Bsize); free < p.Signed.Length+stageMargin {
+			return refuse(localapi.UpdateCodeNoSpace, "free space on /data (old downloads in /data/update/incoming), then ask again", nil,
+				"refused before anything was written: /data has %d bytes free, the update needs %d for its checked copy", free, p.Signed.Length+stageMargin)
+		}
+	}
+	tmp, err := os.OpenFile(dir, os.O_RDWR|unix.O_TMPFILE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		// No O_TMPFILE: a named file, unlinked at once.
+		name := filepath.Join(dir, fmt.Sprintf(".bundle-%d", time.Now().UnixNano()))
+		if tmp, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600); err != nil {
+			return fmt.Errorf("staging the bundle: %w", err)
+		}
+		os.Remove(name)
+	}
+	src, err := p.bundleReader()
+	if err == nil {
+		var n int64
+		n, err = io.CopyN(tmp, &ctxReader{ctx: ctx, r: src}, p.Signed.Length)
+		if err == nil && n != p.Signed.Length {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	if err != nil {
+		tmp.Close()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("staging the bundle in %s: %w", dir, err)
+	}
+	p.Close()
+	p.bundle = tmp
 	return nil
 }
 

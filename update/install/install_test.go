@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -140,6 +141,27 @@ func TestInstallWritesTheOtherSlot(t *testing.T) {
 	t.Logf("partitions on loop devices: %v", e.disk.Loop)
 }
 
+// TestSameVersionRefusedEvenConfirmed: the running version again, even
+// with the operator's confirmation, is refused before anything is
+// written: both slots would hold the same verity UUID, the initramfs
+// could open the running slot for the other's entry, and the trial would
+// be misreported (the running version put into failed.json). Before the
+// fix confirm_downgrade let it through.
+func TestSameVersionRefusedEvenConfirmed(t *testing.T) {
+	e := newEnv(t)
+	e.in.RunningVersion = "0.2.0"
+	dir, target, _ := e.repo.Offered(t, "0.2.0", rootBytes)
+	snap := e.disk.Snapshot(t)
+	for _, confirm := range []bool{false, true} {
+		_, err := e.install(t, Request{MetadataDir: dir, Target: target, ConfirmDowngrade: confirm})
+		wantRefusal(t, err, localapi.UpdateCodeNotNewer)
+	}
+	if p, _ := e.store.Pending(); p != nil {
+		t.Errorf("pending = %+v, want nothing recorded", p)
+	}
+	e.disk.Unchanged(t, snap, "VPAM-ROOT-B", "VPAM-VERITY-B")
+}
+
 func TestDowngradeNeedsConfirmationAndBootsOnce(t *testing.T) {
 	e := newEnv(t)
 	e.in.RunningVersion = "0.3.0"
@@ -249,7 +271,7 @@ func TestRefusedBeforeAnyWrite(t *testing.T) {
 		}},
 		{"busy", localapi.UpdateCodeBusy, func(t *testing.T, e *env) Request {
 			dir, target, _ := e.repo.Offered(t, "0.2.0", rootBytes)
-			e.store.SetPending(&state.Pending{Kind: state.KindRollback, Version: "0.0.5", Slot: "B", Stage: state.StageInstalled})
+			e.store.SetPending(&state.Pending{Kind: state.KindRollback, Version: "0.0.5", Slot: "B", FromSlot: "A", Stage: state.StageInstalled})
 			return Request{MetadataDir: dir, Target: target}
 		}},
 		{"connector not enrolled", CodeNotEnrolled, func(t *testing.T, e *env) Request {
@@ -338,13 +360,14 @@ func TestNeverWritesTheRunningSlot(t *testing.T) {
 }
 
 // TestBundleChangedAfterCheck: the file changes between the verifying pass
-// and the write (a flipped byte in the root): the write stops with a
-// damaged failure, the other slot has no boot entry, no pending record.
+// and the write (a flipped byte in the root; a medium not copied, as the
+// CD-ROM's): the write stops with a damaged failure, the other slot has
+// no boot entry, no pending record.
 func TestBundleChangedAfterCheck(t *testing.T) {
 	e := newEnv(t)
 	dir, target, _ := e.repo.Offered(t, "0.2.0", rootBytes)
 	ctx := context.Background()
-	p, err := e.in.Check(ctx, Request{MetadataDir: dir, Target: target})
+	p, err := e.in.Check(ctx, Request{Source: "cdrom", MetadataDir: dir, Target: target})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,3 +414,77 @@ func TestInstallReplacesAnOldSlotB(t *testing.T) {
 }
 
 var _ = slot.A
+
+// TestDownloadChangedAfterVerifyIsNotWritten: the connector owns its
+// download, so it can change it after VerifyBundle: replace it (rename),
+// rewrite it in place, or put a FIFO in its place. The install writes the
+// bytes that were verified (a copy only root can reach) and never opens
+// the path again. Before the fix Write reopened the path after deleting
+// the other slot's UKI and zeroing its verity superblock: a swapped file
+// destroyed the rollback target, a FIFO blocked the install forever.
+func TestDownloadChangedAfterVerifyIsNotWritten(t *testing.T) {
+	for _, change := range []string{"renamed over", "rewritten in place", "a FIFO"} {
+		t.Run(change, func(t *testing.T) {
+			e := newEnv(t)
+			dir, target, im := e.repo.Offered(t, "0.2.0", rootBytes)
+			ctx := context.Background()
+			p, err := e.in.Check(ctx, Request{Source: "control_plane", MetadataDir: dir, Target: target})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if err := e.in.VerifyBundle(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, target)
+			switch change {
+			case "renamed over":
+				b, _ := os.ReadFile(path)
+				for i := 8192; i < 8192+4096; i++ {
+					b[i] ^= 0xff
+				}
+				os.WriteFile(path+".evil", b, 0o644)
+				os.Rename(path+".evil", path)
+			case "rewritten in place":
+				for off := 8192; off < 8192+4096; off += 512 {
+					flip(t, path, off)
+				}
+			case "a FIFO":
+				os.Remove(path)
+				if err := syscall.Mkfifo(path, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pend, err := e.in.Write(ctx, p)
+			if err != nil {
+				t.Fatalf("Write after the download was %s = %v, want the verified bytes written", change, err)
+			}
+			if pend.Stage != state.StageInstalled {
+				t.Errorf("stage %s", pend.Stage)
+			}
+			if out, err := exec.Command("veritysetup", "verify", e.disk.Paths["VPAM-ROOT-B"], e.disk.Paths["VPAM-VERITY-B"], im.RootHash).CombinedOutput(); err != nil {
+				t.Errorf("slot B does not hold the verified image: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// TestBundleNotARegularFileRefused: a FIFO or a symbolic link where the
+// bundle should be is refused by Check at once, before anything is
+// written (a FIFO used to block the open forever).
+func TestBundleNotARegularFileRefused(t *testing.T) {
+	e := newEnv(t)
+	dir, target, _ := e.repo.Offered(t, "0.2.0", rootBytes)
+	path := filepath.Join(dir, target)
+	os.Rename(path, path+".real")
+	os.Symlink(path+".real", path)
+	_, err := e.in.Check(context.Background(), Request{Source: "control_plane", MetadataDir: dir, Target: target})
+	wantRefusal(t, err, localapi.UpdateCodeDamaged)
+	os.Remove(path)
+	syscall.Mkfifo(path, 0o644)
+	_, err = e.in.Check(context.Background(), Request{Source: "control_plane", MetadataDir: dir, Target: target})
+	wantRefusal(t, err, localapi.UpdateCodeDamaged)
+	if p, _ := e.store.Pending(); p != nil {
+		t.Errorf("pending = %+v", p)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/vaultpam/appliance/update/bundle"
 	"github.com/vaultpam/appliance/update/esp"
@@ -26,7 +25,6 @@ type writeRun struct {
 	in      *Installer
 	plan    *Plan
 	pending *state.Pending
-	file    *os.File
 	br      *bundle.Reader
 	uki     string
 }
@@ -65,11 +63,6 @@ func (in *Installer) Write(ctx context.Context, p *Plan) (*state.Pending, error)
 		return nil, &Failure{Step: "plan", Kind: FailGuard, Err: fmt.Errorf("%w: slot %s would be written while it runs", errGuard, p.From.Name)}
 	}
 	w := &writeRun{in: in, plan: p}
-	defer func() {
-		if w.file != nil {
-			w.file.Close()
-		}
-	}()
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
 			return nil, w.fail(s, FailStopped, err)
@@ -150,11 +143,10 @@ func (w *writeRun) clearVeritySuperblock(ctx context.Context) error {
 // nextPart opens the bundle on the first call and moves to the part name.
 func (w *writeRun) nextPart(name string) (bundle.Part, io.Reader, error) {
 	if w.br == nil {
-		f, err := os.Open(w.plan.Bundle)
+		f, err := w.plan.bundleReader()
 		if err != nil {
 			return bundle.Part{}, nil, err
 		}
-		w.file = f
 		br, err := bundle.NewReader(f, w.plan.Signed.Custom.ManifestSHA256)
 		if err != nil {
 			return bundle.Part{}, nil, err

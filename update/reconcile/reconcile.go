@@ -4,6 +4,9 @@
 //
 //	running the new slot, its entry blessed (no counter)   → succeeded
 //	running the new slot, its entry still counted           → trial: the gate decides
+//	running the old slot, the new slot's entry blessed
+//	  (record rebooting or trial)                           → succeeded (it passed; a restart
+//	                                                          came before the old entry was retired)
 //	running the old slot, record stage writing, the new
 //	  slot's entry never tried                              → interrupted: failed, entry removed
 //	running the old slot, the new slot's entry tried
@@ -84,8 +87,27 @@ func (r *Reconciler) logf(format string, args ...any) {
 // outcome.
 func (r *Reconciler) Run() (Result, error) {
 	p, err := r.Store.Pending()
-	if err != nil || p == nil {
+	if err != nil {
 		return Result{Outcome: Nothing}, err
+	}
+	if p == nil {
+		if lost := r.Store.TakeLostPending(); lost != "" {
+			// What was in progress is unknown: nothing on the ESP is
+			// touched (a slot that was half written has no entry; a
+			// whole one is tried and gated like any other).
+			st := localapi.UpdateStatus{State: localapi.UpdateFailed, At: r.now(),
+				Reason: fmt.Sprintf("the record of the change in progress was damaged and moved aside (%s): the change ended unknown; %s runs in slot %s", lost, r.RunningVersion, r.Running)}
+			if err := r.Store.SetLast(st); err != nil {
+				return Result{}, err
+			}
+			r.logf("update: %s", st.Reason)
+			return Result{Outcome: Failed, Status: &st}, nil
+		}
+		return Result{Outcome: Nothing}, nil
+	}
+	if why := r.invalid(p); why != "" {
+		// Not a record the updater writes: end it without touching the ESP.
+		return r.failed(p, fmt.Sprintf("the record of the change in progress is not valid (%s); nothing was changed on the ESP; %s runs in slot %s", why, r.RunningVersion, r.Running), false)
 	}
 	entry, hasEntry, err := r.entryOf(p.Slot)
 	if err != nil {
@@ -99,12 +121,20 @@ func (r *Reconciler) Run() (Result, error) {
 			p.Stage = state.StageTrial
 			p.Updated = r.now()
 			if err := r.Store.SetPending(p); err != nil {
-				return Result{}, err
+				// Not needed for the outcome: a trial that fails leaves a
+				// tried entry, which the old slot reads as rolled back.
+				// /data may be full; the gate still decides.
+				r.logf("update %s: recording the trial: %v (the gate decides anyway)", p.Version, err)
 			}
 		}
 		return Result{Outcome: Trial, Pending: p}, nil
 	}
 	switch {
+	case hasEntry && !entry.Counted && entry.Version == p.Version && (p.Stage == state.StageRebooting || p.Stage == state.StageTrial):
+		// The target's entry was blessed (its gate passed), yet the slot
+		// the change left runs: it restarted before that slot's entry was
+		// retired. Not a failure.
+		return r.blessedButLeft(p)
 	case hasEntry && (entry.Tried() || p.Stage == state.StageTrial):
 		return r.rolledBack(p, entry)
 	case p.Stage == state.StageWriting:
@@ -118,6 +148,24 @@ func (r *Reconciler) Run() (Result, error) {
 	return Result{Outcome: Waiting, Pending: p}, nil
 }
 
+// invalid says what is wrong with p, or "": its slots must be A and B
+// (different), its kind one the updater writes. Reconcile acts on the ESP
+// only for valid records, so a record that names the running slot as the
+// one to leave never retires the running slot's entry.
+func (r *Reconciler) invalid(p *state.Pending) string {
+	switch {
+	case p.Kind != state.KindUpdate && p.Kind != state.KindDowngrade && p.Kind != state.KindRollback:
+		return fmt.Sprintf("kind %q", p.Kind)
+	case !isSlot(p.Slot) || !isSlot(p.FromSlot):
+		return fmt.Sprintf("slots %q from %q are not A and B", p.Slot, p.FromSlot)
+	case p.Slot == p.FromSlot:
+		return fmt.Sprintf("slot %s is both the target and the origin", p.Slot)
+	}
+	return ""
+}
+
+func isSlot(s string) bool { return s == string(slot.A) || s == string(slot.B) }
+
 // entryOf returns slot's boot entry (the first, if several).
 func (r *Reconciler) entryOf(s string) (esp.Entry, bool, error) {
 	es, err := r.ESP.ForSlot(s)
@@ -127,23 +175,50 @@ func (r *Reconciler) entryOf(s string) (esp.Entry, bool, error) {
 	return es[0], true, nil
 }
 
+// KeepTarget makes a passed downgrade or rollback stick: the slot it
+// left holds the newer image, which systemd-boot's version order would
+// boot next time, so that slot's entries are retired. It does nothing for
+// an update, for a record that is not valid, or unless running is the
+// change's target: the running slot's own entry is never retired. The
+// gate calls it as soon as the trial passes (before a restart could undo
+// it); reconcile again when it sees the blessed entry.
+func KeepTarget(d *esp.Dir, p *state.Pending, running slot.Name) error {
+	if p == nil || (p.Kind != state.KindDowngrade && p.Kind != state.KindRollback) {
+		return nil
+	}
+	if (&Reconciler{}).invalid(p) != "" || p.Slot != string(running) || p.FromSlot == string(running) {
+		return nil
+	}
+	others, err := d.ForSlot(p.FromSlot)
+	if err != nil {
+		return err
+	}
+	for _, e := range others {
+		if err := d.Retire(e.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (r *Reconciler) succeeded(p *state.Pending) (Result, error) {
-	if p.Kind == state.KindDowngrade || p.Kind == state.KindRollback {
-		// The other slot holds the newer image: version order would boot
-		// it next time. Retire it so this one stays the default.
-		others, err := r.ESP.ForSlot(p.FromSlot)
-		if err != nil {
-			return Result{}, err
-		}
-		for _, e := range others {
-			if err := r.ESP.Retire(e.Name); err != nil {
-				return Result{}, err
-			}
-		}
+	if err := KeepTarget(r.ESP, p, r.Running); err != nil {
+		return Result{}, err
 	}
 	why := fmt.Sprintf("%s runs in slot %s, Online with the same connector ID", p.Version, p.Slot)
 	if a := r.Store.LastAttempt(p); a != nil && a.OK {
 		why = a.Reason
+	}
+	st := localapi.UpdateStatus{Version: p.Version, State: localapi.UpdateSucceeded, Reason: why, Source: p.Source, At: r.now()}
+	return r.end(p, st, Succeeded)
+}
+
+// blessedButLeft ends a change whose target passed its gate and was
+// marked good while the slot it left runs again.
+func (r *Reconciler) blessedButLeft(p *state.Pending) (Result, error) {
+	why := fmt.Sprintf("%s in slot %s passed its health check and was marked good, but the appliance restarted into %s in slot %s", p.Version, p.Slot, r.RunningVersion, r.Running)
+	if p.Kind == state.KindDowngrade || p.Kind == state.KindRollback {
+		why += fmt.Sprintf(" before %s was retired; roll back again to run %s", r.RunningVersion, p.Version)
 	}
 	st := localapi.UpdateStatus{Version: p.Version, State: localapi.UpdateSucceeded, Reason: why, Source: p.Source, At: r.now()}
 	return r.end(p, st, Succeeded)

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -275,4 +276,140 @@ func TestManualRollback(t *testing.T) {
 			t.Error("a failed manual rollback marked the old version failed")
 		}
 	})
+}
+
+// TestInvalidRecordNeverRetiresTheRunningSlot: a record whose origin is
+// the running slot (forged, or any bug) must not make "succeeded" retire
+// the running slot's only boot entry; a record naming no real slot is
+// ended without touching the ESP. Before the fix the entry was retired
+// and nothing booted at the next power-on.
+func TestInvalidRecordNeverRetiresTheRunningSlot(t *testing.T) {
+	for _, p := range []state.Pending{
+		{Kind: state.KindDowngrade, Version: "0.1.0", Slot: "A", FromSlot: "A", Stage: state.StageTrial},
+		{Kind: state.KindRollback, Version: "0.1.0", Slot: "A", FromSlot: "", Stage: state.StageTrial},
+		{Kind: state.KindUpdate, Version: "0.1.0", Slot: "C", FromSlot: "A", Stage: state.StageWriting},
+		{Kind: "wipe", Version: "0.1.0", Slot: "B", FromSlot: "A", Stage: state.StageWriting},
+	} {
+		b := newBox(t, "vaultpam-0.1.0-A.efi", "vaultpam-0.0.9-B.efi")
+		b.pend(p)
+		e, res := b.powerOn()
+		if b.names() != "vaultpam-0.0.9-B.efi vaultpam-0.1.0-A.efi" {
+			t.Errorf("record %+v: ESP now %q, want both entries untouched", p, b.names())
+		}
+		if res.Outcome != Failed || res.Status == nil || !strings.Contains(res.Status.Reason, "not valid") {
+			t.Errorf("record %+v: outcome %s %+v, want failed: not valid", p, res.Outcome, res.Status)
+		}
+		if pend, _ := b.store.Pending(); pend != nil {
+			t.Errorf("record %+v still pending", p)
+		}
+		if e.Slot != "A" {
+			t.Errorf("booted %s", e.Name)
+		}
+	}
+}
+
+// TestDamagedRecordsDoNotStopReconcile: a failed.json that does not decode
+// is moved aside and the rollback is reconciled (the failed version
+// recorded afresh, its entry retired); a pending.json that does not decode
+// ends the change as failed without touching the ESP. Before the fix each
+// was an error at every start: the updater never started and the
+// exhausted entry was never retired.
+func TestDamagedRecordsDoNotStopReconcile(t *testing.T) {
+	b := newBox(t, "vaultpam-0.1.0-A.efi", "vaultpam-0.2.0-B+0-3.efi")
+	b.pend(state.Pending{Kind: state.KindUpdate, Version: "0.2.0", Slot: "B", FromSlot: "A", Stage: state.StageTrial})
+	os.WriteFile(filepath.Join(b.store.Dir, "failed.json"), []byte(`[{"version":"0.1.9"`), 0o600)
+	r := &Reconciler{Store: b.store, ESP: &esp.Dir{Path: b.esp}, Vars: b.vars, Running: "A", RunningVersion: "0.1.0"}
+	res, err := r.Run()
+	if err != nil || res.Outcome != RolledBack {
+		t.Fatalf("Run with a damaged failed.json = %s, %v; want rolled_back", res.Outcome, err)
+	}
+	if f, _ := b.store.FailedVersion("0.2.0"); f == nil {
+		t.Error("0.2.0 not in the new failed.json")
+	}
+	if b.names() != "vaultpam-0.1.0-A.efi vaultpam-0.2.0-B+0-3.efi.retired" {
+		t.Errorf("ESP = %s", b.names())
+	}
+	if m, _ := filepath.Glob(filepath.Join(b.store.Dir, "failed.json.corrupt-*")); len(m) != 1 {
+		t.Errorf("failed.json not kept aside: %v", m)
+	}
+
+	b = newBox(t, "vaultpam-0.1.0-A.efi", "vaultpam-0.2.0-B+3.efi")
+	os.WriteFile(filepath.Join(b.store.Dir, "pending.json"), []byte("{\"kind\":\"upd"), 0o600)
+	r = &Reconciler{Store: b.store, ESP: &esp.Dir{Path: b.esp}, Vars: b.vars, Running: "A", RunningVersion: "0.1.0"}
+	res, err = r.Run()
+	if err != nil || res.Outcome != Failed || res.Status == nil || !strings.Contains(res.Status.Reason, "moved aside") {
+		t.Fatalf("Run with a damaged pending.json = %s %+v, %v; want failed: moved aside", res.Outcome, res.Status, err)
+	}
+	if last, _ := b.store.Last(); last == nil || last.State != localapi.UpdateFailed {
+		t.Errorf("last = %+v", last)
+	}
+	if b.names() != "vaultpam-0.1.0-A.efi vaultpam-0.2.0-B+3.efi" {
+		t.Errorf("ESP = %s, want untouched", b.names())
+	}
+	if res, err := r.Run(); err != nil || res.Outcome != Nothing {
+		t.Errorf("second Run = %s, %v; want nothing", res.Outcome, err)
+	}
+}
+
+// tinyData mounts a 256 KiB tmpfs and returns a store in it and a
+// function that fills it up.
+func tinyData(t *testing.T) (*state.Store, func(), func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (a tmpfs)")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	store, err := state.Open(filepath.Join(dir, "update"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill := filepath.Join(dir, "fill")
+	return store, func() { exec.Command("dd", "if=/dev/zero", "of="+fill, "bs=4k").Run() }, func() { os.Remove(fill) }
+}
+
+// TestDataFullOnTrialBoot: /data is full at the new slot's first boot;
+// reconcile cannot record the stage trial but still reports the trial
+// (the gate decides; a failed trial leaves tried entries the old slot
+// reads). Before the fix Run failed and the updater did not start.
+func TestDataFullOnTrialBoot(t *testing.T) {
+	store, fill, _ := tinyData(t)
+	store.SetPending(&state.Pending{Kind: state.KindUpdate, Version: "0.2.0", Slot: "B", FromSlot: "A", Stage: state.StageRebooting, ConnectorID: "c1"})
+	fill()
+	espDir := t.TempDir()
+	os.WriteFile(filepath.Join(espDir, "vaultpam-0.1.0-A.efi"), nil, 0o644)
+	os.WriteFile(filepath.Join(espDir, "vaultpam-0.2.0-B+2-1.efi"), nil, 0o644)
+	r := &Reconciler{Store: store, ESP: &esp.Dir{Path: espDir}, Vars: esp.Vars{Dir: t.TempDir()}, Running: "B", RunningVersion: "0.2.0", Logf: t.Logf}
+	res, err := r.Run()
+	if err != nil || res.Outcome != Trial {
+		t.Errorf("reconcile on the trial boot with /data full = %s, %v; want trial", res.Outcome, err)
+	}
+}
+
+// TestBlessedTargetWhileTheOldSlotRuns: a downgrade or rollback whose
+// target was blessed (its gate passed) but the slot it left booted again
+// (the retirement did not happen) is a success: nothing into failed.json,
+// the blessed entry kept. Before the fix it was reported rolled_back, its
+// version put into failed.json and its good entry retired.
+func TestBlessedTargetWhileTheOldSlotRuns(t *testing.T) {
+	for _, kind := range []state.Kind{state.KindDowngrade, state.KindRollback} {
+		b := newBox(t, "vaultpam-0.3.0-A.efi", "vaultpam-0.2.0-B.efi")
+		b.pend(state.Pending{Kind: kind, Version: "0.2.0", Slot: "B", FromSlot: "A", Stage: state.StageTrial, BootID: "boot-0"})
+		e, res := b.powerOn()
+		if e.Slot != "A" {
+			t.Fatalf("booted %s", e.Name)
+		}
+		if res.Outcome != Succeeded || res.Status == nil || !strings.Contains(res.Status.Reason, "marked good") {
+			t.Errorf("%s: outcome %s %+v, want succeeded", kind, res.Outcome, res.Status)
+		}
+		if f, _ := b.store.FailedVersion("0.2.0"); f != nil {
+			t.Errorf("%s: 0.2.0 in failed.json", kind)
+		}
+		if b.names() != "vaultpam-0.2.0-B.efi vaultpam-0.3.0-A.efi" {
+			t.Errorf("%s: ESP = %s, want both entries kept", kind, b.names())
+		}
+	}
 }

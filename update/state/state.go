@@ -16,9 +16,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vaultpam/appliance/connector/atomicfile"
@@ -115,6 +119,31 @@ type Store struct {
 	Dir string
 	// BeforeStep is passed to atomicfile for fault injection in tests.
 	BeforeStep func(atomicfile.Step) error
+
+	// damaged lists the records moved aside since Open (for the status);
+	// lostPending is where a damaged pending.json went, until taken.
+	// mu guards both (the status reads them while the daemon works).
+	mu          sync.Mutex
+	damaged     []string
+	lostPending string
+}
+
+// Damaged says which records were moved aside because they did not
+// decode or were not the updater's (for the status), oldest first.
+func (s *Store) Damaged() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.damaged...)
+}
+
+// TakeLostPending returns where a damaged pending.json was moved ("" when
+// none was) and forgets it: the change it described ended unknown.
+func (s *Store) TakeLostPending() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.lostPending
+	s.lostPending = ""
+	return l
 }
 
 // Open returns a store on dir ("" means DefaultDir), creating it 0755
@@ -130,15 +159,75 @@ func Open(dir string) (*Store, error) {
 }
 
 // Secure makes Dir belong to this process's user with mode 0755: the
-// connector (another user) may create it first on its way to incoming/,
-// and must not be able to change the records, the trusted metadata or
-// the failed versions.
+// connector (another user) must not be able to change the records, the
+// trusted metadata or the failed versions. A Dir that is a symbolic link
+// is refused. When Dir belonged to another user (it made it first), the
+// directory is taken back and everything in it but incoming/ that is not
+// this user's, or is a symbolic link, is moved aside
+// (NAME.untrusted-TIME): nothing another user could have written is read
+// as a record or as trusted metadata.
 func (s *Store) Secure() error {
-	if err := os.Chown(s.Dir, os.Geteuid(), os.Getegid()); err != nil {
-		return fmt.Errorf("update state: owning %s: %w", s.Dir, err)
+	fi, err := os.Lstat(s.Dir)
+	if err != nil {
+		return fmt.Errorf("update state: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("update state %s is not a directory (a symbolic link?): refusing it (hint: remove it; the updater makes a new one)", s.Dir)
+	}
+	if !ours(fi) {
+		if err := os.Lchown(s.Dir, os.Geteuid(), os.Getegid()); err != nil {
+			return fmt.Errorf("update state: owning %s: %w", s.Dir, err)
+		}
+		entries, err := os.ReadDir(s.Dir)
+		if err != nil {
+			return fmt.Errorf("update state: %w", err)
+		}
+		for _, e := range entries {
+			if e.Name() == "incoming" || strings.Contains(e.Name(), untrustedMark) {
+				continue
+			}
+			if fi, err := os.Lstat(filepath.Join(s.Dir, e.Name())); err == nil && (!ours(fi) || fi.Mode()&fs.ModeSymlink != 0) {
+				if _, err := s.moveAside(e.Name(), untrustedMark); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	if err := os.Chmod(s.Dir, 0o755); err != nil {
 		return fmt.Errorf("update state: %w", err)
+	}
+	return nil
+}
+
+// untrustedMark is the suffix of a file moved aside because another user
+// could have written it.
+const untrustedMark = ".untrusted-"
+
+// ours reports whether fi belongs to this process's user.
+func ours(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
+}
+
+// moveAside renames Dir/name to Dir/name<mark><time> and returns the new
+// name.
+func (s *Store) moveAside(name, mark string) (string, error) {
+	to := name + mark + time.Now().UTC().Format("20060102T150405.000000000Z")
+	if err := os.Rename(filepath.Join(s.Dir, name), filepath.Join(s.Dir, to)); err != nil {
+		return "", fmt.Errorf("update state: moving %s aside: %w", name, err)
+	}
+	return to, syncDir(s.Dir)
+}
+
+// checkDir refuses a Dir that is not this user's directory any more (it
+// was replaced while the updater ran).
+func (s *Store) checkDir() error {
+	fi, err := os.Lstat(s.Dir)
+	if err != nil {
+		return fmt.Errorf("update state: %w", err)
+	}
+	if !fi.IsDir() || !ours(fi) {
+		return fmt.Errorf("update state %s is no longer a directory of uid %d (replaced by another user?): refusing its records (hint: restart vaultpam-update; it takes the directory back)", s.Dir, os.Geteuid())
 	}
 	return nil
 }
@@ -150,13 +239,20 @@ func (s *Store) TUFDir() string { return filepath.Join(s.Dir, "tuf") }
 func (s *Store) IncomingDir() string { return filepath.Join(s.Dir, "incoming") }
 
 // MakeIncoming creates IncomingDir, 0700, owned by uid:gid (the
-// connector's user), so the connector can download into it.
+// connector's user), so the connector can download into it. Something
+// else in its place (a symbolic link, a file) is moved aside first; the
+// owner is changed without following links.
 func (s *Store) MakeIncoming(uid, gid int) error {
 	d := s.IncomingDir()
-	if err := os.MkdirAll(d, 0o700); err != nil {
+	if fi, err := os.Lstat(d); err == nil && !fi.IsDir() {
+		if _, err := s.moveAside("incoming", untrustedMark); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("update state: %w", err)
 	}
-	if err := os.Chown(d, uid, gid); err != nil {
+	if err := os.Lchown(d, uid, gid); err != nil {
 		return fmt.Errorf("update state: handing %s to the connector: %w", d, err)
 	}
 	return nil
@@ -185,6 +281,9 @@ func (s *Store) SetPending(p *Pending) error { return s.write(pendingFile, p) }
 // ClearPending removes the record of the change in progress and its
 // trial attempts.
 func (s *Store) ClearPending() error {
+	if err := s.checkDir(); err != nil {
+		return err
+	}
 	for _, f := range []string{pendingFile, attemptsFile} {
 		err := os.Remove(filepath.Join(s.Dir, f))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -289,22 +388,69 @@ func (s *Store) Durable() (bool, string, error) {
 
 // read decodes name into v; ok is false when the file does not exist. A
 // file that does not decode is an error naming it: it is never silently
-// replaced.
+// replaced. A record that is not a regular file of this process's user
+// (a symbolic link, a FIFO, a file another user wrote) is refused.
 func (s *Store) read(name string, v any) (bool, error) {
-	b, err := os.ReadFile(filepath.Join(s.Dir, name))
+	if err := s.checkDir(); err != nil {
+		return false, err
+	}
+	path := filepath.Join(s.Dir, name)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
+	}
+	if errors.Is(err, syscall.ELOOP) {
+		return false, s.putAside(name, untrustedMark, "is a symbolic link")
 	}
 	if err != nil {
 		return false, fmt.Errorf("update state: %w", err)
 	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false, fmt.Errorf("update state: %w", err)
+	}
+	if !fi.Mode().IsRegular() || !ours(fi) {
+		f.Close()
+		return false, s.putAside(name, untrustedMark, fmt.Sprintf("is not a regular file of uid %d", os.Geteuid()))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 16<<20))
+	if err != nil {
+		return false, fmt.Errorf("update state: %w", err)
+	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("update state %s does not decode: %w (hint: move it aside; the updater starts afresh)", filepath.Join(s.Dir, name), err)
+		f.Close()
+		return false, s.putAside(name, corruptMark, fmt.Sprintf("does not decode (%v)", err))
 	}
 	return true, nil
 }
 
+// corruptMark is the suffix of a record moved aside because it did not
+// decode (a bad sector, a cut write of an older version).
+const corruptMark = ".corrupt-"
+
+// putAside moves a record that cannot be used out of the way, so the
+// updater goes on without it (the file is kept for people to look at),
+// and notes it for the status. Only when it cannot be moved is it an
+// error.
+func (s *Store) putAside(name, mark, why string) error {
+	to, err := s.moveAside(name, mark)
+	if err != nil {
+		return fmt.Errorf("update state %s %s and cannot be moved aside: %w (hint: move it away by hand; the updater starts afresh)", filepath.Join(s.Dir, name), why, err)
+	}
+	s.mu.Lock()
+	s.damaged = append(s.damaged, fmt.Sprintf("%s %s; moved aside to %s", name, why, to))
+	if name == pendingFile {
+		s.lostPending = to
+	}
+	s.mu.Unlock()
+	return nil
+}
+
 func (s *Store) write(name string, v any) error {
+	if err := s.checkDir(); err != nil {
+		return err
+	}
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err

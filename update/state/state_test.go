@@ -51,15 +51,47 @@ func TestRecords(t *testing.T) {
 	}
 }
 
-func TestCorruptRecordIsAnErrorNotAReset(t *testing.T) {
+// TestCorruptRecordIsMovedAsideNotLost: a record that does not decode (a
+// bad sector) or that is not the updater's own regular file is moved
+// aside, kept byte for byte for people to look at, named in Damaged, and
+// the store goes on without it. Before, it was an error at every read:
+// the updater could not start (reconcile failed) until someone with a
+// shell removed it.
+func TestCorruptRecordIsMovedAsideNotLost(t *testing.T) {
 	s, _ := Open(filepath.Join(t.TempDir(), "update"))
 	os.WriteFile(filepath.Join(s.Dir, "pending.json"), []byte("{not json"), 0o600)
-	_, err := s.Pending()
-	if err == nil || !strings.Contains(err.Error(), "pending.json") || !strings.Contains(err.Error(), "hint:") {
-		t.Errorf("Pending = %v, want an error naming the file with a hint", err)
+	os.WriteFile(filepath.Join(s.Dir, "failed.json"), []byte(`[{"version":"0.1.9"`), 0o600)
+	os.Symlink("/etc/passwd", filepath.Join(s.Dir, "last.json"))
+	if p, err := s.Pending(); p != nil || err != nil {
+		t.Errorf("Pending = %+v, %v; want none", p, err)
 	}
-	if b, _ := os.ReadFile(filepath.Join(s.Dir, "pending.json")); string(b) != "{not json" {
-		t.Error("the corrupt record was replaced")
+	if f, err := s.Failed(); len(f) != 0 || err != nil {
+		t.Errorf("Failed = %+v, %v; want none", f, err)
+	}
+	if l, err := s.Last(); l != nil || err != nil {
+		t.Errorf("Last = %+v, %v; want none", l, err)
+	}
+	if err := s.AddFailed(Failed{Version: "0.2.0", Reason: "x"}); err != nil {
+		t.Errorf("AddFailed after a corrupt failed.json = %v", err)
+	}
+	m, _ := filepath.Glob(filepath.Join(s.Dir, "pending.json.corrupt-*"))
+	if len(m) != 1 {
+		t.Fatalf("pending.json moved aside to %v", m)
+	}
+	if b, _ := os.ReadFile(m[0]); string(b) != "{not json" {
+		t.Errorf("the moved record changed: %q", b)
+	}
+	if l := s.TakeLostPending(); l != filepath.Base(m[0]) {
+		t.Errorf("TakeLostPending = %q, want %q", l, filepath.Base(m[0]))
+	}
+	if l := s.TakeLostPending(); l != "" {
+		t.Errorf("TakeLostPending again = %q", l)
+	}
+	if d := s.Damaged(); len(d) != 3 || !strings.Contains(strings.Join(d, "\n"), "does not decode") || !strings.Contains(strings.Join(d, "\n"), "symbolic link") {
+		t.Errorf("Damaged = %q", d)
+	}
+	if m, _ := filepath.Glob(filepath.Join(s.Dir, "last.json.untrusted-*")); len(m) != 1 {
+		t.Errorf("the symlinked last.json was not moved aside: %v", m)
 	}
 }
 

@@ -189,3 +189,69 @@ func TestMissingFileIsNotFound(t *testing.T) {
 		}
 	}
 }
+
+// TestPlantedRootIsNotAnAnchor: a root in StateDir that the baked root
+// did not sign (someone who could write /data/update put their own there,
+// as root.json or as the next N.root.json) is never trusted: the check
+// always walks from the baked root. Before the fix the persisted
+// root.json was the anchor whenever its version was at least the baked
+// one's, and an attacker-signed update verified.
+func TestPlantedRootIsNotAnAnchor(t *testing.T) {
+	_, baked := newRepo(t)
+	evil, evilRoot := newRepo(t)
+	if err := evil.AddTarget(target("6.6.6")); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	os.WriteFile(filepath.Join(state, "root.json"), evilRoot, 0o644)
+	os.WriteFile(filepath.Join(state, "2.root.json"), evilRoot, 0o644)
+	v := &Verifier{BakedRoot: baked, StateDir: state}
+	if got := v.RootVersion(); got != 1 {
+		t.Errorf("RootVersion() with a planted root = %d, want 1 (the baked one)", got)
+	}
+	if _, err := v.Target(evil.Dir, "vaultpam-connector-6.6.6.update"); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("Target(metadata signed by a planted root) = %v, want ErrUntrusted", err)
+	}
+}
+
+// TestKeptChainWalksWithoutTheOffersChain: once the appliance walked a
+// rotation, an offer that carries only the newest metadata still
+// verifies (the kept 2.root.json is walked from the baked root), and old
+// metadata signed by the rotated-out key stays refused.
+func TestKeptChainWalksWithoutTheOffersChain(t *testing.T) {
+	r, root1 := newRepo(t)
+	before := snapshotDir(t, r)
+	if err := r.Rotate(newSigner(t)); err != nil {
+		t.Fatal(err)
+	}
+	v := &Verifier{BakedRoot: root1, StateDir: t.TempDir()}
+	if _, err := v.Target(r.Dir, "vaultpam-connector-0.2.0.update"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddTarget(target("0.3.0")); err != nil {
+		t.Fatal(err)
+	}
+	offer := snapshotDir(t, r)
+	os.Remove(filepath.Join(offer, "2.root.json"))
+	if _, err := v.Target(offer, "vaultpam-connector-0.3.0.update"); err != nil {
+		t.Errorf("offer without the root chain after a walked rotation: %v", err)
+	}
+	if got := v.RootVersion(); got != 2 {
+		t.Errorf("RootVersion() = %d, want 2", got)
+	}
+	if _, err := v.Target(before, "vaultpam-connector-0.2.0.update"); err == nil {
+		t.Error("metadata signed by the rotated-out key accepted")
+	}
+}
+
+// TestStateDirSymlinkRefused: trusted metadata in a directory that
+// is a symbolic link is refused, not followed.
+func TestStateDirSymlinkRefused(t *testing.T) {
+	r, root := newRepo(t)
+	base := t.TempDir()
+	os.Symlink(t.TempDir(), filepath.Join(base, "tuf"))
+	v := &Verifier{BakedRoot: root, StateDir: filepath.Join(base, "tuf")}
+	if _, err := v.Target(r.Dir, "vaultpam-connector-0.2.0.update"); err == nil || !strings.Contains(err.Error(), "refusing") {
+		t.Errorf("Target with a symlinked state dir = %v, want a refusal", err)
+	}
+}

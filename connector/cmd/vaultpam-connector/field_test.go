@@ -148,7 +148,8 @@ func TestMetricsMoveWithASession(t *testing.T) {
 	t.Logf("metrics page: %d bytes, %d families", size, len(before))
 
 	session(t, cp, "echo", 100000)
-	st = waitStatus(t, d.sock, "the session counted", func(s localapi.Status) bool { return s.SessionsTotal == 1 })
+	// The session is counted ended before its gauge goes down: wait for both.
+	st = waitStatus(t, d.sock, "the session counted and closed", func(s localapi.Status) bool { return s.SessionsTotal == 1 && s.ActiveSessions == 0 })
 	after, _ := scrape(t, hc, "http://x/metrics")
 
 	for _, c := range []struct {

@@ -92,6 +92,9 @@ func TestHealthActions(t *testing.T) {
 	h.keys(s, "Enter", "Enter", "Enter", "Enter", "Enter", "Enter")
 	h.waitFor(s, "Setup 2 of 2: Summary")
 	h.keys(s, "Enter")
+	// On trial: kept with K once the control plane is reachable.
+	h.waitFor(s, "K keeps the new settings")
+	h.keys(s, "k")
 	h.waitFor(s, "Network settings applied.")
 	unit := readFile(t, filepath.Join(h.root, "config/network/10-vaultpam.network"))
 	if !strings.Contains(unit, "Address=192.0.2.11/24\n") {

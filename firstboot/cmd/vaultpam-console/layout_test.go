@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestLayoutFollowsTerminal: the real binary lays its screens out for the
@@ -40,7 +41,14 @@ func TestLayoutFollowsTerminal(t *testing.T) {
 	run(t, "tmux", "-L", h.tmux, "pipe-pane", "-t", "small", "-o", "cat >> "+raw)
 	h.keys("small", "C-l") // a full repaint, into the pipe
 	h.waitFor("small", "Enter begin setup")
-	b, _ := os.ReadFile(raw)
+	// The pipe copies the repaint asynchronously: wait until it is in the
+	// file (or the deadline, for a loaded machine), then check it.
+	var b []byte
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if b, _ = os.ReadFile(raw); strings.Contains(string(b), "\x1b[24;80H") {
+			break
+		}
+	}
 	for _, want := range []string{"\x1b[24;1H", "\x1b[24;80H"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("output on a 70x20 terminal lacks %q: not drawn at 80x24:\n%q", want, b)

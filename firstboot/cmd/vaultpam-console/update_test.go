@@ -17,7 +17,7 @@ import (
 
 // TestHealthUpdateKeys drives the real binary, unprivileged, against a
 // fake updater on its own socket (--updater), shared with the console
-// through the group as the appliance's /run/vaultpam/update.sock is
+// through the group as the appliance's /run/vaultpam-update/update.sock is
 // (vaultpam, 0660): the CD-ROM's offer, U and Y, the progress, O and Y,
 // then G sends a support bundle through the fake connector.
 func TestHealthUpdateKeys(t *testing.T) {

@@ -42,9 +42,14 @@ type applyView struct {
 }
 
 func (w *wizard) apply(a *App) {
-	steps := setupSteps(w.s.Interface)
+	// A change to a configured appliance's network is tried first: it
+	// comes back by itself unless kept (trial.go).
+	if w.networkOnly && w.startTrial(a) {
+		return
+	}
+	steps := setupSteps(w.s.LinkName())
 	if w.networkOnly {
-		steps = networkSteps(w.s.Interface)
+		steps = networkSteps(w.s.LinkName())
 	}
 	v := &applyView{w: w, steps: steps, lines: make([]stepLine, len(steps))}
 	a.show(v)
@@ -195,10 +200,17 @@ func (v *applyView) draw(a *App) page {
 		if v.fail.hint != "" {
 			p.body = append(p.body, a.wrap(2, "hint: "+v.fail.hint)...)
 		}
+		if u := v.fail.untrusted; u != nil {
+			p.body = append(p.body, blank())
+			p.body = append(p.body, chainLines(a, *u)...)
+		}
 		p.msg = "Setup stopped at the failed step."
 		switch v.fail.kind {
 		case failCheck:
 			p.help = "E edit settings  R retry  C continue anyway"
+			if v.fail.untrusted != nil {
+				p.help = "T trust root  E edit  R retry  C continue anyway"
+			}
 		case failToken:
 			p.help = "T new token  E edit settings  R retry"
 		default:
@@ -243,9 +255,24 @@ func (v *applyView) key(a *App, k screen.Key) {
 			v.run(a, afterChecks(v.steps))
 		}
 	case 't', 'T':
+		if u := v.fail.untrusted; v.fail.kind == failCheck && u != nil {
+			first := len(v.steps)
+			for i, s := range v.steps {
+				if s.check && i < first {
+					first = i
+				}
+			}
+			a.show(&trustView{root: u.Root(), back: v, done: func(a *App) { a.show(v); v.run(a, first) }})
+			return
+		}
 		if v.fail.kind == failToken {
 			f := v.w.tokenForm()
 			f.done = func(a *App) {
+				if pairKey(f.fields[0].value) { // P, Enter: pair instead (pairing_wizard.go)
+					f.fields[0].value = ""
+					v.w.applyPairing(a)
+					return
+				}
 				v.w.token = canonical(f.fields[0].value)
 				a.show(v)
 				v.run(a, stepIndex(v.steps, stepToken))

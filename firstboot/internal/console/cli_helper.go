@@ -30,17 +30,30 @@ func (c HelperCLI) Main(ctx context.Context) int {
 		root   = fs.String("root", "/", "root directory holding config/")
 		binDir = fs.String("bin-dir", "", "look up systemctl, vmware-rpctool and dmsetup here instead of $PATH")
 		listen = fs.String("listen", "", "make this socket and listen on it, instead of the one systemd passes")
+		trial  = fs.Duration("trial-timeout", privileged.DefaultTrial, "how long a network change stays on trial before the previous settings come back")
+		revert = fs.Bool("revert-network", false, "restore the previous network settings if a trial's deadline has passed, then exit (vaultpam-network-revert.service)")
+		atBoot = fs.Bool("at-boot", false, "with --revert-network: restore at once, files only (before systemd-networkd starts)")
 	)
 	if err := fs.Parse(c.Args); err != nil {
 		return 2
 	}
 	cfg := privileged.DefaultConfig()
-	cfg.Root, cfg.Run, cfg.Log = *root, ExecRunner{BinDir: *binDir}, c.Stderr
+	cfg.Root, cfg.Run, cfg.Log, cfg.TrialTimeout = *root, ExecRunner{BinDir: *binDir}, c.Stderr, *trial
 	srv, err := privileged.NewServer(cfg)
 	if err != nil {
 		fmt.Fprintf(c.Stderr, "vaultpam-console helper: error: %v\n", err)
 		return 2
 	}
+	if *revert {
+		what, err := srv.RevertIfDue(ctx, *atBoot)
+		if err != nil {
+			fmt.Fprintf(c.Stderr, "vaultpam-console helper: error: restoring the previous network settings: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(c.Stderr, "vaultpam-console helper: %s\n", what)
+		return 0
+	}
+	srv.Resume()
 	var l net.Listener
 	if *listen != "" {
 		l, err = privileged.Listen(*listen)

@@ -53,6 +53,11 @@ func (v *diagView) draw(a *App) page {
 		for _, l := range screen.WrapText(f.Message, a.width()-4) {
 			body = append(body, bold("  "+l))
 		}
+		if f.Untrusted && f.Root() != nil {
+			body = append(body, blank())
+			body = append(body, chainLines(a, f)...)
+			p.help = "T trust this root  R run again  N edit network  Esc back"
+		}
 		p.body = body
 		p.msg = "The " + f.Step + " step failed."
 	default:
@@ -72,5 +77,9 @@ func (v *diagView) key(a *App, k screen.Key) {
 		v.run(a)
 	case k.Kind == screen.KeyRune && (k.Rune == 'n' || k.Rune == 'N'):
 		a.startWizard(true)
+	case k.Kind == screen.KeyRune && (k.Rune == 't' || k.Rune == 'T'):
+		if f, bad := diag.Failed(v.results); bad && f.Untrusted && f.Root() != nil {
+			a.show(&trustView{root: f.Root(), back: v, done: func(a *App) { a.show(v); v.run(a) }})
+		}
 	}
 }

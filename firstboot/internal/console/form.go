@@ -37,6 +37,8 @@ type form struct {
 	errs         map[int]string
 	done         func(a *App) // all fields valid, Enter on the last one
 	back         func(a *App) // Esc
+	more         func(a *App) // PgDn: a second page (nil: none)
+	moreHelp     string       // its key help, e.g. "PgDn IPv6/VLAN"
 }
 
 func (f *form) visible(i int) bool { return f.fields[i].hidden == nil || !f.fields[i].hidden() }
@@ -75,6 +77,10 @@ func (f *form) key(a *App, k screen.Key) {
 	case screen.KeyEsc:
 		if f.back != nil {
 			f.back(a)
+		}
+	case screen.KeyPgDown:
+		if f.more != nil {
+			f.more(a)
 		}
 	case screen.KeyUp, screen.KeyBackTab:
 		f.move(-1)
@@ -254,6 +260,9 @@ func (f *form) draw(a *App) page {
 	}
 	if f.fields[f.focus].kind == fieldToken {
 		help = "Enter check  Backspace erase  Ctrl-U clear  Esc back"
+	}
+	if f.moreHelp != "" {
+		help = strings.Replace(help, "  Esc back", "  "+f.moreHelp+"  Esc back", 1)
 	}
 	return page{title: f.title, body: f.lines(a), msg: f.message(), help: help}
 }

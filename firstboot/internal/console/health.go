@@ -15,14 +15,22 @@ import (
 // appliance's network, DATA partition, image and verity. It draws the
 // needs-recovery page (recovery.go) instead while the connector needs
 // recovery, until the operator dismisses it.
-type healthView struct{}
+type healthView struct{ pair pairWatch }
 
-func (v *healthView) tick(a *App) { a.health.refresh(a) }
+// tick refreshes the health data; while the connector pairs (started on
+// the other console or from the recovery page) the screen follows it.
+func (v *healthView) tick(a *App) {
+	a.health.refresh(a)
+	v.pair.update(a.health.st, nil)
+}
 
 func (v *healthView) draw(a *App) page {
 	h := a.health
 	if h.st.State == state.NeedsRecovery.String() && h.dismissed != h.st.State {
 		return recoveryPage(a)
+	}
+	if p, ok := v.pair.followPage(a, "R re-enrol  N network  L logs  D diagnostics  B reboot  S shut down"); ok {
+		return p
 	}
 	now := a.env.Now()
 	st := h.st
@@ -85,6 +93,13 @@ func (v *healthView) draw(a *App) page {
 		clock, warn = clockLine(st)
 	}
 	b.add(dropSessions, kv("Sessions", sessions))
+	if line, problem := targetsLine(st.AllowedTargets); line != "" {
+		rank := dropTargets
+		if problem {
+			rank = 0
+		}
+		b.add(rank, a.kvWrap("Targets", line)...)
+	}
 	if warn {
 		for i, l := range screen.WrapText("! "+clock, a.width()-26) {
 			label := ""
@@ -98,7 +113,7 @@ func (v *healthView) draw(a *App) page {
 	}
 	b.add(certRank, kv("Certificate", cert))
 	b.add(dropBlank, blank())
-	iface := h.set.Interface
+	iface := h.set.LinkName() // with a VLAN, the VLAN interface holds the addresses
 	netLine := iface + " not found"
 	leased := false // with DHCP: the interface has an IPv4 address
 	for _, l := range h.links {
@@ -112,7 +127,10 @@ func (v *healthView) draw(a *App) page {
 		}
 	}
 	how := "static"
-	if h.set.DHCP {
+	switch {
+	case h.set.NoIPv4:
+		how = "IPv6 only"
+	case h.set.DHCP:
 		how = "DHCP"
 	}
 	b.add(0, kv("Network ("+how+")", netLine))
@@ -177,8 +195,24 @@ const (
 	dropControlPlane
 	dropVerity
 	dropHostname
+	dropTargets
 	dropBlank
 )
+
+// targetsLine says in a line where sessions may go (the connector's
+// allowed_targets and its default deny set); problem is true when the
+// connector cannot apply the policy and refuses every session.
+func targetsLine(p *localapi.TargetPolicy) (line string, problem bool) {
+	switch {
+	case p == nil:
+		return "", false
+	case strings.Contains(p.Summary, "every session is refused"):
+		return p.Summary, true
+	case p.All:
+		return "any except loopback, link-local and this appliance", false
+	}
+	return fmt.Sprintf("only allowed_targets (%d); no loopback, link-local, self", len(p.Entries)), false
+}
 
 // bodyBuilder collects rows with their drop ranks.
 type bodyBuilder struct {

@@ -138,6 +138,7 @@ func TestHealthStates(t *testing.T) {
 	online.State, online.Since = state.Online.String(), now.Add(-2*time.Hour)
 	online.LastHeartbeat, online.TunnelRTT, online.ActiveSessions = now.Add(-4*time.Second), localapi.Duration(12300*time.Microsecond), 3
 	online.CertNotAfter = now.Add(30 * 24 * time.Hour)
+	online.AllowedTargets = &localapi.TargetPolicy{All: true, Summary: "any private or public address; refused: loopback, link-local, this appliance's addresses"}
 
 	offline := online
 	offline.State, offline.Since, offline.ActiveSessions, offline.TunnelRTT = state.Reconnecting.String(), now.Add(-35*time.Second), 0, 0

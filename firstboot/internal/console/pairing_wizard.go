@@ -69,7 +69,7 @@ func pairStep() step {
 
 // applyPairing applies the settings and pairs (pairApplyView).
 func (w *wizard) applyPairing(a *App) {
-	steps := pairSetupSteps(w.s.Interface)
+	steps := pairSetupSteps(w.s.LinkName())
 	v := &pairApplyView{applyView: &applyView{w: w, steps: steps, lines: make([]stepLine, len(steps))}}
 	a.show(v)
 	v.run(a, 0)

@@ -28,6 +28,9 @@ const (
 type stepFailure struct {
 	kind      failKind
 	msg, hint string
+	// untrusted: the TLS check found a chain no trusted CA issued; the
+	// apply screen shows it and offers to trust its root.
+	untrusted *diag.Result
 }
 
 func (f *stepFailure) Error() string { return f.msg }

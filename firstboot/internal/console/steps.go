@@ -49,20 +49,29 @@ func networkStep() step {
 func addressStep(iface string) step {
 	return step{title: "Wait for an address on " + iface, run: func(ctx context.Context, r *applyRun) (string, error) {
 		s, env := r.s, r.env
+		link := s.LinkName()
 		var want netip.Prefix
-		if !s.DHCP {
+		how, v6 := "from DHCP", false
+		switch {
+		case s.StaticIPv4():
 			want, _ = netip.ParsePrefix(s.Address)
+			how = s.Address
+		case s.NoIPv4 && s.IPv6 == settings.IPv6Static:
+			want, _ = netip.ParsePrefix(s.Address6)
+			how, v6 = s.Address6, true
+		case s.NoIPv4:
+			how, v6 = "from "+s.IPv6, true
 		}
 		c, cancel := context.WithTimeout(ctx, env.AddressTimeout)
-		p, err := netinfo.WaitAddress(c, env.Net, s.Interface, want)
+		p, err := netinfo.WaitAddressOf(c, env.Net, link, want, v6)
 		cancel()
 		if err != nil {
-			how := "from DHCP"
-			if !s.DHCP {
-				how = s.Address
+			hint := "check the VM's network connection and the DHCP server, or use a static address"
+			if s.VLAN != "" {
+				hint = fmt.Sprintf("check that the port group passes VLAN %s tagged (VGT, trunking) and %s", s.VLAN, hint)
 			}
-			return "", &stepFailure{kind: failCheck, msg: fmt.Sprintf("Network: no address %s on %s after %s", how, s.Interface, env.AddressTimeout),
-				hint: "check the VM's network connection and the DHCP server, or use a static address"}
+			return "", &stepFailure{kind: failCheck, msg: fmt.Sprintf("Network: no address %s on %s after %s", how, link, env.AddressTimeout),
+				hint: hint}
 		}
 		return p.String(), nil
 	}}
@@ -82,6 +91,10 @@ func checkSteps() []step {
 			switch {
 			case res.Skipped:
 				return "", skipped{detail}
+			case !res.OK && res.Untrusted && res.Root() != nil:
+				// No hint: the chain and its root's fingerprint take the room,
+				// and the key help offers T.
+				return "", &stepFailure{kind: failCheck, msg: res.Message, untrusted: &res}
 			case !res.OK:
 				return "", &stepFailure{kind: failCheck, msg: res.Message, hint: "press E to go back and edit the settings, R to retry"}
 			}

@@ -11,7 +11,8 @@ type welcomeView struct{ w *wizard }
 func (v *welcomeView) draw(a *App) page {
 	body := a.wrap(2, "This VaultPAM Connector appliance is not set up yet. The next screens ask for its network "+
 		"settings, the VaultPAM control plane it connects out to, and an enrolment token from the VaultPAM "+
-		"dashboard (Connectors -> Add Connector).")
+		"dashboard (Connectors -> Add Connector) - or, instead of the token, a short code that an administrator "+
+		"approves in the dashboard.")
 	body = append(body, blank())
 	body = append(body, a.wrap(2, "Keys: Enter goes on, Esc goes back, Up/Down move between fields. No mouse is needed.")...)
 	if v.w.ovfSource != "" {

@@ -23,6 +23,9 @@ type wizard struct {
 	// failure then stops on both consoles (stoppedView) and nothing is
 	// retried by itself.
 	auto bool
+	// caProblem: the OVF environment's vaultpam.ca_cert was not usable
+	// (what is wrong with it); it was left out, and the summary says so.
+	caProblem string
 }
 
 // startWizard begins the wizard. The wizard lock is taken only when an
@@ -114,6 +117,12 @@ func (w *wizard) fromOVF(a *App, r ovfResult) {
 		tok = r.env.Apply(&w.s)
 		w.ovfSource = r.src
 		w.unattended = true
+		if msg := settings.CheckCABundle(w.s.CACert); msg != "" {
+			// Not applied unattended with a CA that cannot be used: the
+			// operator sees why on the summary, and can trust the chain
+			// the TLS check is shown (T) instead.
+			w.caProblem, w.s.CACert, w.unattended = msg, "", false
+		}
 	}
 	if w.s.Interface == "" {
 		w.s.Interface = defaultLink(a.env.Net)
@@ -188,6 +197,11 @@ func (w *wizard) gotoLinks(a *App) {
 func (w *wizard) gotoNetwork(a *App) {
 	f := w.networkForm()
 	if w.unattended && allValid(f) {
+		if more := w.moreForm(); !allValid(more) {
+			a.progress("Network settings")
+			a.show(more)
+			return
+		}
 		w.gotoControlPlane(a)
 		return
 	}

@@ -83,15 +83,37 @@ func checkTLS(ctx context.Context, p *Probe) Result {
 	p.conn.SetDeadline(time.Now().Add(p.c.Timeout))
 	ctx, cancel := context.WithTimeout(ctx, p.c.Timeout)
 	defer cancel()
-	tc := tls.Client(p.conn, &tls.Config{ServerName: p.host, RootCAs: p.c.RootCAs, Time: p.c.Now,
-		NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12})
+	// Verified by hand (the same checks crypto/tls makes) so that the
+	// chain the peer presented is at hand when it is not trusted: the
+	// operator compares its root's fingerprint and may trust it.
+	var chain []*x509.Certificate
+	tc := tls.Client(p.conn, &tls.Config{ServerName: p.host, InsecureSkipVerify: true, Time: p.c.Now,
+		NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			chain = cs.PeerCertificates
+			if len(chain) == 0 {
+				return errors.New("the server sent no certificate")
+			}
+			opts := x509.VerifyOptions{Roots: p.c.RootCAs, DNSName: p.host, CurrentTime: p.c.Now(), Intermediates: x509.NewCertPool()}
+			for _, c := range chain[1:] {
+				opts.Intermediates.AddCert(c)
+			}
+			_, err := chain[0].Verify(opts)
+			return err
+		}})
 	if err := tc.HandshakeContext(ctx); err != nil {
 		var ce x509.CertificateInvalidError
 		if errors.As(err, &ce) && ce.Reason == x509.Expired {
 			return fail(StepTLS, "the certificate of %s is not valid at this appliance's time %s; check the clock and NTP servers",
 				p.host, p.c.Now().UTC().Format(time.RFC3339))
 		}
-		return fail(StepTLS, "%s:%s is not trusted: %s", p.host, p.port, shortErr(err))
+		r := fail(StepTLS, "%s:%s is not trusted: %s", p.host, p.port, shortErr(err))
+		var ua x509.UnknownAuthorityError
+		if errors.As(err, &ua) && len(chain) > 0 {
+			r.Chain, r.Untrusted = chain, true
+			r.Message = fmt.Sprintf("TLS: %s:%s is not trusted: its chain ends at %q, a CA this appliance does not trust", p.host, p.port, chain[len(chain)-1].Subject.String())
+		}
+		return r
 	}
 	p.tls = tc
 	return pass(StepTLS, "%s verified (%s)", p.host, tlsVersion(tc.ConnectionState().Version))

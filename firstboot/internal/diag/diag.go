@@ -63,6 +63,20 @@ type Result struct {
 	OK      bool
 	Skipped bool
 	Message string // "DNS: cp.example.com resolves to 192.0.2.1 via 192.0.2.53", or what failed
+	// Untrusted: the TLS check failed because no trusted CA issued the
+	// chain; Chain is what the peer presented (leaf first), so the
+	// operator can compare its root's fingerprint and trust it.
+	Untrusted bool
+	Chain     []*x509.Certificate
+}
+
+// Root is the top of the presented chain: the certificate to trust (the
+// root, when the peer sends it; else the topmost intermediate it sent).
+func (r Result) Root() *x509.Certificate {
+	if len(r.Chain) == 0 {
+		return nil
+	}
+	return r.Chain[len(r.Chain)-1]
 }
 
 // Failed reports whether r is a failure (neither passed nor skipped).

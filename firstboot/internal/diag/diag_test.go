@@ -147,3 +147,21 @@ func TestChecksOneByOne(t *testing.T) {
 		}
 	}
 }
+
+// TestUntrustedChainIsKept: an untrusted server's TLS failure carries the
+// chain it presented, so the console can show its root's fingerprint, and
+// trusting that root makes the check pass.
+func TestUntrustedChainIsKept(t *testing.T) {
+	srv, _ := server(t)
+	rs := Run(context.Background(), Config{ControlPlaneURL: srv.URL}, nil)
+	f, bad := Failed(rs)
+	if !bad || f.Step != StepTLS || !f.Untrusted || f.Root() == nil || !f.Root().Equal(srv.Certificate()) {
+		t.Fatalf("untrusted server: %+v; want a TLS failure with the presented chain", f)
+	}
+	// Trusting that root makes the check pass.
+	trusted := x509.NewCertPool()
+	trusted.AddCert(f.Root())
+	if f, bad := Failed(Run(context.Background(), Config{ControlPlaneURL: srv.URL, RootCAs: trusted}, nil)); bad {
+		t.Errorf("with the root trusted: %s", f.Message)
+	}
+}

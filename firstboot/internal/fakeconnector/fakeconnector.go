@@ -30,13 +30,15 @@ type Backend struct {
 	polls    int
 	Refuse   map[string]*localapi.Error // canonical token → error to answer
 	EnrolsIn int                        // status polls from enrolling to online; 0 = 2
-	bundles  []Bundle
-	down     bool
 
 	// Pairing (pairing.go).
 	codes    []localapi.Pairing
 	pairs    PairingState
 	pairFrom string
+
+	// Support bundles.
+	bundles []Bundle
+	down    bool
 }
 
 // Bundle is a support bundle the fake took: its name and its (encrypted)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Link is one network interface as the console shows it.
@@ -61,7 +62,10 @@ func (Netlink) Links() ([]Link, error) {
 		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
 		if err == nil {
 			for _, ad := range addrs {
-				if ad.IPNet == nil || ad.IP.IsLinkLocalUnicast() {
+				// Link-local addresses are not shown; an IPv6 address still
+				// in duplicate address detection (or failed it) cannot be
+				// used yet.
+				if ad.IPNet == nil || ad.IP.IsLinkLocalUnicast() || ad.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
 					continue
 				}
 				ip, ok := netip.AddrFromSlice(ad.IP)
@@ -78,19 +82,24 @@ func (Netlink) Links() ([]Link, error) {
 	return out, nil
 }
 
-// DefaultGateway returns the IPv4 default route's gateway.
+// DefaultGateway returns the IPv4 default route's gateway, or on an
+// IPv6-only appliance the IPv6 default route's.
 func (Netlink) DefaultGateway() (string, error) {
-	rs, err := netlink.RouteList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		return "", fmt.Errorf("listing routes: %w", err)
-	}
-	for _, r := range rs {
-		if (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw != nil {
-			return r.Gw.String(), nil
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rs, err := netlink.RouteList(nil, fam)
+		if err != nil {
+			return "", fmt.Errorf("listing routes: %w", err)
+		}
+		for _, r := range rs {
+			if (r.Dst == nil || r.Dst.IP.IsUnspecified() && isDefault(r.Dst)) && r.Gw != nil {
+				return r.Gw.String(), nil
+			}
 		}
 	}
 	return "", nil
 }
+
+func isDefault(n *net.IPNet) bool { ones, _ := n.Mask.Size(); return ones == 0 }
 
 // Find returns the link called name.
 func Find(src Source, name string) (Link, bool) {
@@ -109,12 +118,18 @@ func Find(src Source, name string) (Link, bool) {
 // WaitAddress polls until link name has an IPv4 address (want, if valid,
 // must be exactly that prefix) or ctx ends.
 func WaitAddress(ctx context.Context, src Source, name string, want netip.Prefix) (netip.Prefix, error) {
+	return WaitAddressOf(ctx, src, name, want, false)
+}
+
+// WaitAddressOf is WaitAddress for IPv6 when v6 is true (a usable global
+// IPv6 address, or exactly want): for an IPv6-only appliance.
+func WaitAddressOf(ctx context.Context, src Source, name string, want netip.Prefix, v6 bool) (netip.Prefix, error) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if l, ok := Find(src, name); ok {
 			for _, a := range l.Addrs {
-				if a.Addr().Is4() && (!want.IsValid() || a == want) {
+				if a.Addr().Is4() != v6 && (!want.IsValid() || a == want) {
 					return a, nil
 				}
 			}

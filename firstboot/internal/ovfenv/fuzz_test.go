@@ -28,6 +28,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(`<?xml version="1.0"?><Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:oe="http://schemas.dmtf.org/ovf/environment/1"><PropertySection><Property oe:key="vaultpam.hostname" oe:value="a&#10;[Match]"/></PropertySection></Environment>`))
 	f.Add([]byte(`<Environment><PropertySection><Property key="vaultpam.dns" value="192.0.2.1&#13;Gateway=1.2.3.4"/></PropertySection></Environment>`))
+	f.Add([]byte(`<Environment xmlns:oe="http://schemas.dmtf.org/ovf/environment/1"><PropertySection><Property oe:key="vaultpam.hostname" oe:value="v6"/><Property oe:key="vaultpam.ip" oe:value="none"/><Property oe:key="vaultpam.ipv6" oe:value="2001:db8::10/64"/><Property oe:key="vaultpam.ipv6_gateway" oe:value="fe80::1"/><Property oe:key="vaultpam.vlan" oe:value="42"/><Property oe:key="vaultpam.dns" oe:value="2001:db8::53"/><Property oe:key="vaultpam.control_plane_url" oe:value="https://[2001:db8::1]:8443"/><Property oe:key="vaultpam.connector_name" oe:value="v6"/></PropertySection></Environment>`))
 	f.Add([]byte("<!DOCTYPE x [<!ENTITY a \"aaaaaaaa\">]><Environment>&a;&a;&a;</Environment>"))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		env, err := Parse(doc)
@@ -39,7 +40,7 @@ func FuzzParse(f *testing.F) {
 		tok := env.Apply(&s)
 		if _, err := protocol.ParseToken(tok); err == nil && s.Validate() == nil {
 			// The token is handed over, never rendered: it must not show in any file.
-			for _, text := range []string{s.NetworkUnitText(), s.TimesyncdText()} {
+			for _, text := range []string{s.NetworkUnitText(), s.VLANNetdevText(), s.VLANUnitText(), s.TimesyncdText()} {
 				if strings.Contains(text, tok) {
 					t.Fatalf("the token reached a rendered file:\n%s", text)
 				}
@@ -48,7 +49,8 @@ func FuzzParse(f *testing.F) {
 		if s.Validate() != nil {
 			return
 		}
-		for name, text := range map[string]string{"network": s.NetworkUnitText(), "timesyncd.conf": s.TimesyncdText()} {
+		for name, text := range map[string]string{"network": s.NetworkUnitText(), "vlan netdev": s.VLANNetdevText(),
+			"vlan network": s.VLANUnitText(), "timesyncd.conf": s.TimesyncdText()} {
 			for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
 				if !renderedLine.MatchString(line) {
 					t.Fatalf("%s has a line a value made: %q\nfull file:\n%s", name, line, text)

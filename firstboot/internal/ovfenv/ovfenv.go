@@ -27,7 +27,14 @@ const (
 	KeyDNS           = "vaultpam.dns"
 	KeyNTP           = "vaultpam.ntp"
 	KeyProxy         = "vaultpam.proxy"
+	KeyIPv6          = "vaultpam.ipv6"
+	KeyIPv6Gateway   = "vaultpam.ipv6_gateway"
+	KeyVLAN          = "vaultpam.vlan"
+	KeyCACert        = "vaultpam.ca_cert"
 )
+
+// IPNone as vaultpam.ip means no IPv4 at all (an IPv6-only network).
+const IPNone = "none"
 
 // Env is a parsed OVF environment: its properties by key.
 type Env struct {
@@ -53,7 +60,9 @@ func Parse(doc []byte) (Env, error) {
 }
 
 // Apply copies the properties that are set into s and returns the token
-// property ("" when not set). IP empty means DHCP.
+// property ("" when not set). vaultpam.ip empty means DHCP, "none" no
+// IPv4; vaultpam.ipv6 is empty (off), "slaac", "dhcpv6" or a static
+// address with prefix; vaultpam.ca_cert is PEM or base64 of PEM.
 func (e Env) Apply(s *settings.Settings) (token string) {
 	p := e.Properties
 	set := func(key string, dst *string) {
@@ -64,10 +73,25 @@ func (e Env) Apply(s *settings.Settings) (token string) {
 	set(KeyControlPlane, &s.ControlPlaneURL)
 	set(KeyConnectorName, &s.ConnectorName)
 	set(KeyHostname, &s.Hostname)
-	if v := p[KeyIP]; v != "" {
+	switch v := p[KeyIP]; {
+	case strings.EqualFold(v, IPNone):
+		s.DHCP, s.NoIPv4 = false, true
+	case v != "":
 		s.DHCP = false
 		s.Address = v
 	}
+	switch v := p[KeyIPv6]; {
+	case v == "":
+	case strings.EqualFold(v, settings.IPv6Off), strings.EqualFold(v, settings.IPv6SLAAC), strings.EqualFold(v, settings.IPv6DHCPv6):
+		s.IPv6 = strings.ToLower(v)
+	case strings.Contains(v, ":"):
+		s.IPv6, s.Address6 = settings.IPv6Static, v
+	default:
+		s.IPv6 = v // not a mode: the wizard shows what is wrong with it
+	}
+	set(KeyIPv6Gateway, &s.Gateway6)
+	set(KeyVLAN, &s.VLAN)
+	set(KeyCACert, &s.CACert)
 	set(KeyGateway, &s.Gateway)
 	set(KeyDNS, &s.DNS)
 	set(KeyNTP, &s.NTP)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -107,4 +108,25 @@ func makeISO(name string, data []byte) []byte {
 	copy(img[18*bs:], dir.Bytes())
 	copy(img[19*bs:], data)
 	return img
+}
+
+// TestApplyIPv6VLANAndCA: vaultpam.ip=none, a static IPv6 address, the
+// VLAN and the CA bundle land in the settings, which validate.
+func TestApplyIPv6VLANAndCA(t *testing.T) {
+	ca := "-----BEGIN CERTIFICATE----- MIIBhTCCASugAwIBAgIBBzAKBggqhkjOPQQDAjAVMRMwEQYDVQQDEwpUZXN0IENB IENBMB4XDTI2MDEwMTAwMDAwMFoXDTM2MDEwMTAwMDAwMFowFTETMBEGA1UEAxMK -----END CERTIFICATE-----"
+	env := Env{Properties: map[string]string{KeyIP: "None", KeyIPv6: "2001:db8::10/64", KeyIPv6Gateway: "fe80::1",
+		KeyVLAN: "42", KeyDNS: "2001:db8::53", KeyCACert: ca, KeyHostname: "v6", KeyControlPlane: "https://[2001:db8::1]:8443"}}
+	s := settings.Default()
+	s.Interface = "ens192"
+	env.Apply(&s)
+	if !s.NoIPv4 || s.DHCP || s.IPv6 != settings.IPv6Static || s.Address6 != "2001:db8::10/64" || s.Gateway6 != "fe80::1" || s.VLAN != "42" || s.CACert != ca {
+		t.Errorf("settings after Apply: %+v", s)
+	}
+	for _, mode := range []string{"slaac", "DHCPv6", "off"} {
+		s := settings.Default()
+		Env{Properties: map[string]string{KeyIPv6: mode}}.Apply(&s)
+		if s.IPv6 != strings.ToLower(mode) {
+			t.Errorf("vaultpam.ipv6=%s gave mode %q", mode, s.IPv6)
+		}
+	}
 }

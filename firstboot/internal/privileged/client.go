@@ -45,6 +45,47 @@ func (c *Client) WriteSettings(ctx context.Context, s settings.Settings) ([]stri
 	return d.Files, nil
 }
 
+// TrialNetwork has the helper apply s's network settings on trial: they
+// go back by themselves at the returned deadline unless KeepNetwork comes
+// first.
+func (c *Client) TrialNetwork(ctx context.Context, s settings.Settings) (TrialState, error) {
+	var d Done
+	if err := c.action(ctx, TrialNetwork, SettingsBody(s), &d); err != nil {
+		return TrialState{}, err
+	}
+	if d.Trial == nil {
+		return TrialState{}, fmt.Errorf("the console helper's answer to %s has no deadline", TrialNetwork)
+	}
+	return *d.Trial, nil
+}
+
+// KeepNetwork ends the trial, keeping the new settings.
+func (c *Client) KeepNetwork(ctx context.Context) error { return c.action(ctx, KeepNetwork, nil, nil) }
+
+// RevertNetwork ends the trial now with the previous settings.
+func (c *Client) RevertNetwork(ctx context.Context) error {
+	return c.action(ctx, RevertNetwork, nil, nil)
+}
+
+// TrialStatus says whether a trial runs, until when, and when the
+// previous settings last came back.
+func (c *Client) TrialStatus(ctx context.Context) (TrialState, error) {
+	b, err := c.read(ctx, TrialStatus, MaxBody)
+	if err != nil {
+		return TrialState{}, err
+	}
+	var st TrialState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return TrialState{}, fmt.Errorf("reading the console helper's trial status: %w", err)
+	}
+	return st, nil
+}
+
+// TrustCA adds the PEM certificates to /config/ca.pem.
+func (c *Client) TrustCA(ctx context.Context, pemCerts []byte) error {
+	return c.raw(ctx, TrustCA, pemCerts)
+}
+
 // ApplyNetwork sets the hostname from /config and restarts networkd and
 // timesyncd.
 func (c *Client) ApplyNetwork(ctx context.Context) error {
@@ -91,6 +132,20 @@ func (c *Client) action(ctx context.Context, req Request, body any, out *Done) e
 		out = &Done{}
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, MaxBody)).Decode(out); err != nil {
+		return fmt.Errorf("reading the console helper's answer to %s: %w", req, err)
+	}
+	return nil
+}
+
+// raw posts body as it is (PEM) and reads a Done.
+func (c *Client) raw(ctx context.Context, req Request, body []byte) error {
+	resp, err := c.do(ctx, http.MethodPost, req, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var d Done
+	if err := json.NewDecoder(io.LimitReader(resp.Body, MaxBody)).Decode(&d); err != nil {
 		return fmt.Errorf("reading the console helper's answer to %s: %w", req, err)
 	}
 	return nil

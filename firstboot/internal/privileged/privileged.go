@@ -16,6 +16,7 @@ package privileged
 import (
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // DefaultSocket is where the helper listens on the appliance.
@@ -39,6 +40,23 @@ const (
 	// Reboot and PowerOff (POST) ask systemd to reboot or power off.
 	Reboot   Request = "power/reboot"
 	PowerOff Request = "power/poweroff"
+	// TrustCA (POST, PEM certificates) adds them to /config/ca.pem and
+	// points connector.yaml's control_plane_ca_file at it. Public
+	// material only: a private key is refused.
+	TrustCA Request = "trust/ca"
+	// TrialNetwork (POST, a SettingsBody) applies new network settings on
+	// trial: the current ones are kept aside, the new ones written and
+	// applied, and unless KeepNetwork comes before the deadline the kept
+	// ones come back by themselves (the helper's timer, and
+	// vaultpam-network-revert.timer should the helper die). The answer's
+	// Trial says until when.
+	TrialNetwork Request = "network/trial"
+	// KeepNetwork (POST) ends a trial, keeping the new settings.
+	KeepNetwork Request = "network/keep"
+	// RevertNetwork (POST) ends a trial now, restoring the kept settings.
+	RevertNetwork Request = "network/revert"
+	// TrialStatus (GET) answers a TrialState as JSON.
+	TrialStatus Request = "network/trial-status"
 	// GuestInfo (GET) returns guestinfo.ovfEnv from VMware Tools
 	// (vmware-rpctool), raw, at most MaxGuestInfo bytes; 404 when unset.
 	GuestInfo Request = "ovf/guestinfo"
@@ -65,6 +83,11 @@ func Endpoints() []Endpoint {
 		{RestartConnector, http.MethodPost},
 		{Reboot, http.MethodPost},
 		{PowerOff, http.MethodPost},
+		{TrustCA, http.MethodPost},
+		{TrialNetwork, http.MethodPost},
+		{KeepNetwork, http.MethodPost},
+		{RevertNetwork, http.MethodPost},
+		{TrialStatus, http.MethodGet},
 		{GuestInfo, http.MethodGet},
 		{VerityStatus, http.MethodGet},
 	}
@@ -72,7 +95,7 @@ func Endpoints() []Endpoint {
 
 // Limits on what crosses the socket.
 const (
-	MaxBody         = 16 << 10 // a request body
+	MaxBody         = 96 << 10 // a request body (a CA bundle fits)
 	MaxGuestInfo    = 1 << 20  // the OVF environment from guestinfo
 	MaxVerityStatus = 64 << 10 // dmsetup's status lines
 )
@@ -82,20 +105,37 @@ const (
 type SettingsBody struct {
 	Interface       string `json:"interface"`
 	DHCP            bool   `json:"dhcp"`
+	NoIPv4          bool   `json:"no_ipv4"`
 	Address         string `json:"address"`
 	Gateway         string `json:"gateway"`
+	IPv6            string `json:"ipv6"`
+	Address6        string `json:"address6"`
+	Gateway6        string `json:"gateway6"`
+	VLAN            string `json:"vlan"`
 	DNS             string `json:"dns"`
 	NTP             string `json:"ntp"`
 	Hostname        string `json:"hostname"`
 	Proxy           string `json:"proxy"`
 	ControlPlaneURL string `json:"control_plane_url"`
 	ConnectorName   string `json:"connector_name"`
+	CACert          string `json:"ca_cert"` // PEM certificates, public material
 }
 
 // Done is the answer to an action that went ahead.
 type Done struct {
-	Detail string   `json:"detail,omitempty"` // what was done, for the screen
-	Files  []string `json:"files,omitempty"`  // WriteSettings: paths written, relative to the root
+	Detail string      `json:"detail,omitempty"` // what was done, for the screen
+	Files  []string    `json:"files,omitempty"`  // WriteSettings: paths written, relative to the root
+	Trial  *TrialState `json:"trial,omitempty"`  // TrialNetwork: the trial now running
+}
+
+// TrialState is where a trial network change stands.
+type TrialState struct {
+	Active   bool      `json:"active"`
+	Deadline time.Time `json:"deadline,omitempty"` // the kept settings come back then
+	// LastRevert says when and why the kept settings last came back
+	// (empty when they never did since the helper started).
+	RevertedAt   time.Time `json:"reverted_at,omitempty"`
+	RevertReason string    `json:"revert_reason,omitempty"`
 }
 
 // ErrorBody is the JSON answer to a refused or failed request.

@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -51,6 +52,9 @@ type Config struct {
 	RestartSpacing time.Duration
 	// CommandTimeout bounds each system command.
 	CommandTimeout time.Duration
+	// TrialTimeout is how long a network change stays on trial before
+	// the previous settings come back by themselves.
+	TrialTimeout time.Duration
 }
 
 // DefaultConfig returns the appliance's configuration, without Run.
@@ -64,6 +68,7 @@ func DefaultConfig() Config {
 		PowerHold:      2 * time.Minute,
 		RestartSpacing: 3 * time.Second,
 		CommandTimeout: 2 * time.Minute,
+		TrialTimeout:   DefaultTrial,
 	}
 }
 
@@ -79,8 +84,8 @@ func (c Config) Validate() error {
 	if c.SetHostname == nil || c.Now == nil || c.Sleep == nil || c.Log == nil {
 		errs = append(errs, errors.New("SetHostname, Now, Sleep and Log are required (start from DefaultConfig)"))
 	}
-	if c.PowerHold <= 0 || c.RestartSpacing < 0 || c.CommandTimeout <= 0 {
-		errs = append(errs, errors.New("PowerHold and CommandTimeout must be positive, RestartSpacing not negative"))
+	if c.PowerHold <= 0 || c.RestartSpacing < 0 || c.CommandTimeout <= 0 || c.TrialTimeout <= 0 {
+		errs = append(errs, errors.New("PowerHold, CommandTimeout and TrialTimeout must be positive, RestartSpacing not negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -106,6 +111,11 @@ type Server struct {
 	lastRestart map[Request]time.Time
 	lastPower   time.Time
 	powerWhat   Request
+	atBoot      bool // the revert command at boot: files only, no restarts
+
+	trialMu    sync.Mutex // guards trialTimer
+	trialTimer *time.Timer
+	reverting  atomic.Bool // a revert is under way (the status says the trial still runs)
 }
 
 // NewServer checks cfg and returns a server.
@@ -177,6 +187,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handle(r *http.Request, req Request) (*Done, []byte, error) {
+	if req == TrialStatus {
+		b, err := json.Marshal(s.trialState())
+		return nil, b, err
+	}
 	if req == GuestInfo || req == VerityStatus {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.CommandTimeout)
 		defer cancel()
@@ -188,7 +202,7 @@ func (s *Server) handle(r *http.Request, req Request) (*Done, []byte, error) {
 		return nil, b, err
 	}
 	var body []byte
-	if req == WriteSettings {
+	if req == WriteSettings || req == TrialNetwork || req == TrustCA {
 		var err error
 		body, err = io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
 		switch {
@@ -206,6 +220,14 @@ func (s *Server) handle(r *http.Request, req Request) (*Done, []byte, error) {
 	switch req {
 	case WriteSettings:
 		return s.writeSettings(body)
+	case TrialNetwork:
+		return s.trialNetwork(ctx, body)
+	case KeepNetwork:
+		return s.keepNetwork(ctx)
+	case RevertNetwork:
+		return s.revertNow(ctx)
+	case TrustCA:
+		return s.trustCA(body)
 	case ApplyNetwork:
 		return s.applyNetwork(ctx)
 	case RestartConnector:
@@ -241,36 +263,9 @@ func looksSecret(name string) bool {
 }
 
 func (s *Server) writeSettings(body []byte) (*Done, []byte, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		return nil, nil, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: "settings body is not a JSON object: " + err.Error()}
-	}
-	allowed := settingsFields()
-	for name := range fields {
-		switch {
-		case looksSecret(name):
-			return nil, nil, &Error{Status: http.StatusBadRequest, Code: CodeSecret,
-				Message: fmt.Sprintf("settings never carry secrets: field %q refused", name),
-				Hint:    "the enrolment token goes to the connector's socket, never to /config"}
-		case !allowed[name]:
-			return nil, nil, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
-				Message: fmt.Sprintf("settings have no field %q", name)}
-		}
-	}
-	var b SettingsBody
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
-		return nil, nil, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: "settings body does not decode: " + err.Error()}
-	}
-	st := settings.Settings(b)
-	if f := tokenField(st); f != "" {
-		return nil, nil, &Error{Status: http.StatusBadRequest, Code: CodeSecret,
-			Message: fmt.Sprintf("settings never carry secrets: the %s looks like an enrolment token", f),
-			Hint:    "type the token in the token step, not in a settings field"}
-	}
-	if err := st.Validate(); err != nil {
-		return nil, nil, &Error{Status: http.StatusBadRequest, Code: CodeInvalid, Message: strings.ReplaceAll(err.Error(), "\n", "; ")}
+	st, err := s.decodeSettings(body)
+	if err != nil {
+		return nil, nil, err
 	}
 	files, err := st.Write(s.cfg.Root)
 	if err != nil {
@@ -278,6 +273,43 @@ func (s *Server) writeSettings(body []byte) (*Done, []byte, error) {
 			Hint: "check that the CONFIG partition is mounted on /config"}
 	}
 	return &Done{Detail: fmt.Sprintf("%d files in /config", len(files)), Files: files}, nil, nil
+}
+
+// decodeSettings reads a SettingsBody and validates it: known fields
+// only, no secret, valid values.
+func (s *Server) decodeSettings(body []byte) (settings.Settings, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return settings.Settings{}, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: "settings body is not a JSON object: " + err.Error()}
+	}
+	allowed := settingsFields()
+	for name := range fields {
+		switch {
+		case looksSecret(name):
+			return settings.Settings{}, &Error{Status: http.StatusBadRequest, Code: CodeSecret,
+				Message: fmt.Sprintf("settings never carry secrets: field %q refused", name),
+				Hint:    "the enrolment token goes to the connector's socket, never to /config"}
+		case !allowed[name]:
+			return settings.Settings{}, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
+				Message: fmt.Sprintf("settings have no field %q", name)}
+		}
+	}
+	var b SettingsBody
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return settings.Settings{}, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: "settings body does not decode: " + err.Error()}
+	}
+	st := settings.Settings(b)
+	if f := tokenField(st); f != "" {
+		return settings.Settings{}, &Error{Status: http.StatusBadRequest, Code: CodeSecret,
+			Message: fmt.Sprintf("settings never carry secrets: the %s looks like an enrolment token", f),
+			Hint:    "type the token in the token step, not in a settings field"}
+	}
+	if err := st.Validate(); err != nil {
+		return settings.Settings{}, &Error{Status: http.StatusBadRequest, Code: CodeInvalid, Message: strings.ReplaceAll(err.Error(), "\n", "; ")}
+	}
+	return st, nil
 }
 
 // tokenField names the first field whose value passes an enrolment

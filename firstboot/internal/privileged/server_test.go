@@ -89,11 +89,12 @@ type fixture struct {
 	log    *lockedBuffer
 	client *Client
 	raw    *http.Client // for requests the Client cannot make
+	srv    *Server
 }
 
 // newFixture serves a real Server on a Unix socket in a temp dir, over a
 // temp root with an empty /config.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, opts ...func(*Config)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{root: filepath.Join(dir, "root"), socket: filepath.Join(dir, "helper.sock"), log: &lockedBuffer{},
@@ -121,10 +122,14 @@ func newFixture(t *testing.T) *fixture {
 		f.sys.hostname = name
 		return nil
 	}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	srv, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.srv = srv
 	l, err := Listen(f.socket)
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +270,7 @@ func TestRefusesInvalidSettings(t *testing.T) {
 		{"proxy with credentials", `{` + good + `,"proxy":"http://u:p@proxy:3128"}`, CodeInvalid, "credentials in the URL are not supported"},
 		{"wrong type", `{"interface":"eth0","dhcp":"yes"}`, CodeBadRequest, "does not decode"},
 		{"not an object", `["eth0"]`, CodeBadRequest, "not a JSON object"},
-		{"too large", `{"hostname":"` + strings.Repeat("a", MaxBody) + `"}`, CodeBadRequest, "larger than 16384 bytes"},
+		{"too large", `{"hostname":"` + strings.Repeat("a", MaxBody) + `"}`, CodeBadRequest, "larger than 98304 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)

@@ -1,7 +1,6 @@
 package settings
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -17,12 +16,36 @@ import (
 // temp dir in tests).
 const (
 	ConfigDir     = "config"
+	NetworkDir    = "config/network"
 	NetworkUnit   = "config/network/10-vaultpam.network"
+	VLANNetdev    = "config/network/10-vaultpam-vlan.netdev"
+	VLANUnit      = "config/network/20-vaultpam-vlan.network"
 	HostnameFile  = "config/hostname"
 	TimesyncdFile = "config/timesyncd.conf"
 	ConnectorYAML = "config/connector.yaml"
 	CAFile        = "config/ca.pem"
 )
+
+// pointCAFile sets control_plane_ca_file in connector.yaml's text b,
+// keeping every other key.
+func pointCAFile(b []byte, caFile string) ([]byte, error) {
+	m := map[string]any{}
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("reading connector.yaml: %w", err)
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	if m["control_plane_ca_file"] == caFile {
+		return b, nil
+	}
+	m["control_plane_ca_file"] = caFile
+	body, err := yaml.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("# Deployment-owned connector configuration, written by vaultpam-console.\n# It never holds the enrolment token.\n"), body...), nil
+}
 
 // Configured reports whether the connector has been configured under root
 // (connector.yaml exists): the console then shows the health screen instead
@@ -37,28 +60,13 @@ func (s Settings) NetworkUnitText() string {
 	var b strings.Builder
 	b.WriteString("# Written by vaultpam-console; edit it from the console (N on the health screen).\n")
 	fmt.Fprintf(&b, "[Match]\nName=%s\n\n[Network]\n", s.Interface)
-	if s.DHCP {
-		b.WriteString("DHCP=ipv4\n")
-	} else {
-		fmt.Fprintf(&b, "Address=%s\nGateway=%s\n", strings.TrimSpace(s.Address), strings.TrimSpace(s.Gateway))
+	if strings.TrimSpace(s.VLAN) != "" {
+		// The parent only carries the tagged frames: the addresses are
+		// the VLAN interface's (VLANUnitText).
+		fmt.Fprintf(&b, "VLAN=%s\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n", s.LinkName())
+		return b.String()
 	}
-	for _, d := range SplitList(s.DNS) {
-		fmt.Fprintf(&b, "DNS=%s\n", d)
-	}
-	for _, n := range SplitList(s.NTP) {
-		fmt.Fprintf(&b, "NTP=%s\n", n)
-	}
-	b.WriteString("LinkLocalAddressing=no\nIPv6AcceptRA=no\n")
-	if s.DHCP {
-		b.WriteString("\n[DHCPv4]\n")
-		if len(SplitList(s.DNS)) > 0 {
-			b.WriteString("UseDNS=no\n")
-		}
-		if len(SplitList(s.NTP)) > 0 {
-			b.WriteString("UseNTP=no\n")
-		}
-		fmt.Fprintf(&b, "UseHostname=no\n")
-	}
+	s.networkBody(&b)
 	return b.String()
 }
 
@@ -127,13 +135,40 @@ func (s Settings) Write(root string) ([]string, error) {
 		path string
 		body []byte
 	}{
+		{VLANNetdev, []byte(s.VLANNetdevText())},
+		{VLANUnit, []byte(s.VLANUnitText())},
 		{NetworkUnit, []byte(s.NetworkUnitText())},
 		{HostnameFile, []byte(s.Hostname + "\n")},
 		{TimesyncdFile, []byte(s.TimesyncdText())},
 		{ConnectorYAML, cy}, // last: its presence means "configured"
 	}
 	var done []string
+	if strings.TrimSpace(s.CACert) != "" {
+		certs, err := ParseCABundle([]byte(s.CACert))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := AddCA(root, certs); err != nil {
+			return nil, fmt.Errorf("writing the CA bundle: %w", err)
+		}
+		done = append(done, CAFile)
+		if ca == "" {
+			ca = "/" + CAFile
+			if cy, err = s.ConnectorYAMLText(old, ca); err != nil {
+				return nil, err
+			}
+			files[len(files)-1].body = cy
+		}
+	}
 	for _, f := range files {
+		if len(f.body) == 0 {
+			// A unit no longer wanted (no VLAN now): removed, so networkd
+			// does not keep a VLAN the operator took away.
+			if err := os.Remove(filepath.Join(root, f.path)); err != nil && !os.IsNotExist(err) {
+				return done, fmt.Errorf("removing %s: %w", f.path, err)
+			}
+			continue
+		}
 		if err := atomicfile.Write(filepath.Join(root, f.path), f.body, atomicfile.Options{Perm: 0o644, MkdirAll: true}); err != nil {
 			return done, err
 		}
@@ -147,31 +182,12 @@ func (s Settings) Write(root string) ([]string, error) {
 func Load(root string) Settings {
 	s := Default()
 	if b, err := os.ReadFile(filepath.Join(root, NetworkUnit)); err == nil {
-		s.DHCP = false
-		var dns, ntp []string
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
-			if !ok {
-				continue
-			}
-			switch k {
-			case "Name":
-				s.Interface = v
-			case "DHCP":
-				s.DHCP = v == "ipv4" || v == "yes"
-			case "Address":
-				s.Address = v
-			case "Gateway":
-				s.Gateway = v
-			case "DNS":
-				dns = append(dns, v)
-			case "NTP":
-				ntp = append(ntp, v)
-			}
+		vlan, err := os.ReadFile(filepath.Join(root, VLANUnit))
+		if err != nil {
+			vlan = nil
 		}
-		s.DNS = strings.Join(dns, ", ")
-		s.NTP = strings.Join(ntp, ", ")
+		netdev, _ := os.ReadFile(filepath.Join(root, VLANNetdev))
+		parseNetworkUnits(&s, b, vlan, netdev)
 	}
 	if b, err := os.ReadFile(filepath.Join(root, HostnameFile)); err == nil {
 		s.Hostname = strings.TrimSpace(string(b))

@@ -22,15 +22,24 @@ const DefaultControlPlaneURL = "https://connect.vaultpam.com"
 // the operator typed them (comma or space separated) so a form can edit them.
 type Settings struct {
 	Interface       string // link to configure, e.g. "eth0"; "" = first ethernet
-	DHCP            bool   // true: address, gateway (and DNS unless given) by DHCP
-	Address         string // CIDR, e.g. 192.0.2.10/24 (static only)
-	Gateway         string // IP (static only)
-	DNS             string // comma-separated IPs; required for static
+	DHCP            bool   // true: IPv4 address, gateway (and DNS unless given) by DHCP
+	NoIPv4          bool   // true: no IPv4 at all (IPv6 only); DHCP is then ignored
+	Address         string // IPv4 CIDR, e.g. 192.0.2.10/24 (static only)
+	Gateway         string // IPv4 (static only)
+	IPv6            string // IPv6Off ("" too), IPv6SLAAC, IPv6DHCPv6 or IPv6Static
+	Address6        string // IPv6 CIDR, e.g. 2001:db8::10/64 (IPv6Static only)
+	Gateway6        string // IPv6 router, global or fe80:: (IPv6Static only)
+	VLAN            string // 802.1Q VLAN ID 1-4094 on Interface; "" = untagged
+	DNS             string // comma-separated IPs; required unless DHCP, SLAAC or DHCPv6 may send them
 	NTP             string // comma-separated host names or IPs; optional
 	Hostname        string
 	Proxy           string // http://host:port; optional
 	ControlPlaneURL string
 	ConnectorName   string
+	// CACert is a private CA bundle to trust for the control plane (PEM, or
+	// base64 of PEM), added to /config/ca.pem by Write; "" keeps the file
+	// as it is. Public material only.
+	CACert string
 }
 
 // Default returns the settings the wizard starts from.
@@ -43,6 +52,11 @@ const (
 	FieldInterface    = "interface"
 	FieldAddress      = "address"
 	FieldGateway      = "gateway"
+	FieldIPv6         = "ipv6"
+	FieldAddress6     = "address6"
+	FieldGateway6     = "gateway6"
+	FieldVLAN         = "vlan"
+	FieldCACert       = "ca_cert"
 	FieldDNS          = "dns"
 	FieldNTP          = "ntp"
 	FieldHostname     = "hostname"
@@ -50,6 +64,10 @@ const (
 	FieldControlPlane = "control_plane_url"
 	FieldName         = "connector_name"
 )
+
+// fieldOrder is the order of the fields in the wizard's forms.
+var fieldOrder = []string{FieldInterface, FieldVLAN, FieldAddress, FieldGateway, FieldIPv6, FieldAddress6, FieldGateway6,
+	FieldDNS, FieldNTP, FieldHostname, FieldProxy, FieldControlPlane, FieldName, FieldCACert}
 
 // Problem is one invalid field.
 type Problem struct {
@@ -62,8 +80,7 @@ func (p Problem) Error() string { return p.Message }
 // Validate returns every problem (each a Problem) joined, nil when all is well.
 func (s Settings) Validate() error {
 	var errs []error
-	for _, f := range []string{FieldInterface, FieldAddress, FieldGateway, FieldDNS, FieldNTP,
-		FieldHostname, FieldProxy, FieldControlPlane, FieldName} {
+	for _, f := range fieldOrder {
 		if msg := s.Check(f); msg != "" {
 			errs = append(errs, Problem{Field: f, Message: msg})
 		}
@@ -74,8 +91,7 @@ func (s Settings) Validate() error {
 // Problems returns the invalid fields in form order.
 func (s Settings) Problems() []Problem {
 	var out []Problem
-	for _, f := range []string{FieldInterface, FieldAddress, FieldGateway, FieldDNS, FieldNTP,
-		FieldHostname, FieldProxy, FieldControlPlane, FieldName} {
+	for _, f := range fieldOrder {
 		if msg := s.Check(f); msg != "" {
 			out = append(out, Problem{Field: f, Message: msg})
 		}
@@ -88,18 +104,34 @@ func (s Settings) Check(field string) string {
 	switch field {
 	case FieldInterface:
 		return CheckInterface(s.Interface)
+	case FieldVLAN:
+		return CheckVLAN(s.VLAN, s.Interface)
 	case FieldAddress:
-		if s.DHCP {
+		if !s.StaticIPv4() {
 			return ""
 		}
-		return CheckCIDR(s.Address)
+		return CheckCIDR4(s.Address)
 	case FieldGateway:
-		if s.DHCP {
+		if !s.StaticIPv4() {
 			return ""
 		}
 		return CheckGateway(s.Gateway, s.Address)
+	case FieldIPv6:
+		return CheckIPv6Mode(s.IPv6, s.NoIPv4)
+	case FieldAddress6:
+		if s.ipv6Mode() != IPv6Static {
+			return ""
+		}
+		return CheckCIDR6(s.Address6)
+	case FieldGateway6:
+		if s.ipv6Mode() != IPv6Static {
+			return ""
+		}
+		return CheckGateway6(s.Gateway6, s.Address6)
+	case FieldCACert:
+		return CheckCABundle(s.CACert)
 	case FieldDNS:
-		if s.DHCP && strings.TrimSpace(s.DNS) == "" {
+		if s.AutoDNS() && strings.TrimSpace(s.DNS) == "" {
 			return ""
 		}
 		return CheckIPList("DNS servers", s.DNS)

@@ -19,7 +19,7 @@ type Env struct {
 const usage = `usage: vaultpam-update <command> [flags]
 
 commands:
-  serve      run the updater daemon (local API on /run/vaultpam/update.sock)
+  serve      run the updater daemon (local API on /run/vaultpam-update/update.sock)
   gate       the health gate of a trial boot (vaultpam-update-gate.service)
   status     show the image and update status (--json for the API's JSON)
   install    install an update: --dir DIR --target NAME (a download), or --cdrom

@@ -89,7 +89,7 @@ func TestCmdlineDuration(t *testing.T) {
 func TestUnits(t *testing.T) {
 	for file, wants := range map[string][]string{
 		"vaultpam-update.service": {"ExecStart=/usr/bin/vaultpam-update serve", "ProtectSystem=strict",
-			"ReadWritePaths=-/data/update /efi /run -/sys/firmware/efi/efivars", "DevicePolicy=closed",
+			"ReadWritePaths=-/data/update /efi -/sys/firmware/efi/efivars", "RuntimeDirectory=vaultpam-update", "RuntimeDirectoryMode=0750", "DevicePolicy=closed",
 			"DeviceAllow=/dev/disk/by-partlabel/VPAM-ROOT-B rw", "RestrictAddressFamilies=AF_UNIX", "IPAddressDeny=any",
 			"PrivateNetwork=yes", "NoNewPrivileges=yes", "WantedBy=multi-user.target"},
 		"vaultpam-update-gate.service": {"ExecStart=/usr/bin/vaultpam-update gate", "Before=boot-complete.target systemd-bless-boot.service",

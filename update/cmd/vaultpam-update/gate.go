@@ -46,6 +46,7 @@ func cmdGate(ctx context.Context, env Env, args []string) int {
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(env.Stderr, "vaultpam-update-gate: "+format+"\n", args...)
 		},
+		ESP: &esp.Dir{Path: esp.DefaultDir},
 	}
 	if n, err := slot.DefaultDisk().Running(); err == nil {
 		g.Slot = string(n)

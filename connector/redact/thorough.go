@@ -1,4 +1,4 @@
-package support
+package redact
 
 import (
 	"bytes"
@@ -8,10 +8,13 @@ import (
 	"github.com/vaultpam/appliance/connector/protocol"
 )
 
-// Redacted replaces every secret the Redactor finds.
+// Redacted replaces every secret Thorough finds.
 const Redacted = "[REDACTED]"
 
-// Redactor removes secrets from text before it goes into a bundle:
+// Thorough removes every secret it can recognise from text before it
+// leaves the appliance in a support bundle. It is stronger than String
+// (which guards the connector's own output and must not hide identifiers
+// people read there) and so hides more than secrets now and then:
 //
 //   - enrolment and recovery tokens: 20 characters of the token alphabet
 //     (any case, O/I/L for 0/1), with or without "-" or " " between the
@@ -29,8 +32,8 @@ const Redacted = "[REDACTED]"
 //     of a line (Name=value, name: value), and inline in log lines
 //     (name=value, name: value; there without "key", too common inline).
 //
-// The zero value is ready and safe for concurrent use.
-type Redactor struct{}
+// It returns the redacted copy (b is not modified) and how many secrets it
+// replaced, each by Redacted. Safe for concurrent use.
 
 var (
 	pemPrivateRE = regexp.MustCompile(`(?s)-----BEGIN ([A-Z0-9 ]*PRIVATE KEY[A-Z0-9 ]*)-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY[A-Z0-9 ]*-----|\z)`)
@@ -49,9 +52,7 @@ const (
 	secretWords       = inlineSecretWords + `|key|authorization`
 )
 
-// Redact returns b with every secret replaced by Redacted, and how many it
-// replaced. b is not modified.
-func (Redactor) Redact(b []byte) ([]byte, int) {
+func Thorough(b []byte) ([]byte, int) {
 	n := 0
 	count := func(re *regexp.Regexp, b []byte, repl func([][]byte) []byte) []byte {
 		return re.ReplaceAllFunc(b, func(m []byte) []byte {
@@ -94,7 +95,7 @@ func join(a []byte, s string) []byte {
 	return append(append(out, a...), s...)
 }
 
-// redactTokens replaces every token-shaped run (see Redactor).
+// redactTokens replaces every token-shaped run (see Thorough).
 func redactTokens(b []byte) ([]byte, int) {
 	var out []byte
 	n, last := 0, 0
