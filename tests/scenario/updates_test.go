@@ -16,6 +16,7 @@ import (
 
 	"github.com/vaultpam/appliance/connector/localapi"
 	"github.com/vaultpam/appliance/lab"
+	"github.com/vaultpam/appliance/update/release"
 	"github.com/vaultpam/appliance/update/trust"
 )
 
@@ -546,8 +547,18 @@ func (u *updater) slotVersion(a *Appliance) (string, error) {
 // an operator does in vSphere): the health screen offers it, U and Y
 // install it, and the appliance comes back Online on it in the other slot.
 func (u *updater) stepCDROM(ctx context.Context, a *Appliance) error {
+	// The ISO make test-bundles wrote carries the metadata of its time;
+	// the repository was re-signed by every build after it, and the
+	// appliance, which trusts the newer metadata the lab served, refuses
+	// the older as a replay. A release remakes the ISO after a refresh
+	// (vaultpam-sign update-iso); so does the test, from the same
+	// repository and bundle.
+	iso := filepath.Join(a.Dir, filepath.Base(u.f.NextISO))
+	if err := release.WriteISO(ctx, release.ISO{Out: iso, RepoDir: u.f.Repo, Bundle: u.f.Next, Signature: u.f.Next + ".sig"}); err != nil {
+		return fmt.Errorf("remaking the update ISO of %s: %w", u.f.NextVersion, err)
+	}
 	a.Mark()
-	if err := a.ChangeMedium("cd0", u.f.NextISO); err != nil {
+	if err := a.ChangeMedium("cd0", iso); err != nil {
 		return err
 	}
 	a.logf("CD-ROM: %s", filepath.Base(u.f.NextISO))
