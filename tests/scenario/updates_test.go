@@ -389,7 +389,7 @@ func (u *updater) stepInstall(ctx context.Context, a *Appliance) error {
 // stepOlder offers the OVA's own bundle, now older than the running
 // version: refused, not newer.
 func (u *updater) stepOlder(ctx context.Context, a *Appliance) error {
-	return u.refused(ctx, a, u.f.Own, u.f.Repo, regexp.MustCompile(`is not newer than the running `+regexp.QuoteMeta(u.running)))
+	return u.refused(ctx, a, u.f.Own, u.f.Repo, regexp.MustCompile(`is (not newer than|older than) the running `+regexp.QuoteMeta(u.running)))
 }
 
 // stepNeverOnline offers the version whose connector never goes Online:
