@@ -569,7 +569,9 @@ func (u *updater) stepCDROM(ctx context.Context, a *Appliance) error {
 	if err := a.Press("u"); err != nil {
 		return err
 	}
-	if _, err := a.Expect(reConfirm, keyTimeout); err != nil {
+	// The install's own confirmation (not the generic "Y yes" one): it
+	// says which slot, the reboot and the window.
+	if _, err := a.Expect(regexp.MustCompile(`Y install`), keyTimeout); err != nil {
 		return err
 	}
 	if err := a.Press("y"); err != nil {
